@@ -1,0 +1,3 @@
+from celery_operator.cli import main
+
+raise SystemExit(main())
