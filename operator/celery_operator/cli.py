@@ -3,21 +3,65 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import sys
 
 from celery_operator import __version__
 
 
+def _env_float(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    return float(value) if value else default
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="celery-operator",
-        description="Run the celery-operator: ScheduledTask and PeriodicTask resources "
-        "dispatched to Celery.",
+        description="ScheduledTask and PeriodicTask resources, dispatched to Celery.",
     )
     parser.add_argument("--version", action="version", version=f"celery-operator {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sub.add_parser("run", help="run the operator against the current kubeconfig")
-    sub.add_parser("demo", help="start a local control plane, Redis, a worker and the operator")
+
+    run = sub.add_parser("run", help="run the operator against the current kubeconfig")
+    run.add_argument(
+        "--broker-url",
+        default=os.environ.get("CELERY_BROKER_URL"),
+        help="Celery broker (Redis) URL [env CELERY_BROKER_URL]",
+    )
+    run.add_argument(
+        "--result-backend",
+        default=os.environ.get("CELERY_RESULT_BACKEND"),
+        help="Celery Redis result backend URL [env CELERY_RESULT_BACKEND]",
+    )
+    run.add_argument(
+        "-n", "--namespace", action="append", default=[],
+        help="watch only this namespace (repeatable); default: all namespaces",
+    )
+    run.add_argument("--metrics-port", type=int, default=int(os.environ.get("METRICS_PORT", 8000)),
+                     help="Prometheus metrics port, 0 to disable (default 8000)")
+    run.add_argument("--liveness", default=os.environ.get("LIVENESS_ENDPOINT",
+                                                          "http://0.0.0.0:8080/healthz"),
+                     help="kopf liveness endpoint, '' to disable")
+    run.add_argument("--dispatch-lead", type=float,
+                     default=_env_float("DISPATCH_LEAD_SECONDS", 2.0),
+                     help="publish this many seconds before the due time, with eta=dueTime "
+                     "(default 2)")
+    run.add_argument("--claim-lease", type=float, default=_env_float("CLAIM_LEASE_SECONDS", 15.0),
+                     help="seconds after which an unconfirmed dispatch claim is taken over")
+    run.add_argument("--poll-interval", type=float, default=_env_float("POLL_INTERVAL", 1.0),
+                     help="seconds between batched result-backend reads (default 1)")
+    run.add_argument("--no-events", action="store_true",
+                     help="do not listen to Celery events (results are still polled)")
+    run.add_argument("--kubeconfig", default=None, help="kubeconfig file (default: in-cluster, "
+                     "then $KUBECONFIG)")
+    run.add_argument("--log-format", choices=("json", "text"),
+                     default=os.environ.get("LOG_FORMAT", "text"))
+    run.add_argument("-v", "--verbose", action="store_true")
+
+    demo = sub.add_parser("demo", help="start a local control plane, Redis, a worker and the "
+                          "operator; apply examples/")
+    demo.add_argument("--workdir", default=None, help="where logs and the kubeconfig go")
     return parser
 
 
@@ -27,4 +71,36 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2
+    if args.command == "run":
+        return _run(parser, args)
+    if args.command == "demo":
+        from celery_operator.devstack.demo import run_demo
+
+        return run_demo(args.workdir)
+    return 2
+
+
+def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    from celery_operator.config import OperatorConfig
+    from celery_operator.logs import setup_logging
+
+    if not args.broker_url or not args.result_backend:
+        parser.error("--broker-url and --result-backend (or CELERY_BROKER_URL and "
+                     "CELERY_RESULT_BACKEND) are required")
+    setup_logging(args.log_format, logging.DEBUG if args.verbose else logging.INFO)
+    config = OperatorConfig(
+        broker_url=args.broker_url,
+        result_backend_url=args.result_backend,
+        namespaces=tuple(args.namespace),
+        metrics_port=args.metrics_port or None,
+        liveness_endpoint=args.liveness or None,
+        dispatch_lead_seconds=args.dispatch_lead,
+        claim_lease_seconds=args.claim_lease,
+        poll_interval_seconds=args.poll_interval,
+        listen_events=not args.no_events,
+        kubeconfig=args.kubeconfig,
+    )
+    from celery_operator.controllers.run import run_operator
+
+    run_operator(config)
     return 0

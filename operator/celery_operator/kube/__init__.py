@@ -1,1 +1,1 @@
-"""kube layer."""
+"""The only layer besides kopf that talks to the Kubernetes API."""

@@ -1,0 +1,42 @@
+"""What the engines need of Kubernetes and of Celery, as protocols (for typing only)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any, Protocol
+
+from celery_operator.api.celery_state import TaskState
+from celery_operator.dispatch.publisher import Publication
+
+
+class Kube(Protocol):
+    def get(self, plural: str, namespace: str, name: str) -> dict[str, Any]: ...
+
+    def patch_status(
+        self,
+        plural: str,
+        namespace: str,
+        name: str,
+        status: Mapping[str, Any],
+        *,
+        resource_version: str | None,
+        uid: str | None = None,
+    ) -> dict[str, Any]: ...
+
+    def delete(self, plural: str, namespace: str, name: str, *, uid: str | None = None) -> None: ...
+
+    def create(self, plural: str, namespace: str, body: Mapping[str, Any]) -> dict[str, Any]: ...
+
+    def post_event(
+        self, obj: Mapping[str, Any], *, type_: str, reason: str, message: str
+    ) -> None: ...
+
+
+class Backend(Protocol):
+    def publish(self, pub: Publication) -> None: ...
+
+    def read(self, task_ids: Iterable[str]) -> dict[str, TaskState | None]: ...
+
+    def revoke(self, task_id: str, *, terminate: bool, signal: str) -> None: ...
+
+    def broker_run_id(self) -> str: ...

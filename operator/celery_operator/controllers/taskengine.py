@@ -1,0 +1,481 @@
+"""The ScheduledTask engine: one due-time queue, one backend tracker, many objects.
+
+Watch events (fed by kopf's low-level `on.event` handler, which writes nothing) keep
+an in-memory registry of every ScheduledTask. A single heap orders their wake-up
+times; a single tracker reads the result backend for every dispatched task in batches.
+Each wake-up runs `plan_step` (pure) and carries the step out: the status write first
+(conditional on the resourceVersion we saw), then the publish/revoke/delete.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import logging
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+from celery_operator import metrics
+from celery_operator.api import (
+    SCHEDULED_PLURAL,
+    InvalidSpec,
+    Phase,
+    ScheduledTaskSpec,
+    parse_scheduled_task_spec,
+    parse_time,
+)
+from celery_operator.api.celery_state import TaskState
+from celery_operator.dispatch.events import TaskEvent
+from celery_operator.dispatch.publisher import Publication
+from celery_operator.kube.client import Conflict, Gone
+from celery_operator.scheduling.task_lifecycle import (
+    IN_FLIGHT,
+    LifecycleConfig,
+    Observed,
+    Step,
+    plan_step,
+)
+
+from .ports import Backend, Kube
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+Clock = Callable[[], datetime]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Entry:
+    """What we hold per object: its latest body and its parsed spec (per generation)."""
+
+    body: dict[str, Any]
+    spec: ScheduledTaskSpec | InvalidSpec | None = None
+    spec_generation: int | None = None
+    wake_at: datetime | None = None
+
+    @property
+    def meta(self) -> Mapping[str, Any]:
+        return self.body.get("metadata") or {}
+
+    @property
+    def status(self) -> Mapping[str, Any]:
+        return self.body.get("status") or {}
+
+
+def _rv(body: Mapping[str, Any]) -> int:
+    try:
+        return int((body.get("metadata") or {}).get("resourceVersion") or 0)
+    except ValueError:
+        return 0
+
+
+@dataclass
+class Hints:
+    """Low-latency signs from Celery events, by task id."""
+
+    started: dict[str, datetime] = field(default_factory=dict)
+
+
+class TaskEngine:
+    def __init__(
+        self,
+        kube: Kube,
+        backend: Backend,
+        config: LifecycleConfig,
+        *,
+        clock: Clock = utcnow,
+        poll_interval: float = 1.0,
+        broker_check_interval: float = 2.0,
+        kube_threads: int = 32,
+        publish_threads: int = 4,
+    ) -> None:
+        self.kube = kube
+        self.backend = backend
+        self.config = config
+        self.clock = clock
+        self.poll_interval = poll_interval
+        self.broker_check_interval = broker_check_interval
+        self.entries: dict[str, Entry] = {}
+        self._heap: list[tuple[datetime, int, str]] = []
+        self._seq = itertools.count()
+        self._wakeup = asyncio.Event()
+        self._poll_now = asyncio.Event()
+        self._running: set[str] = set()
+        self._again: set[str] = set()
+        self._published: dict[str, str] = {}  # uid -> task id published by this process
+        self._states: dict[str, TaskState | None] = {}  # task id -> last backend record
+        self._tracked: dict[str, str] = {}  # uid -> task id to follow in the backend
+        self._hints = Hints()
+        self._broker_run_id: str | None = None
+        self._kube_pool = ThreadPoolExecutor(kube_threads, thread_name_prefix="kube")
+        self._publish_pool = ThreadPoolExecutor(publish_threads, thread_name_prefix="publish")
+        self._tasks: list[asyncio.Task[None]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._inflight: set[asyncio.Task[None]] = set()
+        self.concurrency = asyncio.Semaphore(kube_threads)
+
+    # ---- lifecycle -------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._tasks = [
+            asyncio.create_task(self._due_loop(), name="due-queue"),
+            asyncio.create_task(self._track_loop(), name="result-tracker"),
+            asyncio.create_task(self._broker_loop(), name="broker-watch"),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._kube_pool.shutdown(wait=False, cancel_futures=True)
+        self._publish_pool.shutdown(wait=False, cancel_futures=True)
+
+    async def _in_kube_thread(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._kube_pool, lambda: fn(*args, **kwargs))
+
+    # ---- inputs ----------------------------------------------------------------------
+
+    def observe(self, event_type: str | None, body: Mapping[str, Any]) -> None:
+        """A watch event (or initial listing) for one ScheduledTask: remember, wake it."""
+        meta = body.get("metadata") or {}
+        uid = str(meta.get("uid"))
+        if event_type == "DELETED":
+            self._forget(uid, dict(body))
+            return
+        entry = self.entries.get(uid)
+        if entry is not None and _rv(entry.body) > _rv(body):
+            return  # our own write already gave us something newer
+        if entry is None:
+            entry = self.entries[uid] = Entry(body=dict(body))
+        else:
+            entry.body = dict(body)
+        self.schedule(uid, self.clock())
+
+    def on_celery_event(self, event: TaskEvent) -> None:
+        """Called from the event listener thread."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._hint, event)
+
+    def _hint(self, event: TaskEvent) -> None:
+        if event.kind in ("task-started", "task-received") and event.kind == "task-started":
+            ts = datetime.fromtimestamp(event.timestamp, UTC) if event.timestamp else self.clock()
+            self._hints.started.setdefault(event.task_id, ts)
+        if event.task_id in self._states or event.task_id in self._tracked.values():
+            self._poll_now.set()
+
+    def _forget(self, uid: str, body: dict[str, Any]) -> None:
+        entry = self.entries.pop(uid, None)
+        task_id = self._tracked.pop(uid, None)
+        self._published.pop(uid, None)
+        status = (entry.body if entry else body).get("status") or {}
+        phase = status.get("phase")
+        if task_id and phase in {p.value for p in IN_FLIGHT}:
+            # Deleting a dispatched task revokes it (best effort: no finalizer, see docs).
+            spec = (entry.body if entry else body).get("spec") or {}
+            revoke = spec.get("revoke") or {}
+            asyncio.get_running_loop().run_in_executor(
+                self._publish_pool,
+                lambda: self.backend.revoke(
+                    task_id,
+                    terminate=bool(revoke.get("terminate", False)),
+                    signal=str(revoke.get("signal", "SIGTERM")),
+                ),
+            )
+            logger.info("revoked task %s of deleted %s", task_id, _name(body))
+        metrics.DUE_QUEUE_DEPTH.set(len(self._heap))
+
+    # ---- the due-time queue ------------------------------------------------------------
+
+    def schedule(self, uid: str, at: datetime) -> None:
+        entry = self.entries.get(uid)
+        if entry is None:
+            return
+        if entry.wake_at is not None and entry.wake_at <= at and entry.wake_at > self.clock():
+            return  # an earlier wake-up is already queued
+        entry.wake_at = at
+        heapq.heappush(self._heap, (at, next(self._seq), uid))
+        metrics.DUE_QUEUE_DEPTH.set(len(self._heap))
+        self._wakeup.set()
+
+    async def _due_loop(self) -> None:
+        while True:
+            now = self.clock()
+            while self._heap and self._heap[0][0] <= now:
+                at, _, uid = heapq.heappop(self._heap)
+                entry = self.entries.get(uid)
+                if entry is None or entry.wake_at != at:
+                    continue  # stale: the object is gone or was re-queued
+                entry.wake_at = None
+                self._spawn(uid)
+            metrics.DUE_QUEUE_DEPTH.set(len(self._heap))
+            timeout = (self._heap[0][0] - now).total_seconds() if self._heap else 3600.0
+            self._wakeup.clear()
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), timeout=max(timeout, 0.001))
+            except TimeoutError:
+                pass
+
+    def _spawn(self, uid: str) -> None:
+        if uid in self._running:
+            self._again.add(uid)
+            return
+        self._running.add(uid)
+        task = asyncio.create_task(self._reconcile_loop(uid))
+        self._inflight.add(task)
+        task.add_done_callback(self._inflight.discard)
+
+    async def _reconcile_loop(self, uid: str) -> None:
+        try:
+            while True:
+                self._again.discard(uid)
+                async with self.concurrency:
+                    try:
+                        await self.reconcile(uid)
+                    except Exception:
+                        logger.exception("reconciling %s failed; retrying in 5 s", uid)
+                        self.schedule(uid, self.clock() + timedelta(seconds=5))
+                if uid not in self._again:
+                    break
+        finally:
+            self._running.discard(uid)
+
+    # ---- one object --------------------------------------------------------------------
+
+    def _spec(self, entry: Entry) -> ScheduledTaskSpec | InvalidSpec:
+        generation = int(entry.meta.get("generation") or 0)
+        if entry.spec is None or entry.spec_generation != generation:
+            try:
+                entry.spec = parse_scheduled_task_spec(entry.body.get("spec") or {})
+            except InvalidSpec as exc:
+                entry.spec = exc
+            entry.spec_generation = generation
+        return entry.spec
+
+    def observed(self, uid: str, entry: Entry) -> Observed:
+        status = entry.status
+        task_id = status.get("taskId")
+        backend = self._states.get(task_id) if task_id else None
+        started = self._hints.started.get(task_id) if task_id else None
+        if started is None and backend is not None and backend.status in ("STARTED", "RETRY"):
+            started = self._hints.started.setdefault(str(task_id), self.clock())
+        return Observed(
+            uid=uid,
+            generation=int(entry.meta.get("generation") or 0),
+            created=parse_time(str(entry.meta.get("creationTimestamp"))),
+            spec=self._spec(entry),
+            status=status,
+            now=self.clock(),
+            backend=backend,
+            broker_run_id=self._broker_run_id,
+            published_here=self._published.get(uid),
+            started_hint=started,
+        )
+
+    async def reconcile(self, uid: str) -> None:
+        entry = self.entries.get(uid)
+        if entry is None:
+            return
+        obs = self.observed(uid, entry)
+        step = plan_step(obs, self.config)
+        if step.status is not None and not await self._write_status(uid, entry, step.status):
+            return
+        if step.publish is not None:
+            await self._publish(uid, entry, step)
+            self._again.add(uid)  # confirm right away
+        if step.revoke is not None and obs.status.get("taskId"):
+            task_id = str(obs.status["taskId"])
+            await asyncio.get_running_loop().run_in_executor(
+                self._publish_pool,
+                lambda: self.backend.revoke(
+                    task_id, terminate=step.revoke.terminate, signal=step.revoke.signal
+                )
+                if step.revoke
+                else None,
+            )
+        if step.delete:
+            meta = entry.meta
+            await self._in_kube_thread(
+                self.kube.delete, SCHEDULED_PLURAL, meta["namespace"], meta["name"], uid=uid
+            )
+        for notice in step.notices:
+            asyncio.get_running_loop().run_in_executor(
+                self._kube_pool,
+                lambda n=notice: self.kube.post_event(
+                    entry.body, type_=n.type, reason=n.reason, message=n.message
+                ),
+            )
+        self._after(uid, entry, step)
+
+    def _after(self, uid: str, entry: Entry, step: Step) -> None:
+        phase = entry.status.get("phase")
+        task_id = entry.status.get("taskId")
+        if step.finished_outcome:
+            queue = _queue(entry)
+            metrics.FINISHED.labels(queue=queue, outcome=step.finished_outcome).inc()
+        if task_id and (step.track or phase in {p.value for p in IN_FLIGHT}) and not (
+            step.finished_outcome
+        ):
+            self._tracked[uid] = str(task_id)
+        else:
+            tracked = self._tracked.pop(uid, None)
+            if tracked:
+                self._hints.started.pop(tracked, None)
+                self._states.pop(tracked, None)
+        metrics.TRACKED_TASKS.set(len(self._tracked))
+        if step.wake_at is not None:
+            self.schedule(uid, step.wake_at)
+
+    async def _write_status(self, uid: str, entry: Entry, patch: dict[str, Any]) -> bool:
+        meta = entry.meta
+        try:
+            new = await self._in_kube_thread(
+                self.kube.patch_status,
+                SCHEDULED_PLURAL,
+                meta["namespace"],
+                meta["name"],
+                patch,
+                resource_version=meta.get("resourceVersion"),
+                uid=uid,
+            )
+        except Conflict:
+            metrics.WRITE_CONFLICTS.inc()
+            await self._refresh(uid, entry)
+            return False
+        except Gone:
+            self.entries.pop(uid, None)
+            return False
+        if _rv(new) >= _rv(entry.body):
+            entry.body = new
+        return True
+
+    async def _refresh(self, uid: str, entry: Entry) -> None:
+        """Lost a conditional write: read the object again and plan from what is there."""
+        meta = entry.meta
+        try:
+            fresh = await self._in_kube_thread(
+                self.kube.get, SCHEDULED_PLURAL, meta["namespace"], meta["name"]
+            )
+        except Gone:
+            self.entries.pop(uid, None)
+            return
+        if (fresh.get("metadata") or {}).get("uid") != uid:
+            self.entries.pop(uid, None)
+            return
+        if _rv(fresh) >= _rv(entry.body):
+            entry.body = fresh
+        self._again.add(uid)
+
+    async def _publish(self, uid: str, entry: Entry, step: Step) -> None:
+        assert step.publish is not None
+        spec = entry.spec
+        if not isinstance(spec, ScheduledTaskSpec):
+            return
+        order = step.publish
+        meta = entry.meta
+        headers = {
+            "celeryoperator_uid": uid,
+            "celeryoperator_namespace": str(meta.get("namespace")),
+            "celeryoperator_name": str(meta.get("name")),
+            "celeryoperator_attempt": str(order.attempt),
+        }
+        pub = Publication(
+            call=spec.task, task_id=order.task_id, eta=order.eta, expires=order.expires,
+            headers=headers,
+        )
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(self._publish_pool, self.backend.publish, pub)
+        except Exception as exc:
+            logger.warning("publishing %s for %s failed: %s", order.task_id, _name(entry.body), exc)
+            loop.run_in_executor(
+                self._kube_pool,
+                lambda: self.kube.post_event(
+                    entry.body, type_="Warning", reason="DispatchFailed",
+                    message=f"could not publish task {order.task_id}: {exc}"[:1024],
+                ),
+            )
+            # The claim stays; after its lease it is taken over and published again.
+            self.schedule(uid, self.clock() + self.config.claim_lease)
+            return
+        self._published[uid] = order.task_id
+        lateness = (self.clock() - order.eta).total_seconds()
+        metrics.DISPATCH_LATENESS.observe(lateness)
+        metrics.DISPATCHED.labels(queue=spec.task.queue or "celery").inc()
+
+    # ---- the result tracker --------------------------------------------------------------
+
+    async def _track_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                await asyncio.wait_for(self._poll_now.wait(), timeout=self.poll_interval)
+            except TimeoutError:
+                pass
+            self._poll_now.clear()
+            if not self._tracked:
+                continue
+            await asyncio.sleep(0.02)  # let a burst of event hints gather into one read
+            ids = set(self._tracked.values())
+            try:
+                states = await loop.run_in_executor(self._publish_pool, self.backend.read, ids)
+            except Exception as exc:
+                logger.warning("reading the result backend failed: %s", exc)
+                await asyncio.sleep(1.0)
+                continue
+            now = self.clock()
+            for uid, task_id in list(self._tracked.items()):
+                state = states.get(task_id)
+                previous = self._states.get(task_id)
+                self._states[task_id] = state
+                changed = state != previous
+                waiting = task_id in self._hints.started
+                if changed or (waiting and self._phase(uid) == Phase.QUEUED.value):
+                    self.schedule(uid, now)
+
+    def _phase(self, uid: str) -> str | None:
+        entry = self.entries.get(uid)
+        return entry.status.get("phase") if entry else None
+
+    async def _broker_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                run_id = await loop.run_in_executor(self._publish_pool, self.backend.broker_run_id)
+            except Exception as exc:
+                logger.warning("cannot reach the broker: %s", exc)
+                run_id = None
+            if run_id and run_id != self._broker_run_id:
+                previous, self._broker_run_id = self._broker_run_id, run_id
+                if previous is not None:
+                    logger.warning("broker restarted (run id %s → %s)", previous, run_id)
+                for uid in list(self._tracked):
+                    self.schedule(uid, self.clock())
+            await asyncio.sleep(self.broker_check_interval)
+
+    # ---- introspection -------------------------------------------------------------------
+
+    def armed(self) -> int:
+        """Objects with a pending wake-up (the due-time queue's live entries)."""
+        return sum(1 for e in self.entries.values() if e.wake_at is not None)
+
+
+def _name(body: Mapping[str, Any]) -> str:
+    meta = body.get("metadata") or {}
+    return f"{meta.get('namespace')}/{meta.get('name')}"
+
+
+def _queue(entry: Entry) -> str:
+    spec = entry.spec
+    if isinstance(spec, ScheduledTaskSpec) and spec.task.queue:
+        return spec.task.queue
+    return "celery"

@@ -1,0 +1,40 @@
+"""Celery as the engines see it: publish, read results, revoke, broker identity."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from celery_operator.api.celery_state import TaskState
+from celery_operator.dispatch.control import revoke
+from celery_operator.dispatch.events import EventListener, TaskEvent
+from celery_operator.dispatch.publisher import Publication, Publisher
+from celery_operator.dispatch.results import ResultReader
+
+
+class CeleryBackend:
+    def __init__(self, broker_url: str, result_backend_url: str) -> None:
+        self.publisher = Publisher(broker_url)
+        self.reader = ResultReader(result_backend_url)
+        self._listener: EventListener | None = None
+
+    def publish(self, pub: Publication) -> None:
+        self.publisher.publish(pub)
+
+    def read(self, task_ids: Iterable[str]) -> dict[str, TaskState | None]:
+        return self.reader.read(task_ids)
+
+    def revoke(self, task_id: str, *, terminate: bool, signal: str) -> None:
+        revoke(self.publisher.app, task_id, terminate=terminate, signal=signal)
+
+    def broker_run_id(self) -> str:
+        return self.publisher.broker_run_id()
+
+    def listen(self, on_event: Callable[[TaskEvent], None]) -> None:
+        """Start forwarding Celery task events (hints) to `on_event`, from a thread."""
+        self._listener = EventListener(self.publisher.app, on_event).start()
+
+    def close(self) -> None:
+        if self._listener is not None:
+            self._listener.stop()
+        self.reader.close()
+        self.publisher.close()

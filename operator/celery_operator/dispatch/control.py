@@ -1,0 +1,10 @@
+"""Revoke: a broadcast to the workers (they keep revoked ids in memory)."""
+
+from __future__ import annotations
+
+from celery import Celery
+
+
+def revoke(app: Celery, task_id: str, *, terminate: bool, signal: str) -> None:
+    """Ask every worker to drop `task_id`, and to kill it with `signal` if `terminate`."""
+    app.control.revoke(task_id, terminate=terminate, signal=signal)

@@ -1,0 +1,72 @@
+"""Celery events as hints: a thread that listens and forwards task-* events.
+
+Events over Redis are PUBLISH fan-out and lost when nobody listens, and their result
+is a truncated repr, so they only tell the tracker *when* to read the result backend;
+the backend stays the source of truth.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from celery import Celery
+
+logger = logging.getLogger(__name__)
+
+TASK_EVENTS = frozenset(
+    {"task-received", "task-started", "task-succeeded", "task-failed", "task-retried",
+     "task-revoked", "task-rejected"}
+)
+
+
+@dataclass(frozen=True)
+class TaskEvent:
+    kind: str  # e.g. "task-started"
+    task_id: str
+    hostname: str | None
+    timestamp: float | None
+
+
+class EventListener:
+    """Runs `app.events.Receiver` in a daemon thread, reconnecting after broker errors."""
+
+    def __init__(self, app: Celery, on_event: Callable[[TaskEvent], None]) -> None:
+        self.app = app
+        self.on_event = on_event
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="celery-events", daemon=True)
+        self._receiver: Any = None
+
+    def start(self) -> EventListener:
+        self._thread.start()
+        return self
+
+    def _handle(self, event: dict[str, Any]) -> None:
+        kind = str(event.get("type", ""))
+        task_id = event.get("uuid")
+        if kind in TASK_EVENTS and task_id:
+            self.on_event(
+                TaskEvent(kind, str(task_id), event.get("hostname"), event.get("timestamp"))
+            )
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                with self.app.connection_for_read() as conn:
+                    self._receiver = self.app.events.Receiver(conn, handlers={"*": self._handle})
+                    self._receiver.should_stop = False
+                    self._receiver.capture(limit=None, timeout=None, wakeup=False)
+            except Exception as exc:  # broker down or restarted: listen again shortly
+                if self._stop.is_set():
+                    break
+                logger.warning("celery event listener lost its connection: %s", exc)
+                self._stop.wait(1.0)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._receiver is not None:
+            self._receiver.should_stop = True

@@ -1,0 +1,95 @@
+"""Publishes task messages by name from a Celery app that has no result backend."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import redis
+from celery import Celery
+
+from celery_operator.api import TaskCall
+
+
+@dataclass(frozen=True)
+class Publication:
+    """One Celery message: the call, its deterministic id, when it runs and until when."""
+
+    call: TaskCall
+    task_id: str
+    eta: datetime | None = None
+    expires: datetime | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+def celery_app(broker_url: str, name: str = "celery-operator") -> Celery:
+    """A JSON-only Celery app for publishing and control. No result backend: with one,
+    every send_task would subscribe to a pub/sub channel for its id (celery#3808)."""
+    app = Celery(name, broker=broker_url, set_as_current=False)
+    app.conf.update(
+        task_serializer="json",
+        accept_content=["json"],
+        result_backend=None,
+        broker_connection_retry_on_startup=True,
+        task_send_sent_event=False,
+    )
+    return app
+
+
+class Publisher:
+    """Thread-safe: send_task draws connections from the app's producer pool."""
+
+    def __init__(self, broker_url: str) -> None:
+        self.broker_url = broker_url
+        self.app = celery_app(broker_url)
+        self._redis = redis.Redis.from_url(broker_url, socket_timeout=10)
+        self._lock = threading.Lock()
+
+    def publish(self, pub: Publication) -> None:
+        """Send the message; raises on a broker error after a few connection retries."""
+        call = pub.call
+        options: dict[str, Any] = {
+            "task_id": pub.task_id,
+            "args": list(call.args),
+            "kwargs": dict(call.kwargs),
+            "headers": dict(call.headers) | dict(pub.headers),
+            "retry": True,
+            "retry_policy": {
+                "max_retries": 3,
+                "interval_start": 0.2,
+                "interval_step": 0.5,
+                "interval_max": 2,
+            },
+        }
+        if pub.eta is not None:
+            options["eta"] = pub.eta
+        if pub.expires is not None:
+            options["expires"] = pub.expires
+        for key, value in (
+            ("queue", call.queue),
+            ("routing_key", call.routing_key),
+            ("exchange", call.exchange),
+            ("priority", call.priority),
+            ("time_limit", call.time_limit),
+            ("soft_time_limit", call.soft_time_limit),
+        ):
+            if value is not None:
+                options[key] = value
+        self.app.send_task(call.name, **options)
+
+    def broker_run_id(self) -> str:
+        """Redis's run_id: it changes when the server restarts, and with it every queue
+        may be gone (no persistence), so messages published before need publishing again."""
+        info = self._redis.info("server")
+        return str(info["run_id"])
+
+    def queue_length(self, queue: str) -> int:
+        """Messages waiting in a Redis-transport queue (its list key)."""
+        return int(self._redis.llen(queue))
+
+    def close(self) -> None:
+        self._redis.close()
+        self.app.close()

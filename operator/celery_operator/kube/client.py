@@ -1,0 +1,160 @@
+"""Conditional status writes, deletes and Events for our custom objects.
+
+The `kubernetes` client is synchronous; callers run these in threads. Every write is
+counted by verb so benchmarks can hold the operator to its write budget.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+from celery_operator import metrics
+from celery_operator.api import GROUP, VERSION
+
+logger = logging.getLogger(__name__)
+
+
+class Conflict(Exception):
+    """The object changed since we read it (409/422 on a resourceVersion precondition)."""
+
+
+class Gone(Exception):
+    """The object no longer exists (404), or was replaced by one with another uid."""
+
+
+def load_api_client(kubeconfig: str | None = None) -> client.ApiClient:
+    """In-cluster config when running in a pod, else the kubeconfig."""
+    if kubeconfig is None:
+        try:
+            config.load_incluster_config()
+            return client.ApiClient()
+        except config.ConfigException:
+            pass
+    cfg = client.Configuration()
+    config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)
+    return client.ApiClient(cfg)
+
+
+class KubeClient:
+    def __init__(self, api_client: client.ApiClient) -> None:
+        api_client.configuration.connection_pool_maxsize = max(
+            32, api_client.configuration.connection_pool_maxsize or 0
+        )
+        self.api_client = api_client
+        self.custom = client.CustomObjectsApi(api_client)
+        self.core = client.CoreV1Api(api_client)
+
+    def get(self, plural: str, namespace: str, name: str) -> dict[str, Any]:
+        try:
+            obj: dict[str, Any] = self.custom.get_namespaced_custom_object(
+                GROUP, VERSION, namespace, plural, name
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                raise Gone(f"{plural} {namespace}/{name} not found") from exc
+            raise
+        return obj
+
+    def patch_status(
+        self,
+        plural: str,
+        namespace: str,
+        name: str,
+        status: Mapping[str, Any],
+        *,
+        resource_version: str | None,
+        uid: str | None = None,
+    ) -> dict[str, Any]:
+        """Merge-patch `.status`; with `resource_version`, only if nobody wrote since."""
+        body: dict[str, Any] = {"status": dict(status)}
+        if resource_version is not None or uid is not None:
+            meta: dict[str, Any] = {}
+            if resource_version is not None:
+                meta["resourceVersion"] = resource_version
+            if uid is not None:
+                meta["uid"] = uid
+            body["metadata"] = meta
+        metrics.API_WRITES.labels(verb="patch", resource=f"{plural}/status").inc()
+        try:
+            obj: dict[str, Any] = self.custom.patch_namespaced_custom_object_status(
+                GROUP, VERSION, namespace, plural, name, body
+            )
+        except ApiException as exc:
+            if exc.status in (409, 422) and resource_version is not None:
+                raise Conflict(f"{plural} {namespace}/{name} changed: {exc.reason}") from exc
+            if exc.status == 404:
+                raise Gone(f"{plural} {namespace}/{name} not found") from exc
+            if exc.status == 409 and uid is not None:
+                raise Gone(f"{plural} {namespace}/{name} was replaced") from exc
+            raise
+        return obj
+
+    def delete(self, plural: str, namespace: str, name: str, *, uid: str | None = None) -> None:
+        """Delete, optionally only the object with this uid; a missing object is fine."""
+        body = client.V1DeleteOptions(
+            preconditions=client.V1Preconditions(uid=uid) if uid else None,
+            propagation_policy="Background",
+        )
+        metrics.API_WRITES.labels(verb="delete", resource=plural).inc()
+        try:
+            self.custom.delete_namespaced_custom_object(
+                GROUP, VERSION, namespace, plural, name, body=body
+            )
+        except ApiException as exc:
+            if exc.status not in (404, 409):
+                raise
+
+    def create(self, plural: str, namespace: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Create; raises kubernetes ApiException (409 AlreadyExists is the caller's to judge)."""
+        metrics.API_WRITES.labels(verb="create", resource=plural).inc()
+        obj: dict[str, Any] = self.custom.create_namespaced_custom_object(
+            GROUP, VERSION, namespace, plural, dict(body)
+        )
+        return obj
+
+    def post_event(
+        self,
+        obj: Mapping[str, Any],
+        *,
+        type_: str,
+        reason: str,
+        message: str,
+        component: str = "celery-operator",
+    ) -> None:
+        """A core/v1 Event about `obj` (best effort: an Event is never worth a crash)."""
+        meta = obj.get("metadata", {})
+        now = datetime.now(UTC)
+        event = client.CoreV1Event(
+            metadata=client.V1ObjectMeta(
+                generate_name=f"{meta.get('name', 'object')}.", namespace=meta.get("namespace")
+            ),
+            involved_object=client.V1ObjectReference(
+                api_version=obj.get("apiVersion", f"{GROUP}/{VERSION}"),
+                kind=obj.get("kind"),
+                name=meta.get("name"),
+                namespace=meta.get("namespace"),
+                uid=meta.get("uid"),
+                resource_version=meta.get("resourceVersion"),
+            ),
+            type=type_,
+            reason=reason,
+            message=message[:1024],
+            source=client.V1EventSource(component=component),
+            reporting_component=component,
+            reporting_instance=component,
+            first_timestamp=now,
+            last_timestamp=now,
+            event_time=None,
+            count=1,
+        )
+        metrics.API_WRITES.labels(verb="create", resource="events").inc()
+        try:
+            self.core.create_namespaced_event(meta.get("namespace"), event)
+        except Exception as exc:
+            logger.warning("could not post event %s on %s: %s", reason, meta.get("name"), exc)

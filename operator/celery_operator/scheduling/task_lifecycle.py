@@ -1,0 +1,571 @@
+"""The ScheduledTask state machine: given what is observed now, the next step.
+
+Pure: the controller gathers the object, the backend's record of its task id and the
+time, calls `plan_step`, and carries the step out (a conditional status write, then a
+publish, a revoke, a delete or an Event). Every rule about phases lives here, so it
+is tested with plain values and a fake clock.
+
+The dispatch protocol (DESIGN.md, "Claim → publish → confirm"):
+  1. claim: phase Dispatching with a deterministic task id, written with a
+     resourceVersion precondition — of two operators only one write succeeds;
+  2. publish the message (only the process whose claim succeeded);
+  3. confirm: phase Queued.
+A claim older than `claim_lease` with nobody confirming is taken over and the *same*
+task id published again (at-least-once; the worker-side guard makes it exactly-once).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from celery_operator.api import (
+    FINISHED_PHASES,
+    InvalidSpec,
+    Phase,
+    RevokeRequest,
+    ScheduledTaskSpec,
+    format_time,
+    parse_time,
+    set_condition,
+)
+from celery_operator.api import celery_state as cs
+from celery_operator.api.celery_state import TaskState
+from celery_operator.scheduling.duetime import resolve_due_time, resolve_expiry, retry_delay
+
+# uuid5 namespace of our task ids: id = uuid5(NS, "<object uid>/<attempt>").
+TASK_ID_NAMESPACE = uuid.UUID("6f1c1b8e-6c53-4c55-9d0e-2f1a3c0de001")
+
+RESULT_LIMIT = 32 * 1024  # bytes of JSON kept in status.result
+TRACEBACK_LIMIT = 8 * 1024
+MESSAGE_LIMIT = 2 * 1024
+ATTEMPTS_KEPT = 20
+
+IN_FLIGHT = frozenset({Phase.DISPATCHING, Phase.QUEUED, Phase.STARTED})
+
+
+def task_id_for(uid: str, attempt: int) -> str:
+    """The Celery task id of attempt `attempt` of the object `uid`: the same on every
+    replica and after every restart, so a republish never creates a second identity."""
+    return str(uuid.uuid5(TASK_ID_NAMESPACE, f"{uid}/{attempt}"))
+
+
+@dataclass(frozen=True)
+class LifecycleConfig:
+    dispatch_lead: timedelta = timedelta(seconds=2)  # publish this early, with eta=dueTime
+    claim_lease: timedelta = timedelta(seconds=15)  # take over an unconfirmed claim after
+    started_coalesce: timedelta = timedelta(seconds=1)  # skip the Started write if it ends by then
+    holder: str = "celery-operator"  # who claims: shown in status.claim.holder
+
+
+@dataclass(frozen=True)
+class Observed:
+    """Everything the planner may look at, gathered by the controller."""
+
+    uid: str
+    generation: int
+    created: datetime
+    spec: ScheduledTaskSpec | InvalidSpec
+    status: Mapping[str, Any]
+    now: datetime
+    backend: TaskState | None = None  # the record of status.taskId (None: nothing stored)
+    broker_run_id: str | None = None  # the broker's current run id, if known
+    published_here: str | None = None  # the task id this process published since its claim
+    started_hint: datetime | None = None  # first sign the task started (event or backend)
+
+
+@dataclass(frozen=True)
+class Publish:
+    task_id: str
+    attempt: int
+    eta: datetime
+    expires: datetime | None
+
+
+@dataclass(frozen=True)
+class Notice:
+    """A Kubernetes Event to post."""
+
+    type: str  # Normal | Warning
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Step:
+    """What to do now. `status` is a merge patch (None values remove fields), written
+    with a resourceVersion precondition before anything else in the step happens."""
+
+    status: dict[str, Any] | None = None
+    publish: Publish | None = None
+    revoke: RevokeRequest | None = None
+    delete: bool = False
+    notices: tuple[Notice, ...] = ()
+    wake_at: datetime | None = None
+    track: bool = False  # keep reading the backend for status.taskId
+    finished_outcome: str | None = None  # for metrics: the final phase reached in this step
+
+    @property
+    def idle(self) -> bool:
+        return self.status is None and self.publish is None and self.revoke is None and not (
+            self.delete
+        )
+
+
+@dataclass
+class _Patch:
+    """Builds a status merge patch together with its conditions."""
+
+    obs: Observed
+    fields: dict[str, Any] = field(default_factory=dict)
+
+    def set(self, **values: Any) -> _Patch:
+        self.fields.update(values)
+        return self
+
+    def done(self, phase: Phase, reason: str, message: str) -> dict[str, Any]:
+        self.fields["phase"] = phase.value
+        self.fields["observedGeneration"] = self.obs.generation
+        self.fields["conditions"] = conditions_for(
+            self.obs.status.get("conditions") or [],
+            phase=phase,
+            reason=reason,
+            message=message,
+            generation=self.obs.generation,
+            now=self.obs.now,
+        )
+        return self.fields
+
+
+def conditions_for(
+    current: Any, *, phase: Phase, reason: str, message: str, generation: int, now: datetime
+) -> list[dict[str, Any]]:
+    """Ready/Stalled as kstatus reads them: a task that is scheduled, running or done
+    is Current (Ready=True); a failed, expired or invalid one is Stalled."""
+    failed = phase in (Phase.FAILED, Phase.EXPIRED, Phase.INVALID)
+    conditions = set_condition(
+        current,
+        type="Ready",
+        status="False" if failed else "True",
+        reason=reason,
+        message=message,
+        generation=generation,
+        now=now,
+    )
+    return set_condition(
+        conditions,
+        type="Stalled",
+        status="True" if failed else "False",
+        reason=reason,
+        message=message if failed else "",
+        generation=generation,
+        now=now,
+    )
+
+
+def _time(status: Mapping[str, Any], key: str) -> datetime | None:
+    value = status.get(key)
+    return parse_time(str(value)) if value else None
+
+
+def plan_step(obs: Observed, cfg: LifecycleConfig) -> Step:
+    """The next step for one ScheduledTask."""
+    status = obs.status
+    phase = Phase(status["phase"]) if status.get("phase") else None
+    generation_changed = status.get("observedGeneration") != obs.generation
+
+    if phase in FINISHED_PHASES and phase is not Phase.INVALID:
+        return _finished(obs, phase, generation_changed)
+    if isinstance(obs.spec, InvalidSpec):
+        if phase in IN_FLIGHT or (phase is Phase.RETRYING and status.get("taskId")):
+            return _in_flight(obs, None, cfg, phase)  # keep tracking what already runs
+        return _invalid(obs, obs.spec, phase, generation_changed)
+    spec = obs.spec
+    if phase is Phase.INVALID and not generation_changed:
+        return Step()
+
+    waiting_retry = phase is Phase.RETRYING and bool(status.get("nextAttemptTime"))
+    if phase in (None, Phase.SCHEDULED, Phase.INVALID) or waiting_retry:
+        return _before_dispatch(obs, spec, cfg, phase, generation_changed, waiting_retry)
+    return _in_flight(obs, spec, cfg, phase)
+
+
+def _finished(obs: Observed, phase: Phase | None, generation_changed: bool) -> Step:
+    spec = obs.spec
+    ttl = spec.ttl_seconds_after_finished if isinstance(spec, ScheduledTaskSpec) else None
+    patch = None
+    if generation_changed:
+        # Only the generation moves: the spec of a finished task changes nothing else.
+        patch = {"observedGeneration": obs.generation}
+    if ttl is None:
+        return Step(status=patch)
+    finished_at = _time(obs.status, "completionTime") or obs.now
+    delete_at = finished_at + timedelta(seconds=ttl)
+    if obs.now >= delete_at:
+        return Step(status=patch, delete=True)
+    return Step(status=patch, wake_at=delete_at)
+
+
+def _invalid(
+    obs: Observed, error: InvalidSpec, phase: Phase | None, generation_changed: bool
+) -> Step:
+    if phase is Phase.INVALID and not generation_changed:
+        return Step()
+    message = f"invalid spec: {error}"[:MESSAGE_LIMIT]
+    patch = _Patch(obs).done(Phase.INVALID, "InvalidSpec", message)
+    return Step(status=patch, notices=(Notice("Warning", "InvalidSpec", message),))
+
+
+def _before_dispatch(
+    obs: Observed,
+    spec: ScheduledTaskSpec,
+    cfg: LifecycleConfig,
+    phase: Phase | None,
+    generation_changed: bool,
+    waiting_retry: bool,
+) -> Step:
+    status = obs.status
+    due = _time(status, "dueTime")
+    if due is None or (generation_changed and not waiting_retry):
+        due = resolve_due_time(eta=spec.eta, countdown=spec.countdown, created=obs.created)
+    expires_at = resolve_expiry(
+        expires_seconds=spec.expires_seconds, expires_at=spec.expires_at, due=due
+    )
+    attempt = int(status.get("attempt") or 0) + 1 if waiting_retry else 1
+    fire_at = (_time(status, "nextAttemptTime") or due) if waiting_retry else due
+    base = {"dueTime": format_time(due), "expiresAt": _fmt(expires_at)}
+
+    if spec.revoke is not None:
+        patch = _Patch(obs).set(**base, completionTime=format_time(obs.now), nextAttemptTime=None)
+        message = "revoked before dispatch: the message was never sent"
+        return Step(
+            status=patch.done(Phase.REVOKED, "RevokedBeforeDispatch", message),
+            notices=(Notice("Normal", "Revoked", message),),
+            finished_outcome=Phase.REVOKED.value,
+        )
+    if expires_at is not None and obs.now >= expires_at:
+        patch = _Patch(obs).set(**base, completionTime=format_time(obs.now), nextAttemptTime=None)
+        message = f"not sent: it expired at {format_time(expires_at)} before it could be sent"
+        return Step(
+            status=patch.done(Phase.EXPIRED, "Expired", message),
+            notices=(Notice("Warning", "Expired", message),),
+            finished_outcome=Phase.EXPIRED.value,
+        )
+    if obs.now >= fire_at - cfg.dispatch_lead:
+        return _claim(obs, cfg, base, attempt, eta=fire_at, expires=expires_at)
+
+    wake = fire_at - cfg.dispatch_lead
+    unchanged = (
+        phase is not None
+        and not generation_changed
+        and status.get("dueTime") == base["dueTime"]
+        and status.get("expiresAt") == base["expiresAt"]
+    )
+    if unchanged:
+        return Step(wake_at=wake)
+    if waiting_retry:
+        patch = _Patch(obs).set(**base).done(Phase.RETRYING, "WaitingToRetry", _retry_msg(fire_at))
+        return Step(status=patch, wake_at=wake)
+    message = f"due at {base['dueTime']}"
+    patch = _Patch(obs).set(**base).done(Phase.SCHEDULED, "Scheduled", message)
+    notices = () if phase is Phase.SCHEDULED else (Notice("Normal", "Scheduled", message),)
+    return Step(status=patch, wake_at=wake, notices=notices)
+
+
+def _retry_msg(at: datetime) -> str:
+    return f"next attempt at {format_time(at)}"
+
+
+def _fmt(value: datetime | None) -> str | None:
+    return format_time(value) if value is not None else None
+
+
+def _claim(
+    obs: Observed,
+    cfg: LifecycleConfig,
+    base: dict[str, Any],
+    attempt: int,
+    *,
+    eta: datetime,
+    expires: datetime | None,
+) -> Step:
+    task_id = task_id_for(obs.uid, attempt)
+    patch = _Patch(obs).set(
+        **base,
+        taskId=task_id,
+        attempt=attempt,
+        claim={"holder": cfg.holder, "time": format_time(obs.now)},
+        nextAttemptTime=None,
+        queuedTime=None,
+        startTime=None,
+        completionTime=None,
+        worker=None,
+        result=None,
+        resultTruncated=None,
+        error=None if attempt == 1 else obs.status.get("error"),
+        retries=None,
+    )
+    message = f"claimed attempt {attempt} as task {task_id}"
+    return Step(
+        status=patch.done(Phase.DISPATCHING, "Dispatching", message),
+        publish=Publish(task_id=task_id, attempt=attempt, eta=eta, expires=expires),
+        wake_at=obs.now + cfg.claim_lease,
+    )
+
+
+def _in_flight(
+    obs: Observed, spec: ScheduledTaskSpec | None, cfg: LifecycleConfig, phase: Phase | None
+) -> Step:
+    status = obs.status
+    task_id = str(status.get("taskId") or "")
+    attempt = int(status.get("attempt") or 1)
+    backend = obs.backend if obs.backend is not None and obs.backend.task_id == task_id else None
+    state = backend.status if backend is not None else cs.PENDING
+
+    if spec is not None and spec.revoke is not None and state not in (cs.SUCCESS, cs.FAILURE):
+        message = (
+            f"revoke sent to the workers for task {task_id} "
+            f"(terminate={str(spec.revoke.terminate).lower()}, signal={spec.revoke.signal})"
+        )
+        patch = _Patch(obs).set(completionTime=format_time(obs.now))
+        return Step(
+            status=patch.done(Phase.REVOKED, "RevokedAfterDispatch", message),
+            revoke=spec.revoke,
+            notices=(Notice("Normal", "Revoked", message),),
+            finished_outcome=Phase.REVOKED.value,
+        )
+
+    if phase is Phase.DISPATCHING and state == cs.PENDING:
+        return _unconfirmed(obs, cfg, task_id, attempt)
+
+    if state == cs.SUCCESS and backend is not None:
+        return _succeeded(obs, backend, attempt)
+    if state == cs.FAILURE and backend is not None:
+        return _failed(obs, spec, backend, attempt)
+    if state == cs.REVOKED and backend is not None:
+        return _revoked_by_celery(obs, backend, attempt)
+    if state in (cs.STARTED, cs.RETRY) or obs.started_hint is not None:
+        return _running(obs, cfg, backend, phase)
+    # PENDING: queued (or waiting for a worker). A broker that restarted empty lost it.
+    recorded_run_id = status.get("brokerRunId")
+    if obs.broker_run_id and recorded_run_id and recorded_run_id != obs.broker_run_id:
+        message = (
+            f"the broker restarted (run id {recorded_run_id} → {obs.broker_run_id}) before a "
+            f"worker took task {task_id}: published it again"
+        )
+        return Step(
+            status={"brokerRunId": obs.broker_run_id},
+            publish=_republish(obs, task_id, attempt),
+            notices=(Notice("Warning", "Republished", message),),
+            track=True,
+        )
+    if phase is Phase.DISPATCHING:
+        return _confirm(obs, task_id)
+    return Step(track=True)
+
+
+def _republish(obs: Observed, task_id: str, attempt: int) -> Publish:
+    status = obs.status
+    eta = _time(status, "nextAttemptTime") or _time(status, "dueTime") or obs.now
+    return Publish(task_id=task_id, attempt=attempt, eta=eta, expires=_time(status, "expiresAt"))
+
+
+def _unconfirmed(obs: Observed, cfg: LifecycleConfig, task_id: str, attempt: int) -> Step:
+    if obs.published_here == task_id:
+        return _confirm(obs, task_id)
+    claim = obs.status.get("claim") or {}
+    claimed_at = parse_time(str(claim["time"])) if claim.get("time") else None
+    if claimed_at is not None and obs.now < claimed_at + cfg.claim_lease:
+        return Step(wake_at=claimed_at + cfg.claim_lease, track=True)
+    # Nobody confirmed within the lease: the claimer died around its publish. Claim again
+    # (conditional, so only one taker) and publish the same id.
+    patch = _Patch(obs).set(claim={"holder": cfg.holder, "time": format_time(obs.now)})
+    message = f"took over an unconfirmed dispatch of task {task_id}"
+    return Step(
+        status=patch.done(Phase.DISPATCHING, "Dispatching", message),
+        publish=_republish(obs, task_id, attempt),
+        wake_at=obs.now + cfg.claim_lease,
+    )
+
+
+def _confirm(obs: Observed, task_id: str) -> Step:
+    message = f"sent task {task_id}"
+    patch = _Patch(obs).set(queuedTime=format_time(obs.now), brokerRunId=obs.broker_run_id)
+    queue_note = ""
+    return Step(
+        status=patch.done(Phase.QUEUED, "Queued", message),
+        notices=(Notice("Normal", "Dispatched", message + queue_note),),
+        track=True,
+    )
+
+
+def _running(
+    obs: Observed, cfg: LifecycleConfig, backend: TaskState | None, phase: Phase | None
+) -> Step:
+    status = obs.status
+    started = obs.started_hint or obs.now
+    worker = (backend.worker if backend else None) or status.get("worker")
+    retries = backend.retries if backend and backend.retries is not None else None
+    if backend is not None and backend.status == cs.RETRY:
+        seen = int(status.get("retries") or 0)
+        count = max(retries or 0, seen + 1) if retries is None else retries
+        if phase is Phase.RETRYING and seen >= count:
+            return Step(track=True)
+        patch = _Patch(obs).set(retries=count, worker=worker)
+        if not status.get("startTime"):
+            patch.set(startTime=format_time(started))
+        message = f"Celery retry {count} of task {status.get('taskId')}"
+        return Step(status=patch.done(Phase.RETRYING, "CeleryRetry", message), track=True)
+    if phase is Phase.STARTED:
+        return Step(track=True)
+    # Coalesce: a task that finishes within the window never gets a Started write.
+    if obs.now < started + cfg.started_coalesce:
+        return Step(wake_at=started + cfg.started_coalesce, track=True)
+    fields: dict[str, Any] = {"startTime": format_time(started), "worker": worker}
+    if phase is Phase.DISPATCHING:
+        fields["queuedTime"] = format_time(obs.now)
+        fields["brokerRunId"] = obs.broker_run_id
+    message = f"running on {worker}" if worker else "running"
+    patch = _Patch(obs).set(**fields)
+    return Step(status=patch.done(Phase.STARTED, "Started", message), track=True)
+
+
+def cap_result(value: Any, limit: int = RESULT_LIMIT) -> tuple[Any, bool]:
+    """The result as stored in status: itself if its JSON fits, else a JSON-text prefix."""
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=repr)
+    if len(text.encode()) <= limit:
+        return value, False
+    return text.encode()[: limit - 3].decode(errors="ignore") + "...", True
+
+
+def _cap_text(text: str | None, limit: int, keep_tail: bool = False) -> str | None:
+    if text is None or len(text) <= limit:
+        return text
+    return "..." + text[-(limit - 3) :] if keep_tail else text[: limit - 3] + "..."
+
+
+def _attempt_record(obs: Observed, attempt: int, phase: Phase, **extra: Any) -> list[Any]:
+    status = obs.status
+    record = {
+        "attempt": attempt,
+        "taskId": status.get("taskId"),
+        "phase": phase.value,
+        "queuedTime": status.get("queuedTime"),
+        "startTime": extra.pop("startTime", None) or status.get("startTime"),
+        "completionTime": extra.pop("completionTime", None),
+        "worker": extra.pop("worker", None) or status.get("worker"),
+        **extra,
+    }
+    record = {k: v for k, v in record.items() if v is not None}
+    previous = [a for a in status.get("attempts") or [] if a.get("attempt") != attempt]
+    return [*previous, record][-ATTEMPTS_KEPT:]
+
+
+def _finish_fields(obs: Observed, backend: TaskState) -> dict[str, Any]:
+    done = backend.date_done or obs.now
+    start = obs.status.get("startTime") or _fmt(obs.started_hint) or format_time(done)
+    fields: dict[str, Any] = {
+        "completionTime": format_time(done),
+        "startTime": start,
+        "worker": backend.worker or obs.status.get("worker"),
+        "queuedTime": obs.status.get("queuedTime") or format_time(obs.now),
+    }
+    if backend.retries:
+        fields["retries"] = backend.retries
+    return fields
+
+
+def _succeeded(obs: Observed, backend: TaskState, attempt: int) -> Step:
+    result, truncated = cap_result(backend.result)
+    fields = _finish_fields(obs, backend)
+    patch = _Patch(obs).set(
+        **fields,
+        result=result,
+        resultTruncated=True if truncated else None,
+        error=None,
+        attempts=_attempt_record(
+            obs, attempt, Phase.SUCCEEDED,
+            startTime=fields["startTime"], completionTime=fields["completionTime"],
+            worker=fields["worker"],
+        ),
+    )
+    message = f"task {backend.task_id} succeeded" + (f" on {fields['worker']}" if fields[
+        "worker"] else "")
+    if truncated:
+        message += f" (result over {RESULT_LIMIT // 1024} KiB: truncated in status)"
+    return Step(
+        status=patch.done(Phase.SUCCEEDED, "Succeeded", message),
+        notices=(Notice("Normal", "Succeeded", message),),
+        finished_outcome=Phase.SUCCEEDED.value,
+    )
+
+
+def _error(backend: TaskState) -> dict[str, Any]:
+    error = {
+        "type": backend.exception_type or "Error",
+        "message": _cap_text(backend.exception_message or "", MESSAGE_LIMIT) or "",
+        "traceback": _cap_text(backend.traceback, TRACEBACK_LIMIT, keep_tail=True),
+    }
+    return {k: v for k, v in error.items() if v is not None}
+
+
+def _failed(
+    obs: Observed, spec: ScheduledTaskSpec | None, backend: TaskState, attempt: int
+) -> Step:
+    error = _error(backend)
+    fields = _finish_fields(obs, backend)
+    short_error = {"type": error["type"], "message": error["message"][:512]}
+    attempts = _attempt_record(
+        obs, attempt, Phase.FAILED, error=short_error,
+        startTime=fields["startTime"], completionTime=fields["completionTime"],
+        worker=fields["worker"],
+    )
+    what = f"task {backend.task_id} failed: {error['type']}: {error['message']}"[:MESSAGE_LIMIT]
+    retry = spec.retry if spec is not None else None
+    if retry is not None and "Failed" in retry.on and attempt < 1 + retry.limit:
+        delay = retry_delay(
+            attempt + 1,
+            initial_seconds=retry.initial_seconds,
+            factor=retry.factor,
+            max_seconds=retry.max_seconds,
+        )
+        at = obs.now + delay
+        message = f"{what}; attempt {attempt + 1} of {1 + retry.limit} at {format_time(at)}"
+        patch = _Patch(obs).set(
+            **fields, error=error, attempts=attempts, nextAttemptTime=format_time(at)
+        )
+        return Step(
+            status=patch.done(Phase.RETRYING, "WaitingToRetry", message),
+            notices=(Notice("Warning", "TaskFailed", message),),
+            wake_at=at,
+        )
+    patch = _Patch(obs).set(**fields, error=error, attempts=attempts, result=None)
+    return Step(
+        status=patch.done(Phase.FAILED, "TaskFailed", what),
+        notices=(Notice("Warning", "TaskFailed", what),),
+        finished_outcome=Phase.FAILED.value,
+    )
+
+
+def _revoked_by_celery(obs: Observed, backend: TaskState, attempt: int) -> Step:
+    expires_at = _time(obs.status, "expiresAt")
+    done = backend.date_done or obs.now
+    if expires_at is not None and done >= expires_at:
+        phase, reason = Phase.EXPIRED, "Expired"
+        message = f"task {backend.task_id} reached a worker after it expired; not run"
+        notice = Notice("Warning", "Expired", message)
+    else:
+        phase, reason = Phase.REVOKED, "Revoked"
+        message = f"task {backend.task_id} was revoked in Celery"
+        notice = Notice("Normal", "Revoked", message)
+    patch = _Patch(obs).set(
+        completionTime=format_time(done),
+        attempts=_attempt_record(obs, attempt, phase, completionTime=format_time(done)),
+    )
+    return Step(
+        status=patch.done(phase, reason, message), notices=(notice,), finished_outcome=phase.value
+    )
