@@ -14,7 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from celery_operator.devstack import CeleryWorker, ControlPlane, ExistingCluster, KubeEnv, RedisServer
+from celery_operator.devstack import (
+    CeleryWorker,
+    ControlPlane,
+    ExistingCluster,
+    KubeEnv,
+    RedisServer,
+)
 
 BROKER_DB = 0
 BACKEND_DB = 1

@@ -61,7 +61,7 @@ def install_run_once_guard(
         nonlocal client
         request = getattr(task, "request", None)
         headers = getattr(request, "headers", None) or {}
-        if not task_id or OPERATOR_HEADER not in headers and not _has_header(request):
+        if not task_id or (OPERATOR_HEADER not in headers and not _has_header(request)):
             return
         if client is None:
             client = redis.Redis.from_url(url)

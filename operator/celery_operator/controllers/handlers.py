@@ -12,11 +12,13 @@ from typing import Any
 
 import kopf
 
-from celery_operator.api import GROUP, SCHEDULED_PLURAL, VERSION
+from celery_operator.api import GROUP, PERIODIC_PLURAL, SCHEDULED_PLURAL, VERSION
 from celery_operator.config import OperatorConfig, redact_url
+from celery_operator.controllers.periodicengine import PeriodicEngine
 from celery_operator.controllers.taskengine import TaskEngine
 from celery_operator.dispatch.backend import CeleryBackend
 from celery_operator.kube.client import KubeClient, load_api_client
+from celery_operator.scheduling.periodic_plan import PeriodicConfig
 from celery_operator.scheduling.task_lifecycle import LifecycleConfig
 
 logger = logging.getLogger(__name__)
@@ -52,6 +54,9 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     )
     engine = TaskEngine(kube, backend, lifecycle, poll_interval=config.poll_interval_seconds)
     engine.start()
+    periodic = PeriodicEngine(kube, PeriodicConfig(create_ahead=lifecycle.dispatch_lead))
+    periodic.start()
+    memo.periodic = periodic
     if config.listen_events:
         backend.listen(engine.on_celery_event)
     memo.engine = engine
@@ -67,9 +72,10 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
 
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
-    engine: TaskEngine | None = getattr(memo, "engine", None)
-    if engine is not None:
-        await engine.stop()
+    for name in ("engine", "periodic"):
+        part = getattr(memo, name, None)
+        if part is not None:
+            await part.stop()
     backend: CeleryBackend | None = getattr(memo, "backend", None)
     if backend is not None:
         backend.close()
@@ -79,9 +85,22 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
 async def scheduled_task_event(
     event: dict[str, Any], body: kopf.Body, memo: kopf.Memo, **_: Any
 ) -> None:
+    raw = _raw(body)
     engine: TaskEngine | None = getattr(memo, "engine", None)
     if engine is not None:
-        engine.observe(event.get("type"), _raw(body))
+        engine.observe(event.get("type"), raw)
+    periodic: PeriodicEngine | None = getattr(memo, "periodic", None)
+    if periodic is not None:
+        periodic.observe_child(event.get("type"), raw)
+
+
+@kopf.on.event(GROUP, VERSION, PERIODIC_PLURAL)
+async def periodic_task_event(
+    event: dict[str, Any], body: kopf.Body, memo: kopf.Memo, **_: Any
+) -> None:
+    periodic: PeriodicEngine | None = getattr(memo, "periodic", None)
+    if periodic is not None:
+        periodic.observe(event.get("type"), _raw(body))
 
 
 def _raw(body: kopf.Body) -> dict[str, Any]:

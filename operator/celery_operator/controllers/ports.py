@@ -25,7 +25,15 @@ class Kube(Protocol):
 
     def delete(self, plural: str, namespace: str, name: str, *, uid: str | None = None) -> None: ...
 
-    def create(self, plural: str, namespace: str, body: Mapping[str, Any]) -> dict[str, Any]: ...
+    def create(
+        self, plural: str, namespace: str, body: Mapping[str, Any]
+    ) -> dict[str, Any] | None: ...
+
+    def patch(
+        self, plural: str, namespace: str, name: str, body: Mapping[str, Any]
+    ) -> dict[str, Any]: ...
+
+    def list(self, plural: str, namespace: str, label_selector: str) -> list[dict[str, Any]]: ...
 
     def post_event(
         self, obj: Mapping[str, Any], *, type_: str, reason: str, message: str

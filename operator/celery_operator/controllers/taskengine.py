@@ -10,13 +10,11 @@ Each wake-up runs `plan_step` (pure) and carries the step out: the status write 
 from __future__ import annotations
 
 import asyncio
-import heapq
-import itertools
 import logging
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from celery_operator import metrics
@@ -31,7 +29,6 @@ from celery_operator.api import (
 from celery_operator.api.celery_state import TaskState
 from celery_operator.dispatch.events import TaskEvent
 from celery_operator.dispatch.publisher import Publication
-from celery_operator.kube.client import Conflict, Gone
 from celery_operator.scheduling.task_lifecycle import (
     IN_FLIGHT,
     LifecycleConfig,
@@ -40,6 +37,8 @@ from celery_operator.scheduling.task_lifecycle import (
     plan_step,
 )
 
+from .duequeue import DueQueue
+from .kubeio import KubeIO, WriteOutcome, resource_version
 from .ports import Backend, Kube
 
 logger = logging.getLogger(__name__)
@@ -59,7 +58,6 @@ class Entry:
     body: dict[str, Any]
     spec: ScheduledTaskSpec | InvalidSpec | None = None
     spec_generation: int | None = None
-    wake_at: datetime | None = None
 
     @property
     def meta(self) -> Mapping[str, Any]:
@@ -68,13 +66,6 @@ class Entry:
     @property
     def status(self) -> Mapping[str, Any]:
         return self.body.get("status") or {}
-
-
-def _rv(body: Mapping[str, Any]) -> int:
-    try:
-        return int((body.get("metadata") or {}).get("resourceVersion") or 0)
-    except ValueError:
-        return 0
 
 
 @dataclass
@@ -104,44 +95,38 @@ class TaskEngine:
         self.poll_interval = poll_interval
         self.broker_check_interval = broker_check_interval
         self.entries: dict[str, Entry] = {}
-        self._heap: list[tuple[datetime, int, str]] = []
-        self._seq = itertools.count()
-        self._wakeup = asyncio.Event()
+        self.queue = DueQueue(
+            self.reconcile, clock, concurrency=kube_threads, name="scheduledtask-due-queue",
+            on_depth=metrics.DUE_QUEUE_DEPTH.set,
+        )
         self._poll_now = asyncio.Event()
-        self._running: set[str] = set()
-        self._again: set[str] = set()
         self._published: dict[str, str] = {}  # uid -> task id published by this process
         self._states: dict[str, TaskState | None] = {}  # task id -> last backend record
         self._tracked: dict[str, str] = {}  # uid -> task id to follow in the backend
         self._hints = Hints()
         self._broker_run_id: str | None = None
-        self._kube_pool = ThreadPoolExecutor(kube_threads, thread_name_prefix="kube")
+        self.io = KubeIO(kube, kube_threads)
         self._publish_pool = ThreadPoolExecutor(publish_threads, thread_name_prefix="publish")
         self._tasks: list[asyncio.Task[None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._inflight: set[asyncio.Task[None]] = set()
-        self.concurrency = asyncio.Semaphore(kube_threads)
 
     # ---- lifecycle -------------------------------------------------------------------
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
+        self.queue.start()
         self._tasks = [
-            asyncio.create_task(self._due_loop(), name="due-queue"),
             asyncio.create_task(self._track_loop(), name="result-tracker"),
             asyncio.create_task(self._broker_loop(), name="broker-watch"),
         ]
 
     async def stop(self) -> None:
+        await self.queue.stop()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._kube_pool.shutdown(wait=False, cancel_futures=True)
+        self.io.shutdown()
         self._publish_pool.shutdown(wait=False, cancel_futures=True)
-
-    async def _in_kube_thread(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._kube_pool, lambda: fn(*args, **kwargs))
 
     # ---- inputs ----------------------------------------------------------------------
 
@@ -153,7 +138,7 @@ class TaskEngine:
             self._forget(uid, dict(body))
             return
         entry = self.entries.get(uid)
-        if entry is not None and _rv(entry.body) > _rv(body):
+        if entry is not None and resource_version(entry.body) > resource_version(body):
             return  # our own write already gave us something newer
         if entry is None:
             entry = self.entries[uid] = Entry(body=dict(body))
@@ -167,7 +152,7 @@ class TaskEngine:
             self._loop.call_soon_threadsafe(self._hint, event)
 
     def _hint(self, event: TaskEvent) -> None:
-        if event.kind in ("task-started", "task-received") and event.kind == "task-started":
+        if event.kind == "task-started":
             ts = datetime.fromtimestamp(event.timestamp, UTC) if event.timestamp else self.clock()
             self._hints.started.setdefault(event.task_id, ts)
         if event.task_id in self._states or event.task_id in self._tracked.values():
@@ -175,6 +160,7 @@ class TaskEngine:
 
     def _forget(self, uid: str, body: dict[str, Any]) -> None:
         entry = self.entries.pop(uid, None)
+        self.queue.forget(uid)
         task_id = self._tracked.pop(uid, None)
         self._published.pop(uid, None)
         status = (entry.body if entry else body).get("status") or {}
@@ -192,62 +178,12 @@ class TaskEngine:
                 ),
             )
             logger.info("revoked task %s of deleted %s", task_id, _name(body))
-        metrics.DUE_QUEUE_DEPTH.set(len(self._heap))
 
     # ---- the due-time queue ------------------------------------------------------------
 
     def schedule(self, uid: str, at: datetime) -> None:
-        entry = self.entries.get(uid)
-        if entry is None:
-            return
-        if entry.wake_at is not None and entry.wake_at <= at and entry.wake_at > self.clock():
-            return  # an earlier wake-up is already queued
-        entry.wake_at = at
-        heapq.heappush(self._heap, (at, next(self._seq), uid))
-        metrics.DUE_QUEUE_DEPTH.set(len(self._heap))
-        self._wakeup.set()
-
-    async def _due_loop(self) -> None:
-        while True:
-            now = self.clock()
-            while self._heap and self._heap[0][0] <= now:
-                at, _, uid = heapq.heappop(self._heap)
-                entry = self.entries.get(uid)
-                if entry is None or entry.wake_at != at:
-                    continue  # stale: the object is gone or was re-queued
-                entry.wake_at = None
-                self._spawn(uid)
-            metrics.DUE_QUEUE_DEPTH.set(len(self._heap))
-            timeout = (self._heap[0][0] - now).total_seconds() if self._heap else 3600.0
-            self._wakeup.clear()
-            try:
-                await asyncio.wait_for(self._wakeup.wait(), timeout=max(timeout, 0.001))
-            except TimeoutError:
-                pass
-
-    def _spawn(self, uid: str) -> None:
-        if uid in self._running:
-            self._again.add(uid)
-            return
-        self._running.add(uid)
-        task = asyncio.create_task(self._reconcile_loop(uid))
-        self._inflight.add(task)
-        task.add_done_callback(self._inflight.discard)
-
-    async def _reconcile_loop(self, uid: str) -> None:
-        try:
-            while True:
-                self._again.discard(uid)
-                async with self.concurrency:
-                    try:
-                        await self.reconcile(uid)
-                    except Exception:
-                        logger.exception("reconciling %s failed; retrying in 5 s", uid)
-                        self.schedule(uid, self.clock() + timedelta(seconds=5))
-                if uid not in self._again:
-                    break
-        finally:
-            self._running.discard(uid)
+        if uid in self.entries:
+            self.queue.schedule(uid, at)
 
     # ---- one object --------------------------------------------------------------------
 
@@ -291,7 +227,7 @@ class TaskEngine:
             return
         if step.publish is not None:
             await self._publish(uid, entry, step)
-            self._again.add(uid)  # confirm right away
+            self.queue.again(uid)  # confirm right away
         if step.revoke is not None and obs.status.get("taskId"):
             task_id = str(obs.status["taskId"])
             await asyncio.get_running_loop().run_in_executor(
@@ -304,16 +240,11 @@ class TaskEngine:
             )
         if step.delete:
             meta = entry.meta
-            await self._in_kube_thread(
+            await self.io.call(
                 self.kube.delete, SCHEDULED_PLURAL, meta["namespace"], meta["name"], uid=uid
             )
         for notice in step.notices:
-            asyncio.get_running_loop().run_in_executor(
-                self._kube_pool,
-                lambda n=notice: self.kube.post_event(
-                    entry.body, type_=n.type, reason=n.reason, message=n.message
-                ),
-            )
+            self.io.post_event(entry.body, notice.type, notice.reason, notice.message)
         self._after(uid, entry, step)
 
     def _after(self, uid: str, entry: Entry, step: Step) -> None:
@@ -336,44 +267,17 @@ class TaskEngine:
             self.schedule(uid, step.wake_at)
 
     async def _write_status(self, uid: str, entry: Entry, patch: dict[str, Any]) -> bool:
-        meta = entry.meta
-        try:
-            new = await self._in_kube_thread(
-                self.kube.patch_status,
-                SCHEDULED_PLURAL,
-                meta["namespace"],
-                meta["name"],
-                patch,
-                resource_version=meta.get("resourceVersion"),
-                uid=uid,
-            )
-        except Conflict:
-            metrics.WRITE_CONFLICTS.inc()
-            await self._refresh(uid, entry)
-            return False
-        except Gone:
+        outcome, obj = await self.io.write_status(SCHEDULED_PLURAL, entry.body, patch)
+        if outcome == WriteOutcome.GONE or obj is None:
             self.entries.pop(uid, None)
+            self.queue.forget(uid)
             return False
-        if _rv(new) >= _rv(entry.body):
-            entry.body = new
+        if resource_version(obj) >= resource_version(entry.body):
+            entry.body = obj
+        if outcome == WriteOutcome.CONFLICT:
+            self.queue.again(uid)  # plan again from what is there now
+            return False
         return True
-
-    async def _refresh(self, uid: str, entry: Entry) -> None:
-        """Lost a conditional write: read the object again and plan from what is there."""
-        meta = entry.meta
-        try:
-            fresh = await self._in_kube_thread(
-                self.kube.get, SCHEDULED_PLURAL, meta["namespace"], meta["name"]
-            )
-        except Gone:
-            self.entries.pop(uid, None)
-            return
-        if (fresh.get("metadata") or {}).get("uid") != uid:
-            self.entries.pop(uid, None)
-            return
-        if _rv(fresh) >= _rv(entry.body):
-            entry.body = fresh
-        self._again.add(uid)
 
     async def _publish(self, uid: str, entry: Entry, step: Step) -> None:
         assert step.publish is not None
@@ -397,12 +301,9 @@ class TaskEngine:
             await loop.run_in_executor(self._publish_pool, self.backend.publish, pub)
         except Exception as exc:
             logger.warning("publishing %s for %s failed: %s", order.task_id, _name(entry.body), exc)
-            loop.run_in_executor(
-                self._kube_pool,
-                lambda: self.kube.post_event(
-                    entry.body, type_="Warning", reason="DispatchFailed",
-                    message=f"could not publish task {order.task_id}: {exc}"[:1024],
-                ),
+            self.io.post_event(
+                entry.body, "Warning", "DispatchFailed",
+                f"could not publish task {order.task_id}: {exc}"[:1024],
             )
             # The claim stays; after its lease it is taken over and published again.
             self.schedule(uid, self.clock() + self.config.claim_lease)
@@ -466,7 +367,7 @@ class TaskEngine:
 
     def armed(self) -> int:
         """Objects with a pending wake-up (the due-time queue's live entries)."""
-        return sum(1 for e in self.entries.values() if e.wake_at is not None)
+        return self.queue.armed()
 
 
 def _name(body: Mapping[str, Any]) -> str:

@@ -18,7 +18,7 @@ from celery.signals import task_prerun
 
 RUNS_KEY = "celery-operator-demo:runs:"  # + task id -> INCR per execution
 STARTED_KEY = "celery-operator-demo:started:"  # + task id -> time.time() of the last start
-RUNS_BY_NAME_KEY = "celery-operator-demo:runs-by-header:"  # + header value -> INCR
+DROPPED_KEY = "celery-operator-demo:dropped:"  # + task id -> INCR per duplicate the guard dropped
 
 broker_url = os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
 backend_url = os.environ.get("CELERY_RESULT_BACKEND", "redis://127.0.0.1:6379/1")
@@ -56,13 +56,14 @@ def _record_start(task_id: str | None = None, task: Task | None = None, **_: Any
     if not task_id:
         return
     now = time.time()
+    request = getattr(task, "request", None)
+    if getattr(request, "celeryoperator_duplicate", False):
+        # The run-once guard (connected before this receiver) dropped this delivery.
+        _redis().incr(DROPPED_KEY + task_id)
+        return
     pipe = _redis().pipeline()
     pipe.incr(RUNS_KEY + task_id)
     pipe.set(STARTED_KEY + task_id, repr(now))
-    headers = getattr(task.request, "headers", None) if task is not None else None
-    key = (headers or {}).get("celeryoperator_nominal") if isinstance(headers, dict) else None
-    if key:
-        pipe.incr(RUNS_BY_NAME_KEY + str(key))
     pipe.execute()
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
+
 import redis
 
 from celery_operator.api.celery_state import TaskState

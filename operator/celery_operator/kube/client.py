@@ -95,6 +95,27 @@ class KubeClient:
             raise
         return obj
 
+    def patch(
+        self, plural: str, namespace: str, name: str, body: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """Merge-patch an object we own (children: never objects that come from Git)."""
+        metrics.API_WRITES.labels(verb="patch", resource=plural).inc()
+        try:
+            obj: dict[str, Any] = self.custom.patch_namespaced_custom_object(
+                GROUP, VERSION, namespace, plural, name, dict(body)
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                raise Gone(f"{plural} {namespace}/{name} not found") from exc
+            raise
+        return obj
+
+    def list(self, plural: str, namespace: str, label_selector: str) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = self.custom.list_namespaced_custom_object(
+            GROUP, VERSION, namespace, plural, label_selector=label_selector
+        )["items"]
+        return items
+
     def delete(self, plural: str, namespace: str, name: str, *, uid: str | None = None) -> None:
         """Delete, optionally only the object with this uid; a missing object is fine."""
         body = client.V1DeleteOptions(
@@ -110,12 +131,17 @@ class KubeClient:
             if exc.status not in (404, 409):
                 raise
 
-    def create(self, plural: str, namespace: str, body: Mapping[str, Any]) -> dict[str, Any]:
-        """Create; raises kubernetes ApiException (409 AlreadyExists is the caller's to judge)."""
+    def create(self, plural: str, namespace: str, body: Mapping[str, Any]) -> dict[str, Any] | None:
+        """Create; None when an object of that name exists already (AlreadyExists)."""
         metrics.API_WRITES.labels(verb="create", resource=plural).inc()
-        obj: dict[str, Any] = self.custom.create_namespaced_custom_object(
-            GROUP, VERSION, namespace, plural, dict(body)
-        )
+        try:
+            obj: dict[str, Any] = self.custom.create_namespaced_custom_object(
+                GROUP, VERSION, namespace, plural, dict(body)
+            )
+        except ApiException as exc:
+            if exc.status == 409:
+                return None
+            raise
         return obj
 
     def post_event(

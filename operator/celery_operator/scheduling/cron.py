@@ -115,6 +115,8 @@ def _five_fields(expression: str) -> str:
 
 def validate_cron(expression: str) -> str | None:
     """Return None if ``expression`` is a valid cron expression, else a human message."""
+    if not isinstance(expression, str):  # checked before the cache needs a hashable key
+        return f"cron expression must be a string, got {type(expression).__name__}"
     try:
         _five_fields(expression)
     except _CronError as exc:
@@ -159,7 +161,7 @@ class CronSchedule:
     def next_after(self, t: datetime) -> datetime:
         """Return the first fire time strictly after ``t``, as an aware UTC datetime.
 
-        Raises ValueError if there is none (only past year 9999).
+        Raises ValueError if there is none (in practice only near year 9999).
         """
         for fire in self.fire_times(t):
             return fire

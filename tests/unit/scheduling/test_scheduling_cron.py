@@ -18,8 +18,8 @@ from celery_operator.scheduling import (
 BERLIN = ZoneInfo("Europe/Berlin")
 
 
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)  # type: ignore[misc]
+def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, tzinfo=UTC)
 
 
 def take(schedule: CronSchedule, after: datetime, n: int) -> list[datetime]:
@@ -77,7 +77,8 @@ def test_wildcard_hour_follows_elapsed_time_across_dst() -> None:
 
 def test_wildcard_minute_in_fixed_hour_repeats_and_skips_with_dst() -> None:
     schedule = CronSchedule("*/30 2 * * *", "Europe/Berlin")
-    fall = [f for f in take(schedule, utc(2026, 10, 24, 12), 6) if f.date() == utc(2026, 10, 25).date()]
+    fall_day = utc(2026, 10, 25).date()
+    fall = [f for f in take(schedule, utc(2026, 10, 24, 12), 6) if f.date() == fall_day]
     assert len(fall) == 4
     spring = take(schedule, utc(2026, 3, 28, 12), 1)
     assert spring == [utc(2026, 3, 30, 0)]  # nothing on 2026-03-29

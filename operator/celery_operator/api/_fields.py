@@ -1,0 +1,204 @@
+"""Typed reads from a raw (JSON-like) mapping that collect field-path errors.
+
+Private to the api package: parsers read every field through a `Reader`, which records a
+FieldError and returns None on a wrong type, so one pass reports every problem at once.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from celery_operator.api.errors import FieldError, InvalidSpec
+from celery_operator.api.timefmt import parse_time
+
+
+def join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def describe(value: object) -> str:
+    """The JSON type name of a value, for "must be X, not Y" messages."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, Mapping):
+        return "object"
+    if isinstance(value, Sequence):
+        return "array"
+    return type(value).__name__
+
+
+class Reader:
+    """Reads fields of one raw object, recording errors instead of raising."""
+
+    def __init__(self) -> None:
+        self.errors: list[FieldError] = []
+
+    def error(self, path: str, message: str) -> None:
+        self.errors.append(FieldError(path, message))
+
+    def raise_if_invalid(self) -> None:
+        if self.errors:
+            raise InvalidSpec(self.errors)
+
+    def _get(self, raw: Mapping[str, Any], key: str, path: str, required: bool) -> Any:
+        value = raw.get(key)
+        if value is None and required:
+            self.error(join(path, key), "Required value")
+        return value
+
+    def mapping(
+        self, raw: Mapping[str, Any], key: str, path: str, *, required: bool = False
+    ) -> Mapping[str, Any] | None:
+        value = self._get(raw, key, path, required)
+        if value is None:
+            return None
+        if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+            self.error(join(path, key), f"must be an object, not {describe(value)}")
+            return None
+        return value
+
+    def sequence(
+        self, raw: Mapping[str, Any], key: str, path: str, *, required: bool = False
+    ) -> Sequence[Any] | None:
+        value = self._get(raw, key, path, required)
+        if value is None:
+            return None
+        if isinstance(value, str | bytes) or not isinstance(value, Sequence):
+            self.error(join(path, key), f"must be an array, not {describe(value)}")
+            return None
+        return value
+
+    def string(
+        self,
+        raw: Mapping[str, Any],
+        key: str,
+        path: str,
+        *,
+        required: bool = False,
+        pattern: re.Pattern[str] | None = None,
+        pattern_message: str = "",
+        choices: Sequence[str] = (),
+    ) -> str | None:
+        value = self._get(raw, key, path, required)
+        if value is None:
+            return None
+        field = join(path, key)
+        if not isinstance(value, str):
+            self.error(field, f"must be a string, not {describe(value)}")
+            return None
+        if required and not value:
+            self.error(field, "Required value")
+            return None
+        if choices and value not in choices:
+            supported = ", ".join(f'"{c}"' for c in choices)
+            self.error(field, f'Unsupported value: "{value}": supported values: {supported}')
+            return None
+        if pattern is not None and not pattern.fullmatch(value):
+            self.error(field, f'Invalid value: "{value}": {pattern_message}')
+            return None
+        return value
+
+    def boolean(self, raw: Mapping[str, Any], key: str, path: str, *, default: bool) -> bool:
+        value = raw.get(key)
+        if value is None:
+            return default
+        if not isinstance(value, bool):
+            self.error(join(path, key), f"must be a boolean, not {describe(value)}")
+            return default
+        return value
+
+    def integer(
+        self,
+        raw: Mapping[str, Any],
+        key: str,
+        path: str,
+        *,
+        minimum: int | None = None,
+        maximum: int | None = None,
+    ) -> int | None:
+        value = raw.get(key)
+        if value is None:
+            return None
+        field = join(path, key)
+        # JSON numbers decode to float when written as 3.0; accept those, refuse 3.5.
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.error(field, f"must be an integer, not {describe(value)}")
+            return None
+        return value if self._in_range(field, value, minimum, maximum, False) else None
+
+    def number(
+        self,
+        raw: Mapping[str, Any],
+        key: str,
+        path: str,
+        *,
+        minimum: float | None = None,
+        maximum: float | None = None,
+        exclusive_minimum: bool = False,
+    ) -> float | None:
+        value = raw.get(key)
+        if value is None:
+            return None
+        field = join(path, key)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            self.error(field, f"must be a number, not {describe(value)}")
+            return None
+        number = float(value)
+        if number != number or number in (float("inf"), float("-inf")):
+            self.error(field, "must be a finite number")
+            return None
+        return (
+            number if self._in_range(field, number, minimum, maximum, exclusive_minimum) else None
+        )
+
+    def _in_range(
+        self,
+        field: str,
+        value: float,
+        minimum: float | None,
+        maximum: float | None,
+        exclusive_minimum: bool,
+    ) -> bool:
+        shown = int(value) if float(value).is_integer() else value
+        if minimum is not None:
+            low = int(minimum) if float(minimum).is_integer() else minimum
+            if exclusive_minimum and value <= minimum:
+                self.error(field, f"Invalid value: {shown}: must be greater than {low}")
+                return False
+            if value < minimum:
+                self.error(field, f"Invalid value: {shown}: must be greater than or equal to {low}")
+                return False
+        if maximum is not None and value > maximum:
+            high = int(maximum) if float(maximum).is_integer() else maximum
+            self.error(field, f"Invalid value: {shown}: must be less than or equal to {high}")
+            return False
+        return True
+
+    def time(self, raw: Mapping[str, Any], key: str, path: str) -> datetime | None:
+        value = raw.get(key)
+        if value is None:
+            return None
+        field = join(path, key)
+        if not isinstance(value, str):
+            self.error(field, f"must be an RFC 3339 date-time string, not {describe(value)}")
+            return None
+        try:
+            return parse_time(value)
+        except ValueError:
+            self.error(
+                field,
+                f'Invalid value: "{value}": must be an RFC 3339 date-time such as '
+                "2030-01-01T09:00:00Z",
+            )
+            return None

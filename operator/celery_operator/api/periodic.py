@@ -1,0 +1,308 @@
+"""PeriodicTask spec: a schedule (cron, celery-style crontab or interval) and a task call."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from cronsim import CronSim, CronSimError
+
+from celery_operator.api import defaults
+from celery_operator.api._fields import Reader, describe, join
+from celery_operator.api.durations import format_duration, parse_duration
+from celery_operator.api.task import TaskCall, read_task, render_task
+from celery_operator.api.timefmt import format_time
+
+# Shared with the CRD rules (a unit test checks that the CRD carries these exact patterns).
+CRON_PATTERN = (
+    "^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)"
+    "|[0-9A-Za-z*,/#-]+( +[0-9A-Za-z*,/#-]+){4})$"
+)
+CRONTAB_FIELD_PATTERN = "^[0-9A-Za-z*,/#-]+$"
+TIME_ZONE_PATTERN = "^[A-Za-z0-9_+-]+(/[A-Za-z0-9_+-]+)*$"
+MIN_INTERVAL = timedelta(seconds=1)
+MAX_INTERVAL = timedelta(hours=8784)
+HISTORY_LIMIT_MAX = 100
+CONCURRENCY_POLICIES = ("Allow", "Forbid", "Replace")
+
+# Cron macros as Debian cron expands them.
+CRON_MACROS: Mapping[str, str] = {
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+    "@monthly": "0 0 1 * *",
+    "@weekly": "0 0 * * 0",
+    "@daily": "0 0 * * *",
+    "@midnight": "0 0 * * *",
+    "@hourly": "0 * * * *",
+}
+
+# Crontab keys in cron field order: "minute hour day-of-month month day-of-week".
+CRONTAB_FIELDS = ("minute", "hour", "dayOfMonth", "monthOfYear", "dayOfWeek")
+# cronsim's field names (in its "Bad <field>" messages) -> crontab keys.
+_CRONSIM_FIELDS = {
+    "minute": "minute",
+    "hour": "hour",
+    "day-of-month": "dayOfMonth",
+    "month": "monthOfYear",
+    "day-of-week": "dayOfWeek",
+}
+
+_CRON = re.compile(CRON_PATTERN)
+_CRONTAB_FIELD = re.compile(CRONTAB_FIELD_PATTERN)
+_TIME_ZONE = re.compile(TIME_ZONE_PATTERN)
+_CRONSIM_PROBE = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class ScheduleSpec:
+    """Exactly one of `cron` and `interval` is set.
+
+    `cron` is always a 5-field expression CronSim accepts: macros are expanded and the
+    celery-style crontab object is normalised into it. `time_zone` is a valid IANA name.
+    """
+
+    cron: str | None = None
+    interval: timedelta | None = None
+    time_zone: str = defaults.TIME_ZONE
+
+    @property
+    def zone(self) -> ZoneInfo:
+        """The time zone cron fire times are computed in."""
+        return ZoneInfo(self.time_zone)
+
+
+@dataclass(frozen=True)
+class PeriodicTaskSpec:
+    """A parsed PeriodicTask spec."""
+
+    schedule: ScheduleSpec
+    task: TaskCall
+    concurrency_policy: str = defaults.CONCURRENCY_POLICY
+    starting_deadline_seconds: int | None = None
+    suspend: bool = defaults.SUSPEND
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+    max_runs: int | None = None
+    successful_runs_history_limit: int = defaults.SUCCESSFUL_RUNS_HISTORY_LIMIT
+    failed_runs_history_limit: int = defaults.FAILED_RUNS_HISTORY_LIMIT
+
+
+def parse_periodic_task_spec(spec: Mapping[str, Any]) -> PeriodicTaskSpec:
+    """Parse `spec` of a PeriodicTask, with or without schema defaults applied.
+
+    Checks what the schema cannot: the time zone exists and the cron expression is one
+    cronsim can run. Raises InvalidSpec listing every problem with its field path.
+    """
+    reader = Reader()
+    path = "spec"
+    if not isinstance(spec, Mapping):
+        reader.error(path, f"must be an object, not {describe(spec)}")
+        reader.raise_if_invalid()
+    raw_schedule = reader.mapping(spec, "schedule", path, required=True)
+    schedule = (
+        _read_schedule(reader, raw_schedule, join(path, "schedule"))
+        if raw_schedule is not None
+        else None
+    )
+    raw_task = reader.mapping(spec, "task", path, required=True)
+    task = read_task(reader, raw_task, join(path, "task")) if raw_task is not None else None
+    policy = reader.string(spec, "concurrencyPolicy", path, choices=CONCURRENCY_POLICIES)
+    deadline = reader.integer(spec, "startingDeadlineSeconds", path, minimum=0)
+    suspend = reader.boolean(spec, "suspend", path, default=defaults.SUSPEND)
+    start_time = reader.time(spec, "startTime", path)
+    end_time = reader.time(spec, "endTime", path)
+    if start_time is not None and end_time is not None and end_time <= start_time:
+        reader.error(join(path, "endTime"), "endTime must be after startTime")
+    max_runs = reader.integer(spec, "maxRuns", path, minimum=1)
+    successful = reader.integer(
+        spec, "successfulRunsHistoryLimit", path, minimum=0, maximum=HISTORY_LIMIT_MAX
+    )
+    failed = reader.integer(
+        spec, "failedRunsHistoryLimit", path, minimum=0, maximum=HISTORY_LIMIT_MAX
+    )
+    reader.raise_if_invalid()
+    assert schedule is not None and task is not None
+    return PeriodicTaskSpec(
+        schedule=schedule,
+        task=task,
+        concurrency_policy=policy or defaults.CONCURRENCY_POLICY,
+        starting_deadline_seconds=deadline,
+        suspend=suspend,
+        start_time=start_time,
+        end_time=end_time,
+        max_runs=max_runs,
+        successful_runs_history_limit=(
+            defaults.SUCCESSFUL_RUNS_HISTORY_LIMIT if successful is None else successful
+        ),
+        failed_runs_history_limit=defaults.FAILED_RUNS_HISTORY_LIMIT if failed is None else failed,
+    )
+
+
+def _read_schedule(reader: Reader, raw: Mapping[str, Any], path: str) -> ScheduleSpec | None:
+    kinds = [key for key in ("cron", "crontab", "interval") if raw.get(key) is not None]
+    if len(kinds) != 1:
+        reader.error(path, "must set exactly one of cron, crontab or interval")
+    time_zone = _read_time_zone(reader, raw, path)
+    cron: str | None = None
+    interval: timedelta | None = None
+    if raw.get("cron") is not None:
+        cron = _read_cron(reader, raw, path)
+    if raw.get("crontab") is not None:
+        cron = _read_crontab(reader, raw, path)
+    if raw.get("interval") is not None:
+        interval = _read_interval(reader, raw, path)
+    if len(kinds) != 1 or time_zone is None or (cron is None and interval is None):
+        return None
+    return ScheduleSpec(cron=cron, interval=interval, time_zone=time_zone)
+
+
+def _read_time_zone(reader: Reader, raw: Mapping[str, Any], path: str) -> str | None:
+    name = reader.string(
+        raw,
+        "timeZone",
+        path,
+        pattern=_TIME_ZONE,
+        pattern_message="must be an IANA time zone name such as UTC or Europe/Berlin",
+    )
+    if name is None:
+        return None if raw.get("timeZone") is not None else defaults.TIME_ZONE
+    field = join(path, "timeZone")
+    # "localtime" resolves to whatever zone the operator's host or image has.
+    if name == "localtime":
+        reader.error(field, f'unknown time zone "{name}"')
+        return None
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        reader.error(field, f'unknown time zone "{name}"')
+        return None
+    return name
+
+
+def _check_cron(expression: str) -> str | None:
+    """cronsim's complaint about a 5-field expression, or None when it is runnable."""
+    try:
+        CronSim(expression, _CRONSIM_PROBE)
+    except CronSimError as exc:
+        return str(exc)
+    return None
+
+
+def _read_cron(reader: Reader, raw: Mapping[str, Any], path: str) -> str | None:
+    expression = reader.string(
+        raw,
+        "cron",
+        path,
+        pattern=_CRON,
+        pattern_message="must be a cron expression of 5 space-separated fields (minute hour "
+        "day-of-month month day-of-week) or one of @yearly, @annually, @monthly, @weekly, "
+        "@daily, @midnight, @hourly",
+    )
+    if expression is None:
+        return None
+    cron = CRON_MACROS.get(expression, " ".join(expression.split()))
+    problem = _check_cron(cron)
+    if problem is not None:
+        reader.error(
+            join(path, "cron"),
+            f'Invalid value: "{expression}": not a valid cron expression: {problem}',
+        )
+        return None
+    return cron
+
+
+def _read_crontab(reader: Reader, raw: Mapping[str, Any], path: str) -> str | None:
+    crontab = reader.mapping(raw, "crontab", path)
+    if crontab is None:
+        return None
+    path = join(path, "crontab")
+    fields: list[str] = []
+    for key in CRONTAB_FIELDS:
+        value = reader.string(
+            crontab,
+            key,
+            path,
+            pattern=_CRONTAB_FIELD,
+            pattern_message="must be a cron field: digits, names, '*', ',', '-', '/', '#', "
+            "no spaces",
+        )
+        if value is None and crontab.get(key) is not None:
+            return None
+        fields.append(defaults.CRONTAB_FIELD if value is None else value)
+    day_of_month, day_of_week = fields[2], fields[4]
+    if not day_of_month.startswith("*") and not day_of_week.startswith("*"):
+        reader.error(
+            join(path, "dayOfWeek"),
+            "Forbidden: may not restrict both dayOfMonth and dayOfWeek (cron would run when "
+            "either matches, Celery's crontab only when both do); use cron instead",
+        )
+        return None
+    cron = " ".join(fields)
+    problem = _check_cron(cron)
+    if problem is not None:
+        # cronsim says "Bad hour" etc.: point at that crontab field when we can.
+        field = next(
+            (key for name, key in _CRONSIM_FIELDS.items() if problem == f"Bad {name}"), None
+        )
+        where = join(path, field) if field else path
+        shown = crontab.get(field, defaults.CRONTAB_FIELD) if field else cron
+        reader.error(where, f'Invalid value: "{shown}": not a valid cron field: {problem}')
+        return None
+    return cron
+
+
+def _read_interval(reader: Reader, raw: Mapping[str, Any], path: str) -> timedelta | None:
+    text = reader.string(raw, "interval", path)
+    if text is None:
+        return None
+    field = join(path, "interval")
+    try:
+        interval = parse_duration(text)
+    except ValueError:
+        reader.error(
+            field,
+            f'Invalid value: "{text}": must be a duration such as 90s, 10m, 1h30m or 1.5h '
+            "(units h, m, s, ms)",
+        )
+        return None
+    if not MIN_INTERVAL <= interval <= MAX_INTERVAL:
+        reader.error(
+            field,
+            f'Invalid value: "{text}": must be at least {format_duration(MIN_INTERVAL)} and at '
+            f"most {format_duration(MAX_INTERVAL)}",
+        )
+        return None
+    return interval
+
+
+def render_periodic_task_spec(spec: PeriodicTaskSpec) -> dict[str, Any]:
+    """The raw spec of a PeriodicTaskSpec, defaults written out (inverse of the parser).
+
+    A crontab schedule comes back as the equivalent `cron` string.
+    """
+    schedule: dict[str, Any] = {"timeZone": spec.schedule.time_zone}
+    if spec.schedule.cron is not None:
+        schedule["cron"] = spec.schedule.cron
+    if spec.schedule.interval is not None:
+        schedule["interval"] = format_duration(spec.schedule.interval)
+    raw: dict[str, Any] = {
+        "schedule": schedule,
+        "task": render_task(spec.task),
+        "concurrencyPolicy": spec.concurrency_policy,
+        "suspend": spec.suspend,
+        "successfulRunsHistoryLimit": spec.successful_runs_history_limit,
+        "failedRunsHistoryLimit": spec.failed_runs_history_limit,
+    }
+    if spec.starting_deadline_seconds is not None:
+        raw["startingDeadlineSeconds"] = spec.starting_deadline_seconds
+    if spec.start_time is not None:
+        raw["startTime"] = format_time(spec.start_time, fraction=True)
+    if spec.end_time is not None:
+        raw["endTime"] = format_time(spec.end_time, fraction=True)
+    if spec.max_runs is not None:
+        raw["maxRuns"] = spec.max_runs
+    return raw

@@ -1,0 +1,130 @@
+"""One in-memory due-time queue: wake each key at its time, reconcile keys one at a time.
+
+A heap of (time, key); a single loop sleeps until the earliest entry (or a nudge) and
+starts the reconcile of every due key, never two reconciles of one key at once (a key
+woken while it runs is run once more right after). Stale heap entries are skipped
+lazily, so re-scheduling is O(log n) with no removal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+
+logger = logging.getLogger(__name__)
+
+
+class DueQueue:
+    def __init__(
+        self,
+        reconcile: Callable[[str], Awaitable[None]],
+        clock: Callable[[], datetime],
+        *,
+        concurrency: int = 32,
+        name: str = "due-queue",
+        on_depth: Callable[[int], None] | None = None,
+    ) -> None:
+        self._reconcile = reconcile
+        self._clock = clock
+        self._heap: list[tuple[datetime, int, str]] = []
+        self._wake_at: dict[str, datetime] = {}
+        self._seq = itertools.count()
+        self._nudge = asyncio.Event()
+        self._running: set[str] = set()
+        self._again: set[str] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._limit = asyncio.Semaphore(concurrency)
+        self._loop_task: asyncio.Task[None] | None = None
+        self._name = name
+        self._on_depth = on_depth
+
+    def start(self) -> None:
+        self._loop_task = asyncio.create_task(self._run(), name=self._name)
+
+    async def stop(self) -> None:
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            await asyncio.gather(self._loop_task, return_exceptions=True)
+        for task in list(self._tasks):
+            task.cancel()
+
+    def schedule(self, key: str, at: datetime) -> None:
+        """Wake `key` at `at`, unless an earlier wake-up is already queued."""
+        current = self._wake_at.get(key)
+        if current is not None and current <= at:
+            return
+        self._wake_at[key] = at
+        heapq.heappush(self._heap, (at, next(self._seq), key))
+        self._nudge.set()
+
+    def now(self, key: str) -> None:
+        self.schedule(key, self._clock())
+
+    def again(self, key: str) -> None:
+        """Run `key` once more after its current reconcile (or now if none runs)."""
+        if key in self._running:
+            self._again.add(key)
+        else:
+            self.now(key)
+
+    def forget(self, key: str) -> None:
+        self._wake_at.pop(key, None)
+
+    def armed(self) -> int:
+        return len(self._wake_at)
+
+    def depth(self) -> int:
+        return len(self._heap)
+
+    async def _run(self) -> None:
+        while True:
+            now = self._clock()
+            while self._heap and self._heap[0][0] <= now:
+                at, _, key = heapq.heappop(self._heap)
+                if self._wake_at.get(key) != at:
+                    continue  # stale: re-scheduled earlier or forgotten
+                del self._wake_at[key]
+                self._start(key)
+            if self._on_depth is not None:
+                self._on_depth(len(self._heap))
+            if len(self._heap) > 4 * max(len(self._wake_at), 1024):
+                self._compact()
+            timeout = (self._heap[0][0] - now).total_seconds() if self._heap else 3600.0
+            self._nudge.clear()
+            try:
+                await asyncio.wait_for(self._nudge.wait(), timeout=max(timeout, 0.001))
+            except TimeoutError:
+                pass
+
+    def _compact(self) -> None:
+        self._heap = [(at, seq, key) for at, seq, key in self._heap
+                      if self._wake_at.get(key) == at]
+        heapq.heapify(self._heap)
+
+    def _start(self, key: str) -> None:
+        if key in self._running:
+            self._again.add(key)
+            return
+        self._running.add(key)
+        task = asyncio.create_task(self._reconcile_loop(key))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _reconcile_loop(self, key: str) -> None:
+        try:
+            while True:
+                self._again.discard(key)
+                async with self._limit:
+                    try:
+                        await self._reconcile(key)
+                    except Exception:
+                        logger.exception("reconciling %s failed; trying again in 5 s", key)
+                        self.schedule(key, self._clock() + timedelta(seconds=5))
+                if key not in self._again:
+                    break
+        finally:
+            self._running.discard(key)

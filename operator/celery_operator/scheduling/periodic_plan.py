@@ -1,0 +1,304 @@
+"""The PeriodicTask controller's decisions: which child runs to create, cancel, delete.
+
+Pure: the controller passes the PeriodicTask, its children (ScheduledTasks it owns) and
+the time; `plan_periodic` answers. Runs are children named from the nominal fire time,
+so creating one twice is `AlreadyExists`, never a second run (the CronJob rule).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from celery_operator.api import (
+    FINISHED_PHASES,
+    InvalidSpec,
+    PeriodicTaskSpec,
+    Phase,
+    format_time,
+    parse_time,
+    set_condition,
+)
+from celery_operator.scheduling.cron import CronSchedule
+from celery_operator.scheduling.interval import IntervalSchedule
+from celery_operator.scheduling.missed import TOO_MANY_MISSED, decide_run, overlap_action
+from celery_operator.scheduling.series import Bounds, Schedule, next_fire_times
+
+RUN_REQUEST_ANNOTATION = "celeryoperator.dev/run-requested-at"
+NEXT_TIMES_SHOWN = 5
+RECENT_RUNS_KEPT = 10
+# Re-check a little after the next fire time, as the CronJob controller does (clock skew).
+WAKE_SLACK = timedelta(milliseconds=100)
+
+
+@dataclass(frozen=True)
+class Child:
+    name: str
+    scheduled_time: datetime
+    phase: str | None
+    manual: bool = False
+    revoke_requested: bool = False
+
+    @property
+    def finished(self) -> bool:
+        return self.phase is not None and Phase(self.phase) in FINISHED_PHASES
+
+
+@dataclass(frozen=True)
+class PeriodicObserved:
+    name: str
+    generation: int
+    created: datetime
+    spec: PeriodicTaskSpec | InvalidSpec
+    status: Mapping[str, Any]
+    annotations: Mapping[str, str]
+    children: Sequence[Child]
+    now: datetime
+
+
+@dataclass(frozen=True)
+class ChildOrder:
+    name: str
+    scheduled_time: datetime
+    manual: bool = False
+
+
+@dataclass(frozen=True)
+class PeriodicNotice:
+    type: str
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class PeriodicStep:
+    create: tuple[ChildOrder, ...] = ()
+    revoke: tuple[str, ...] = ()  # children to cancel (Replace)
+    delete: tuple[str, ...] = ()  # finished children beyond the history limits
+    status: dict[str, Any] | None = None  # merge patch, written after the creates
+    notices: tuple[PeriodicNotice, ...] = ()
+    wake_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class PeriodicConfig:
+    # Children are created this long before their nominal time (their eta is the nominal
+    # time), so the ScheduledTask engine can publish them on time.
+    create_ahead: timedelta = timedelta(seconds=2)
+
+
+def child_name(parent: str, scheduled: datetime, manual: bool = False) -> str:
+    """`<parent>-<unix seconds>`; run-now children get `-manual-` before the time."""
+    stamp = int(scheduled.timestamp())
+    return f"{parent}-manual-{stamp}" if manual else f"{parent}-{stamp}"
+
+
+def schedule_of(spec: PeriodicTaskSpec, created: datetime) -> Schedule:
+    if spec.schedule.cron is not None:
+        return CronSchedule(spec.schedule.cron, spec.schedule.time_zone)
+    assert spec.schedule.interval is not None
+    return IntervalSchedule(anchor=spec.start_time or created, every=spec.schedule.interval)
+
+
+def _bounds(spec: PeriodicTaskSpec) -> Bounds:
+    return Bounds(start_time=spec.start_time, end_time=spec.end_time, max_runs=spec.max_runs)
+
+
+def _conditions(
+    obs: PeriodicObserved, *, ready: bool, stalled: bool, reason: str, message: str
+) -> list[dict[str, Any]]:
+    conditions = set_condition(
+        obs.status.get("conditions") or [], type="Ready", status=str(ready),
+        reason=reason, message=message, generation=obs.generation, now=obs.now,
+    )
+    return set_condition(
+        conditions, type="Stalled", status=str(stalled), reason=reason,
+        message=message if stalled else "", generation=obs.generation, now=obs.now,
+    )
+
+
+def plan_periodic(obs: PeriodicObserved, cfg: PeriodicConfig) -> PeriodicStep:
+    """The next step for one PeriodicTask."""
+    if isinstance(obs.spec, InvalidSpec):
+        return _invalid(obs, obs.spec)
+    spec = obs.spec
+    status = obs.status
+    schedule = schedule_of(spec, obs.created)
+    bounds = _bounds(spec)
+    total_runs = int(status.get("totalRuns") or 0)
+    last = parse_time(status["lastScheduleTime"]) if status.get("lastScheduleTime") else None
+    horizon = obs.now + cfg.create_ahead
+    decision = decide_run(
+        schedule,
+        last_schedule_time=last,
+        created=obs.created,
+        now=horizon,
+        starting_deadline_seconds=spec.starting_deadline_seconds,
+        bounds=bounds,
+        runs_so_far=total_runs,
+        suspended=spec.suspend,
+    )
+    active = [c for c in obs.children if not c.finished and not c.revoke_requested]
+    creates: list[ChildOrder] = []
+    revokes: list[str] = []
+    notices: list[PeriodicNotice] = []
+    patch: dict[str, Any] = {}
+    missed = int(status.get("missedRuns") or 0)
+    skipped = int(status.get("skippedRuns") or 0)
+
+    if decision.fire_time is not None or decision.missed or decision.deadline_exceeded:
+        # The due window moves past everything up to the latest due time, run or not.
+        if decision.latest_due is not None:
+            patch["lastScheduleTime"] = format_time(decision.latest_due)
+    if decision.missed:
+        missed += decision.missed
+        patch["missedRuns"] = missed
+        reason = "TooManyMissedTimes" if decision.too_many_missed else "MissedSchedule"
+        cause = "while suspended" if spec.suspend else "while the operator was not running"
+        more = f" (over {TOO_MANY_MISSED})" if decision.too_many_missed else ""
+        notices.append(PeriodicNotice(
+            "Warning", reason,
+            f"skipped {decision.missed} missed run(s){more} {cause}; "
+            "only the most recent due time runs",
+        ))
+    if decision.deadline_exceeded and not spec.suspend and decision.latest_due is not None:
+        missed += 1
+        patch["missedRuns"] = missed
+        notices.append(PeriodicNotice(
+            "Warning", "MissedSchedule",
+            f"missed {format_time(decision.latest_due)}: older than startingDeadlineSeconds="
+            f"{spec.starting_deadline_seconds}",
+        ))
+    if decision.fire_time is not None:
+        action = overlap_action(spec.concurrency_policy, active_count=len(active))
+        if action == "skip":
+            skipped += 1
+            patch["skippedRuns"] = skipped
+            notices.append(PeriodicNotice(
+                "Normal", "SkippedRun",
+                f"skipped {format_time(decision.fire_time)}: concurrencyPolicy Forbid and "
+                f"{len(active)} run(s) still active",
+            ))
+        else:
+            if action == "replace":
+                revokes = [c.name for c in active]
+            creates.append(ChildOrder(child_name(obs.name, decision.fire_time),
+                                      decision.fire_time))
+            patch["totalRuns"] = total_runs + 1
+            total_runs += 1
+
+    request = obs.annotations.get(RUN_REQUEST_ANNOTATION)
+    if request and request != status.get("lastHandledRunRequest"):
+        try:
+            requested = parse_time(request)
+        except ValueError:
+            notices.append(PeriodicNotice(
+                "Warning", "InvalidRunRequest",
+                f"annotation {RUN_REQUEST_ANNOTATION} must be an RFC 3339 time, got {request!r}",
+            ))
+        else:
+            creates.append(ChildOrder(child_name(obs.name, requested, manual=True), requested,
+                                      manual=True))
+            patch["totalRuns"] = total_runs + 1
+            notices.append(PeriodicNotice("Normal", "RunRequested",
+                                          f"run requested at {request}: started one extra run"))
+        patch["lastHandledRunRequest"] = request
+
+    deletes = _beyond_history(spec, obs.children)
+    new_children = [
+        *[c for c in obs.children if c.name not in deletes],
+        *[Child(o.name, o.scheduled_time, None, o.manual) for o in creates
+          if o.name not in {c.name for c in obs.children}],
+    ]
+    after = obs.now
+    upcoming = next_fire_times(
+        schedule, after=max(after, last or after), count=NEXT_TIMES_SHOWN, bounds=bounds,
+        runs_so_far=total_runs,
+    )
+    view = _status_view(obs, spec, new_children, upcoming, revokes)
+    for key, value in view.items():
+        if status.get(key) != value:
+            patch[key] = value
+    if patch or status.get("observedGeneration") != obs.generation:
+        if spec.suspend:
+            reason, message = "Suspended", "suspended: no runs are created"
+        elif upcoming:
+            reason, message = "Scheduled", f"next run at {format_time(upcoming[0])}"
+        else:
+            reason, message = "Finished", "no further runs: the schedule's bounds are reached"
+        conditions = _conditions(obs, ready=True, stalled=False, reason=reason, message=message)
+        if conditions != list(status.get("conditions") or []) or patch:
+            patch["conditions"] = conditions
+        patch["observedGeneration"] = obs.generation
+
+    wake = decision.next_time - cfg.create_ahead + WAKE_SLACK if decision.next_time else None
+    return PeriodicStep(
+        create=tuple(creates),
+        revoke=tuple(revokes),
+        delete=tuple(deletes),
+        status=patch or None,
+        notices=tuple(notices),
+        wake_at=wake,
+    )
+
+
+def _status_view(
+    obs: PeriodicObserved,
+    spec: PeriodicTaskSpec,
+    children: Sequence[Child],
+    upcoming: Sequence[datetime],
+    revoking: Sequence[str],
+) -> dict[str, Any]:
+    ordered = sorted(children, key=lambda c: (c.scheduled_time, c.name))
+    active = [
+        {"name": c.name, "scheduledTime": format_time(c.scheduled_time)}
+        for c in ordered
+        if not c.finished and c.name not in revoking
+    ]
+    recent = [
+        {"name": c.name, "scheduledTime": format_time(c.scheduled_time), "phase": c.phase or
+         "Pending"}
+        for c in ordered
+    ][-RECENT_RUNS_KEPT:]
+    view: dict[str, Any] = {
+        "nextScheduleTimes": [format_time(t) for t in upcoming] if not spec.suspend else [
+            format_time(t) for t in upcoming],
+        "active": active,
+        "recentRuns": recent,
+    }
+    succeeded = [c.scheduled_time for c in ordered if c.phase == Phase.SUCCEEDED.value]
+    if succeeded:
+        view["lastSuccessfulTime"] = format_time(max(succeeded))
+    return view
+
+
+def _beyond_history(spec: PeriodicTaskSpec, children: Sequence[Child]) -> tuple[str, ...]:
+    ordered = sorted(children, key=lambda c: (c.scheduled_time, c.name))
+    succeeded = [c for c in ordered if c.phase == Phase.SUCCEEDED.value]
+    failed = [c for c in ordered if c.finished and c.phase != Phase.SUCCEEDED.value]
+    doomed = succeeded[: max(len(succeeded) - spec.successful_runs_history_limit, 0)]
+    doomed += failed[: max(len(failed) - spec.failed_runs_history_limit, 0)]
+    return tuple(c.name for c in doomed)
+
+
+def _invalid(obs: PeriodicObserved, error: InvalidSpec) -> PeriodicStep:
+    status = obs.status
+    message = f"invalid spec: {error}"[:2048]
+    stalled = next(
+        (c for c in status.get("conditions") or [] if c.get("type") == "Stalled"), None
+    )
+    if (
+        stalled is not None
+        and stalled.get("status") == "True"
+        and stalled.get("message") == message
+        and status.get("observedGeneration") == obs.generation
+    ):
+        return PeriodicStep()
+    patch = {
+        "observedGeneration": obs.generation,
+        "conditions": _conditions(obs, ready=False, stalled=True, reason="InvalidSpec",
+                                  message=message),
+    }
+    return PeriodicStep(status=patch, notices=(PeriodicNotice("Warning", "InvalidSpec", message),))

@@ -1,0 +1,149 @@
+"""Integration fixtures: the operator as a real process, and helpers to watch objects."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis as redis_lib
+from kubernetes import client
+
+from celery_operator.api import GROUP, PERIODIC_PLURAL, SCHEDULED_PLURAL, VERSION
+from celery_operator.devstack import KubeEnv
+from celery_operator.devstack.operatorproc import OperatorProcess
+
+StartOperator = Callable[..., OperatorProcess]
+
+
+@pytest.fixture
+def start_operator(
+    kube: KubeEnv, namespace: str, broker_url: str, backend_url: str, tmp_path: Path
+) -> Iterator[StartOperator]:
+    """Start `celery-operator run` watching this test's namespace; stopped after the test."""
+    started: list[OperatorProcess] = []
+
+    def start(*extra_args: str, **kwargs: Any) -> OperatorProcess:
+        proc = OperatorProcess(
+            kube.kubeconfig,
+            kwargs.pop("broker", broker_url),
+            kwargs.pop("backend", backend_url),
+            workdir=tmp_path,
+            extra_args=["--namespace", namespace, "--claim-lease", "5", *extra_args],
+            **kwargs,
+        )
+        started.append(proc)
+        return proc.start()
+
+    yield start
+    for proc in started:
+        proc.stop()
+
+
+@pytest.fixture
+def custom(kube: KubeEnv) -> client.CustomObjectsApi:
+    return client.CustomObjectsApi(kube.api_client())
+
+
+@pytest.fixture
+def core(kube: KubeEnv) -> client.CoreV1Api:
+    return client.CoreV1Api(kube.api_client())
+
+
+@pytest.fixture
+def results(backend_url: str) -> redis_lib.Redis:
+    return redis_lib.Redis.from_url(backend_url)
+
+
+class Tasks:
+    """ScheduledTasks of one namespace: create, read, wait for a phase."""
+
+    def __init__(self, api: client.CustomObjectsApi, namespace: str, plural: str) -> None:
+        self.api = api
+        self.namespace = namespace
+        self.plural = plural
+
+    def create(self, name: str, spec: dict[str, Any], **meta: Any) -> dict[str, Any]:
+        kind = "ScheduledTask" if self.plural == SCHEDULED_PLURAL else "PeriodicTask"
+        body = {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": kind,
+            "metadata": {"name": name, "namespace": self.namespace, **meta},
+            "spec": spec,
+        }
+        obj: dict[str, Any] = self.api.create_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, self.plural, body
+        )
+        return obj
+
+    def get(self, name: str) -> dict[str, Any]:
+        obj: dict[str, Any] = self.api.get_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, self.plural, name
+        )
+        return obj
+
+    def list(self) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = self.api.list_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, self.plural
+        )["items"]
+        return items
+
+    def patch_spec(self, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+        obj: dict[str, Any] = self.api.patch_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, self.plural, name, {"spec": spec}
+        )
+        return obj
+
+    def delete(self, name: str) -> None:
+        self.api.delete_namespaced_custom_object(GROUP, VERSION, self.namespace, self.plural, name)
+
+    def wait_phase(
+        self, name: str, phases: str | Sequence[str], timeout: float = 60.0
+    ) -> dict[str, Any]:
+        wanted = {phases} if isinstance(phases, str) else set(phases)
+        deadline = time.monotonic() + timeout
+        obj: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            obj = self.get(name)
+            if (obj.get("status") or {}).get("phase") in wanted:
+                return obj
+            time.sleep(0.2)
+        raise AssertionError(
+            f"{name} did not reach {sorted(wanted)} in {timeout} s; status: {obj.get('status')}"
+        )
+
+    def wait_all(
+        self, phases: str | Sequence[str], count: int, timeout: float = 60.0
+    ) -> list[dict[str, Any]]:
+        wanted = {phases} if isinstance(phases, str) else set(phases)
+        deadline = time.monotonic() + timeout
+        items: list[dict[str, Any]] = []
+        while time.monotonic() < deadline:
+            items = self.list()
+            done = [i for i in items if (i.get("status") or {}).get("phase") in wanted]
+            if len(done) >= count:
+                return items
+            time.sleep(0.5)
+        phases_seen: dict[str, int] = {}
+        for i in items:
+            p = str((i.get("status") or {}).get("phase"))
+            phases_seen[p] = phases_seen.get(p, 0) + 1
+        raise AssertionError(f"not all {count} reached {sorted(wanted)}: {phases_seen}")
+
+
+@pytest.fixture
+def tasks(custom: client.CustomObjectsApi, namespace: str) -> Tasks:
+    return Tasks(custom, namespace, SCHEDULED_PLURAL)
+
+
+@pytest.fixture
+def periodic(custom: client.CustomObjectsApi, namespace: str) -> Tasks:
+    return Tasks(custom, namespace, PERIODIC_PLURAL)
+
+
+def events_for(core: client.CoreV1Api, namespace: str, name: str) -> list[tuple[str, str, str]]:
+    """(type, reason, message) of the Events about one object, oldest first."""
+    items = core.list_namespaced_event(namespace, field_selector=f"involvedObject.name={name}")
+    return [(e.type, e.reason, e.message) for e in items.items]

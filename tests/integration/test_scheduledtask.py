@@ -1,0 +1,209 @@
+"""ScheduledTask end to end: the operator as a process, a real worker, real Redis."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import redis as redis_lib
+
+from celery_operator.api import parse_time
+from celery_operator.devstack import CeleryWorker
+from celery_operator.devstack.demo_app import RUNS_KEY, STARTED_KEY
+from celery_operator.scheduling.task_lifecycle import task_id_for
+
+from .conftest import StartOperator, Tasks, events_for
+
+pytestmark = pytest.mark.integration
+
+
+def test_immediate_task_succeeds_with_its_result_in_status(
+    celery_worker: CeleryWorker, start_operator: StartOperator, tasks: Tasks, core, namespace: str
+) -> None:
+    operator = start_operator()
+    tasks.create("add", {"task": {"name": "demo.add", "args": [2, 3]}})
+    obj = tasks.wait_phase("add", "Succeeded", timeout=30)
+    status = obj["status"]
+    assert status["result"] == 5
+    assert status["taskId"] and status["attempt"] == 1
+    assert status["worker"] == celery_worker.name
+    assert parse_time(status["completionTime"]) >= parse_time(status["startTime"])
+    assert parse_time(status["dueTime"]) == parse_time(obj["metadata"]["creationTimestamp"])
+    conditions = {c["type"]: c["status"] for c in status["conditions"]}
+    assert conditions == {"Ready": "True", "Stalled": "False"}
+    assert status["observedGeneration"] == obj["metadata"]["generation"]
+    reasons = [reason for _, reason, _ in events_for(core, namespace, "add")]
+    assert "Dispatched" in reasons and "Succeeded" in reasons
+    # Write budget: claim, confirm, finish (the Started write is coalesced away).
+    writes = _metric(operator.metrics(), "celery_operator_api_writes_total",
+                     'resource="scheduledtasks/status"')
+    assert writes <= 3, writes
+
+
+def test_named_queue_reaches_only_the_worker_listening_on_it(
+    start_operator: StartOperator, tasks: Tasks, broker_url: str, backend_url: str,
+    tmp_path: Path,
+) -> None:
+    queue = f"only-{tmp_path.name[-8:]}"
+    special = CeleryWorker(broker_url, backend_url, queues=(queue,), workdir=tmp_path,
+                           concurrency=1).start()
+    try:
+        start_operator()
+        tasks.create("routed", {"task": {"name": "demo.echo_json", "kwargs": {"q": queue},
+                                         "queue": queue}})
+        obj = tasks.wait_phase("routed", "Succeeded", timeout=30)
+        assert obj["status"]["worker"] == special.name
+        assert obj["status"]["result"] == {"q": queue}
+    finally:
+        special.stop()
+
+
+def test_countdown_counts_from_creation_and_is_not_run_early(
+    celery_worker: CeleryWorker, start_operator: StartOperator, tasks: Tasks,
+    results: redis_lib.Redis,
+) -> None:
+    start_operator()
+    created = tasks.create("later", {"task": {"name": "demo.add", "args": [1, 1]},
+                                     "countdown": 4})
+    scheduled = tasks.wait_phase("later", "Scheduled", timeout=10)
+    created_at = parse_time(created["metadata"]["creationTimestamp"])
+    due = parse_time(scheduled["status"]["dueTime"])
+    assert due == created_at + timedelta(seconds=4)
+    done = tasks.wait_phase("later", "Succeeded", timeout=30)
+    started = float(results.get(STARTED_KEY + done["status"]["taskId"]))
+    # The worker starts it at the due time, not before (eta=dueTime rides on the message).
+    assert started >= due.timestamp() - 0.05
+    assert started - due.timestamp() < 2.0
+
+
+def test_failure_is_reported_and_retried_by_policy(
+    celery_worker: CeleryWorker, start_operator: StartOperator, tasks: Tasks, core,
+    namespace: str, results: redis_lib.Redis,
+) -> None:
+    start_operator()
+    tasks.create("flaky", {
+        "task": {"name": "demo.fail", "args": ["boom"]},
+        "retry": {"limit": 2, "backoff": {"initialSeconds": 1, "factor": 2, "maxSeconds": 2}},
+    })
+    obj = tasks.wait_phase("flaky", "Failed", timeout=60)
+    status = obj["status"]
+    assert status["error"]["type"] == "ValueError"
+    assert status["error"]["message"] == "boom"
+    assert "Traceback" in status["error"].get("traceback", "")
+    attempts = status["attempts"]
+    assert [a["attempt"] for a in attempts] == [1, 2, 3]
+    assert all(a["phase"] == "Failed" for a in attempts)
+    ids = [a["taskId"] for a in attempts]
+    assert len(set(ids)) == 3  # a new deterministic id per attempt
+    assert all(int(results.get(RUNS_KEY + i)) == 1 for i in ids)
+    warnings = [r for t, r, _ in events_for(core, namespace, "flaky") if t == "Warning"]
+    assert warnings.count("TaskFailed") == 3
+    conditions = {c["type"]: c for c in status["conditions"]}
+    assert conditions["Stalled"]["status"] == "True"
+    assert conditions["Ready"]["status"] == "False"
+
+
+def test_celery_level_retries_are_counted(
+    celery_worker: CeleryWorker, start_operator: StartOperator, tasks: Tasks
+) -> None:
+    start_operator()
+    tasks.create("retrying", {"task": {"name": "demo.retry", "kwargs": {"times": 2}}})
+    obj = tasks.wait_phase("retrying", "Succeeded", timeout=30)
+    assert obj["status"]["result"] == 2
+    assert obj["status"]["retries"] == 2
+
+
+def test_revoke_before_dispatch_never_sends(
+    celery_worker: CeleryWorker, start_operator: StartOperator, tasks: Tasks,
+    results: redis_lib.Redis,
+) -> None:
+    start_operator()
+    tasks.create("cancel-me", {"task": {"name": "demo.add", "args": [1, 2]}, "countdown": 3})
+    tasks.wait_phase("cancel-me", "Scheduled", timeout=10)
+    tasks.patch_spec("cancel-me", {"revoke": {"terminate": False}})
+    obj = tasks.wait_phase("cancel-me", "Revoked", timeout=10)
+    time.sleep(4)  # past the due time: still nothing sent
+    obj = tasks.get("cancel-me")
+    assert obj["status"]["phase"] == "Revoked"
+    assert "taskId" not in obj["status"]
+    would_be = task_id_for(obj["metadata"]["uid"], 1)
+    assert results.get(RUNS_KEY + would_be) is None  # never ran
+    assert results.get(f"celery-task-meta-{would_be}") is None  # never reached a worker
+
+
+def test_revoke_after_dispatch_terminates_the_running_task(
+    celery_worker: CeleryWorker, start_operator: StartOperator, tasks: Tasks,
+    results: redis_lib.Redis,
+) -> None:
+    start_operator()
+    tasks.create("long", {"task": {"name": "demo.sleep", "args": [30]}})
+    obj = tasks.wait_phase("long", "Started", timeout=20)
+    tasks.patch_spec("long", {"revoke": {"terminate": True, "signal": "SIGKILL"}})
+    obj = tasks.wait_phase("long", "Revoked", timeout=10)
+    task_id = obj["status"]["taskId"]
+    deadline = time.monotonic() + 15
+    meta = None
+    while time.monotonic() < deadline:
+        raw = results.get(f"celery-task-meta-{task_id}")
+        meta = json.loads(raw) if raw else None
+        if meta and meta["status"] in ("REVOKED", "FAILURE"):
+            break
+        time.sleep(0.2)
+    assert meta is not None and meta["status"] in ("REVOKED", "FAILURE"), meta
+    assert obj["status"]["phase"] == "Revoked"
+
+
+def test_expired_before_dispatch_is_never_sent(
+    celery_worker: CeleryWorker, start_operator: StartOperator, tasks: Tasks, core,
+    namespace: str,
+) -> None:
+    start_operator()
+    eta = (datetime.now(UTC) - timedelta(minutes=10)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    tasks.create("stale", {"task": {"name": "demo.add", "args": [1, 2]}, "eta": eta,
+                           "expires": 60})
+    obj = tasks.wait_phase("stale", "Expired", timeout=15)
+    assert "taskId" not in obj["status"]
+    assert ("Warning", "Expired") in [(t, r) for t, r, _ in events_for(core, namespace, "stale")]
+
+
+def test_big_and_unencodable_results_and_unknown_tasks_are_reported(
+    celery_worker: CeleryWorker, start_operator: StartOperator, tasks: Tasks
+) -> None:
+    start_operator()
+    tasks.create("big", {"task": {"name": "demo.big_result", "args": [10 * 1024 * 1024]}})
+    tasks.create("weird", {"task": {"name": "demo.not_json"}})
+    tasks.create("nobody", {"task": {"name": "no.such.task"}})
+    tasks.create("fine", {"task": {"name": "demo.add", "args": [20, 22]}})
+    big = tasks.wait_phase("big", "Succeeded", timeout=60)
+    assert big["status"]["resultTruncated"] is True
+    assert len(json.dumps(big["status"]["result"])) <= 33 * 1024
+    weird = tasks.wait_phase("weird", "Failed", timeout=30)
+    assert weird["status"]["error"]["type"]
+    nobody = tasks.wait_phase("nobody", "Failed", timeout=30)
+    assert nobody["status"]["error"]["type"] == "NotRegistered"
+    assert tasks.wait_phase("fine", "Succeeded", timeout=30)["status"]["result"] == 42
+
+
+def test_ttl_after_finished_deletes_the_object(
+    celery_worker: CeleryWorker, start_operator: StartOperator, tasks: Tasks
+) -> None:
+    start_operator()
+    tasks.create("short-lived", {"task": {"name": "demo.add", "args": [1, 1]},
+                                 "ttlSecondsAfterFinished": 1})
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if not any(i["metadata"]["name"] == "short-lived" for i in tasks.list()):
+            return
+        time.sleep(0.3)
+    raise AssertionError("short-lived was not deleted")
+
+
+def _metric(text: str, name: str, label: str) -> float:
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name) and label in line:
+            total += float(line.rsplit(" ", 1)[1])
+    return total

@@ -1,0 +1,56 @@
+"""celery_operator.worker: a task id published twice runs once."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import redis as redis_lib
+from celery import Celery
+
+from celery_operator.devstack import CeleryWorker
+from celery_operator.devstack.demo_app import DROPPED_KEY, RUNS_KEY
+
+pytestmark = pytest.mark.integration
+
+
+def _send_twice(broker_url: str, queue: str, task_id: str, operator_header: bool) -> None:
+    app = Celery("t", broker=broker_url)
+    app.conf.update(task_serializer="json", accept_content=["json"])
+    headers = {"celeryoperator_uid": "u-1"} if operator_header else {}
+    for _ in range(2):
+        app.send_task("demo.add", args=[1, 2], task_id=task_id, queue=queue, headers=headers)
+
+
+def _wait_count(results: redis_lib.Redis, key: str, want: int, timeout: float = 20) -> int:
+    deadline = time.monotonic() + timeout
+    value = 0
+    while time.monotonic() < deadline:
+        value = int(results.get(key) or 0)
+        if value >= want:
+            return value
+        time.sleep(0.1)
+    return value
+
+
+@pytest.mark.parametrize("guarded", [True, False])
+def test_republished_id_runs_once_with_the_guard_and_twice_without(
+    guarded: bool, broker_url: str, backend_url: str, tmp_path: Path
+) -> None:
+    queue = f"guard-{uuid.uuid4().hex[:6]}"
+    env = {"DEMO_RUN_ONCE": "1"} if guarded else {}
+    worker = CeleryWorker(broker_url, backend_url, queues=(queue,), workdir=tmp_path,
+                          extra_env=env).start()
+    results = redis_lib.Redis.from_url(backend_url)
+    try:
+        task_id = str(uuid.uuid4())
+        _send_twice(broker_url, queue, task_id, operator_header=True)
+        if guarded:
+            assert _wait_count(results, DROPPED_KEY + task_id, 1) == 1
+            assert int(results.get(RUNS_KEY + task_id) or 0) == 1
+        else:
+            assert _wait_count(results, RUNS_KEY + task_id, 2) == 2  # Celery alone: twice
+    finally:
+        worker.stop()
