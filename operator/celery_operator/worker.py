@@ -67,8 +67,9 @@ def install_run_once_guard(
             client = redis.Redis.from_url(url)
         if not claim_run(client, task_id, ttl_seconds):
             logger.warning("task %s was delivered again; it already ran, dropping it", task_id)
-            # Mark the request so the task body is skipped (see _wrap_call).
-            request.celeryoperator_duplicate = True
+            # Mark the request so the task body is skipped (see _wrap_task_call).
+            if request is not None:
+                request.celeryoperator_duplicate = True
 
     task_prerun.connect(guard, weak=False)
     _wrap_task_call(app)

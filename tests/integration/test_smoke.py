@@ -1,4 +1,7 @@
-"""Every real part starts and talks: kubectl → API server → Python client; Celery → Redis → worker."""
+"""Every real part starts and talks.
+
+kubectl → API server → Python client; Celery → Redis → a real worker.
+"""
 
 from __future__ import annotations
 

@@ -186,9 +186,12 @@ def _read_time_zone(reader: Reader, raw: Mapping[str, Any], path: str) -> str | 
 def _check_cron(expression: str) -> str | None:
     """cronsim's complaint about a 5-field expression, or None when it is runnable."""
     try:
-        CronSim(expression, _CRONSIM_PROBE)
+        next(CronSim(expression, _CRONSIM_PROBE))
     except CronSimError as exc:
         return str(exc)
+    except StopIteration:
+        # e.g. "0 0 LW * */7": the last weekday of a month is never a Sunday.
+        return "it never fires"
     return None
 
 

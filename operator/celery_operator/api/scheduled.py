@@ -152,9 +152,10 @@ def _read_retry_on(reader: Reader, raw: Mapping[str, Any], path: str) -> frozens
     for index, item in enumerate(items):
         if item not in RETRY_ON_CHOICES:
             supported = ", ".join(f'"{c}"' for c in RETRY_ON_CHOICES)
+            shown = json.dumps(item, default=repr)
             reader.error(
                 f"{join(path, 'on')}[{index}]",
-                f"Unsupported value: {json.dumps(item, default=repr)}: supported values: {supported}",
+                f"Unsupported value: {shown}: supported values: {supported}",
             )
         else:
             outcomes.add(item)

@@ -9,6 +9,7 @@ lazily, so re-scheduling is O(log n) with no removal.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import itertools
 import logging
@@ -95,10 +96,8 @@ class DueQueue:
                 self._compact()
             timeout = (self._heap[0][0] - now).total_seconds() if self._heap else 3600.0
             self._nudge.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._nudge.wait(), timeout=max(timeout, 0.001))
-            except TimeoutError:
-                pass
 
     def _compact(self) -> None:
         self._heap = [(at, seq, key) for at, seq, key in self._heap

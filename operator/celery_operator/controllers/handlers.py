@@ -82,25 +82,21 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
 
 
 @kopf.on.event(GROUP, VERSION, SCHEDULED_PLURAL)
-async def scheduled_task_event(
-    event: dict[str, Any], body: kopf.Body, memo: kopf.Memo, **_: Any
-) -> None:
+async def scheduled_task_event(type: str | None, body: kopf.Body, memo: Any, **_: Any) -> None:
     raw = _raw(body)
     engine: TaskEngine | None = getattr(memo, "engine", None)
     if engine is not None:
-        engine.observe(event.get("type"), raw)
+        engine.observe(type, raw)
     periodic: PeriodicEngine | None = getattr(memo, "periodic", None)
     if periodic is not None:
-        periodic.observe_child(event.get("type"), raw)
+        periodic.observe_child(type, raw)
 
 
 @kopf.on.event(GROUP, VERSION, PERIODIC_PLURAL)
-async def periodic_task_event(
-    event: dict[str, Any], body: kopf.Body, memo: kopf.Memo, **_: Any
-) -> None:
+async def periodic_task_event(type: str | None, body: kopf.Body, memo: Any, **_: Any) -> None:
     periodic: PeriodicEngine | None = getattr(memo, "periodic", None)
     if periodic is not None:
-        periodic.observe(event.get("type"), _raw(body))
+        periodic.observe(type, _raw(body))
 
 
 def _raw(body: kopf.Body) -> dict[str, Any]:

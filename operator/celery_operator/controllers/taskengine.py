@@ -10,6 +10,7 @@ Each wake-up runs `plan_step` (pure) and carries the step out: the status write 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -309,6 +310,10 @@ class TaskEngine:
             self.schedule(uid, self.clock() + self.config.claim_lease)
             return
         self._published[uid] = order.task_id
+        logger.info(
+            "published %s attempt %d as %s (eta %s, rv %s)", _name(entry.body), order.attempt,
+            order.task_id, order.eta.isoformat(), entry.meta.get("resourceVersion"),
+        )
         lateness = (self.clock() - order.eta).total_seconds()
         metrics.DISPATCH_LATENESS.observe(lateness)
         metrics.DISPATCHED.labels(queue=spec.task.queue or "celery").inc()
@@ -318,10 +323,8 @@ class TaskEngine:
     async def _track_loop(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._poll_now.wait(), timeout=self.poll_interval)
-            except TimeoutError:
-                pass
             self._poll_now.clear()
             if not self._tracked:
                 continue

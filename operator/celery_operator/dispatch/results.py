@@ -14,7 +14,7 @@ META_PREFIX = "celery-task-meta-"
 BATCH = 500
 
 
-def parse_meta(task_id: str, raw: bytes) -> TaskState:
+def parse_meta(task_id: str, raw: bytes | str) -> TaskState:
     """Decode one `celery-task-meta-<id>` value (JSON; result_extended fields optional)."""
     meta = json.loads(raw)
     date_done = None

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
@@ -38,6 +38,7 @@ def load_api_client(kubeconfig: str | None = None) -> client.ApiClient:
             pass
     cfg = client.Configuration()
     config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)
+    cfg.connection_pool_maxsize = 32  # one per kube thread: no discarded connections
     return client.ApiClient(cfg)
 
 
@@ -52,9 +53,9 @@ class KubeClient:
 
     def get(self, plural: str, namespace: str, name: str) -> dict[str, Any]:
         try:
-            obj: dict[str, Any] = self.custom.get_namespaced_custom_object(
+            obj = cast(dict[str, Any], self.custom.get_namespaced_custom_object(
                 GROUP, VERSION, namespace, plural, name
-            )
+            ))
         except ApiException as exc:
             if exc.status == 404:
                 raise Gone(f"{plural} {namespace}/{name} not found") from exc
@@ -82,9 +83,9 @@ class KubeClient:
             body["metadata"] = meta
         metrics.API_WRITES.labels(verb="patch", resource=f"{plural}/status").inc()
         try:
-            obj: dict[str, Any] = self.custom.patch_namespaced_custom_object_status(
+            obj = cast(dict[str, Any], self.custom.patch_namespaced_custom_object_status(
                 GROUP, VERSION, namespace, plural, name, body
-            )
+            ))
         except ApiException as exc:
             if exc.status in (409, 422) and resource_version is not None:
                 raise Conflict(f"{plural} {namespace}/{name} changed: {exc.reason}") from exc
@@ -101,9 +102,9 @@ class KubeClient:
         """Merge-patch an object we own (children: never objects that come from Git)."""
         metrics.API_WRITES.labels(verb="patch", resource=plural).inc()
         try:
-            obj: dict[str, Any] = self.custom.patch_namespaced_custom_object(
+            obj = cast(dict[str, Any], self.custom.patch_namespaced_custom_object(
                 GROUP, VERSION, namespace, plural, name, dict(body)
-            )
+            ))
         except ApiException as exc:
             if exc.status == 404:
                 raise Gone(f"{plural} {namespace}/{name} not found") from exc
@@ -111,10 +112,10 @@ class KubeClient:
         return obj
 
     def list(self, plural: str, namespace: str, label_selector: str) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = self.custom.list_namespaced_custom_object(
+        found = cast(dict[str, Any], self.custom.list_namespaced_custom_object(
             GROUP, VERSION, namespace, plural, label_selector=label_selector
-        )["items"]
-        return items
+        ))
+        return cast(list[dict[str, Any]], found["items"])
 
     def delete(self, plural: str, namespace: str, name: str, *, uid: str | None = None) -> None:
         """Delete, optionally only the object with this uid; a missing object is fine."""
@@ -135,9 +136,9 @@ class KubeClient:
         """Create; None when an object of that name exists already (AlreadyExists)."""
         metrics.API_WRITES.labels(verb="create", resource=plural).inc()
         try:
-            obj: dict[str, Any] = self.custom.create_namespaced_custom_object(
+            obj = cast(dict[str, Any], self.custom.create_namespaced_custom_object(
                 GROUP, VERSION, namespace, plural, dict(body)
-            )
+            ))
         except ApiException as exc:
             if exc.status == 409:
                 return None

@@ -148,29 +148,31 @@ def plan_periodic(obs: PeriodicObserved, cfg: PeriodicConfig) -> PeriodicStep:
     missed = int(status.get("missedRuns") or 0)
     skipped = int(status.get("skippedRuns") or 0)
 
-    if decision.fire_time is not None or decision.missed or decision.deadline_exceeded:
-        # The due window moves past everything up to the latest due time, run or not.
-        if decision.latest_due is not None:
+    if not spec.suspend:
+        # Suspended: nothing moves, so resuming applies the missed-run rule to the pause
+        # (CronJob does the same). Otherwise the due window moves past the latest due time.
+        if decision.latest_due is not None and (
+            decision.fire_time is not None or decision.missed or decision.deadline_exceeded
+        ):
             patch["lastScheduleTime"] = format_time(decision.latest_due)
-    if decision.missed:
-        missed += decision.missed
-        patch["missedRuns"] = missed
-        reason = "TooManyMissedTimes" if decision.too_many_missed else "MissedSchedule"
-        cause = "while suspended" if spec.suspend else "while the operator was not running"
-        more = f" (over {TOO_MANY_MISSED})" if decision.too_many_missed else ""
-        notices.append(PeriodicNotice(
-            "Warning", reason,
-            f"skipped {decision.missed} missed run(s){more} {cause}; "
-            "only the most recent due time runs",
-        ))
-    if decision.deadline_exceeded and not spec.suspend and decision.latest_due is not None:
-        missed += 1
-        patch["missedRuns"] = missed
-        notices.append(PeriodicNotice(
-            "Warning", "MissedSchedule",
-            f"missed {format_time(decision.latest_due)}: older than startingDeadlineSeconds="
-            f"{spec.starting_deadline_seconds}",
-        ))
+        if decision.missed:
+            missed += decision.missed
+            patch["missedRuns"] = missed
+            reason = "TooManyMissedTimes" if decision.too_many_missed else "MissedSchedule"
+            more = f" (over {TOO_MANY_MISSED})" if decision.too_many_missed else ""
+            notices.append(PeriodicNotice(
+                "Warning", reason,
+                f"skipped {decision.missed} missed run(s){more}: only the most recent due "
+                "time runs",
+            ))
+        if decision.deadline_exceeded and decision.latest_due is not None:
+            missed += 1
+            patch["missedRuns"] = missed
+            notices.append(PeriodicNotice(
+                "Warning", "MissedSchedule",
+                f"missed {format_time(decision.latest_due)}: older than "
+                f"startingDeadlineSeconds={spec.starting_deadline_seconds}",
+            ))
     if decision.fire_time is not None:
         action = overlap_action(spec.concurrency_policy, active_count=len(active))
         if action == "skip":
@@ -263,8 +265,7 @@ def _status_view(
         for c in ordered
     ][-RECENT_RUNS_KEPT:]
     view: dict[str, Any] = {
-        "nextScheduleTimes": [format_time(t) for t in upcoming] if not spec.suspend else [
-            format_time(t) for t in upcoming],
+        "nextScheduleTimes": [format_time(t) for t in upcoming],
         "active": active,
         "recentRuns": recent,
     }

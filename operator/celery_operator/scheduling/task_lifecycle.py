@@ -237,10 +237,10 @@ def _before_dispatch(
     )
     attempt = int(status.get("attempt") or 0) + 1 if waiting_retry else 1
     fire_at = (_time(status, "nextAttemptTime") or due) if waiting_retry else due
-    base = {"dueTime": format_time(due), "expiresAt": _fmt(expires_at)}
+    base = {"dueTime": _precise(due), "expiresAt": _fmt(expires_at)}
 
     if spec.revoke is not None:
-        patch = _Patch(obs).set(**base, completionTime=format_time(obs.now), nextAttemptTime=None)
+        patch = _Patch(obs).set(**base, completionTime=_precise(obs.now), nextAttemptTime=None)
         message = "revoked before dispatch: the message was never sent"
         return Step(
             status=patch.done(Phase.REVOKED, "RevokedBeforeDispatch", message),
@@ -248,7 +248,7 @@ def _before_dispatch(
             finished_outcome=Phase.REVOKED.value,
         )
     if expires_at is not None and obs.now >= expires_at:
-        patch = _Patch(obs).set(**base, completionTime=format_time(obs.now), nextAttemptTime=None)
+        patch = _Patch(obs).set(**base, completionTime=_precise(obs.now), nextAttemptTime=None)
         message = f"not sent: it expired at {format_time(expires_at)} before it could be sent"
         return Step(
             status=patch.done(Phase.EXPIRED, "Expired", message),
@@ -268,12 +268,15 @@ def _before_dispatch(
     if unchanged:
         return Step(wake_at=wake)
     if waiting_retry:
-        patch = _Patch(obs).set(**base).done(Phase.RETRYING, "WaitingToRetry", _retry_msg(fire_at))
-        return Step(status=patch, wake_at=wake)
+        retry_patch = _Patch(obs).set(**base)
+        return Step(
+            status=retry_patch.done(Phase.RETRYING, "WaitingToRetry", _retry_msg(fire_at)),
+            wake_at=wake,
+        )
     message = f"due at {base['dueTime']}"
-    patch = _Patch(obs).set(**base).done(Phase.SCHEDULED, "Scheduled", message)
+    scheduled = _Patch(obs).set(**base).done(Phase.SCHEDULED, "Scheduled", message)
     notices = () if phase is Phase.SCHEDULED else (Notice("Normal", "Scheduled", message),)
-    return Step(status=patch, wake_at=wake, notices=notices)
+    return Step(status=scheduled, wake_at=wake, notices=notices)
 
 
 def _retry_msg(at: datetime) -> str:
@@ -281,7 +284,12 @@ def _retry_msg(at: datetime) -> str:
 
 
 def _fmt(value: datetime | None) -> str | None:
-    return format_time(value) if value is not None else None
+    return _precise(value) if value is not None else None
+
+
+def _precise(value: datetime) -> str:
+    """Times the operator acts on keep their fraction of a second (eta may have one)."""
+    return format_time(value, fraction=True)
 
 
 def _claim(
@@ -298,7 +306,7 @@ def _claim(
         **base,
         taskId=task_id,
         attempt=attempt,
-        claim={"holder": cfg.holder, "time": format_time(obs.now)},
+        claim={"holder": cfg.holder, "time": _precise(obs.now)},
         nextAttemptTime=None,
         queuedTime=None,
         startTime=None,
@@ -331,7 +339,7 @@ def _in_flight(
             f"revoke sent to the workers for task {task_id} "
             f"(terminate={str(spec.revoke.terminate).lower()}, signal={spec.revoke.signal})"
         )
-        patch = _Patch(obs).set(completionTime=format_time(obs.now))
+        patch = _Patch(obs).set(completionTime=_precise(obs.now))
         return Step(
             status=patch.done(Phase.REVOKED, "RevokedAfterDispatch", message),
             revoke=spec.revoke,
@@ -383,7 +391,7 @@ def _unconfirmed(obs: Observed, cfg: LifecycleConfig, task_id: str, attempt: int
         return Step(wake_at=claimed_at + cfg.claim_lease, track=True)
     # Nobody confirmed within the lease: the claimer died around its publish. Claim again
     # (conditional, so only one taker) and publish the same id.
-    patch = _Patch(obs).set(claim={"holder": cfg.holder, "time": format_time(obs.now)})
+    patch = _Patch(obs).set(claim={"holder": cfg.holder, "time": _precise(obs.now)})
     message = f"took over an unconfirmed dispatch of task {task_id}"
     return Step(
         status=patch.done(Phase.DISPATCHING, "Dispatching", message),
@@ -394,7 +402,7 @@ def _unconfirmed(obs: Observed, cfg: LifecycleConfig, task_id: str, attempt: int
 
 def _confirm(obs: Observed, task_id: str) -> Step:
     message = f"sent task {task_id}"
-    patch = _Patch(obs).set(queuedTime=format_time(obs.now), brokerRunId=obs.broker_run_id)
+    patch = _Patch(obs).set(queuedTime=_precise(obs.now), brokerRunId=obs.broker_run_id)
     queue_note = ""
     return Step(
         status=patch.done(Phase.QUEUED, "Queued", message),
@@ -417,7 +425,7 @@ def _running(
             return Step(track=True)
         patch = _Patch(obs).set(retries=count, worker=worker)
         if not status.get("startTime"):
-            patch.set(startTime=format_time(started))
+            patch.set(startTime=_precise(started))
         message = f"Celery retry {count} of task {status.get('taskId')}"
         return Step(status=patch.done(Phase.RETRYING, "CeleryRetry", message), track=True)
     if phase is Phase.STARTED:
@@ -425,9 +433,9 @@ def _running(
     # Coalesce: a task that finishes within the window never gets a Started write.
     if obs.now < started + cfg.started_coalesce:
         return Step(wake_at=started + cfg.started_coalesce, track=True)
-    fields: dict[str, Any] = {"startTime": format_time(started), "worker": worker}
+    fields: dict[str, Any] = {"startTime": _precise(started), "worker": worker}
     if phase is Phase.DISPATCHING:
-        fields["queuedTime"] = format_time(obs.now)
+        fields["queuedTime"] = _precise(obs.now)
         fields["brokerRunId"] = obs.broker_run_id
     message = f"running on {worker}" if worker else "running"
     patch = _Patch(obs).set(**fields)
@@ -467,12 +475,12 @@ def _attempt_record(obs: Observed, attempt: int, phase: Phase, **extra: Any) -> 
 
 def _finish_fields(obs: Observed, backend: TaskState) -> dict[str, Any]:
     done = backend.date_done or obs.now
-    start = obs.status.get("startTime") or _fmt(obs.started_hint) or format_time(done)
+    start = obs.status.get("startTime") or _fmt(obs.started_hint) or _precise(done)
     fields: dict[str, Any] = {
-        "completionTime": format_time(done),
+        "completionTime": _precise(done),
         "startTime": start,
         "worker": backend.worker or obs.status.get("worker"),
-        "queuedTime": obs.status.get("queuedTime") or format_time(obs.now),
+        "queuedTime": obs.status.get("queuedTime") or _precise(obs.now),
     }
     if backend.retries:
         fields["retries"] = backend.retries
@@ -536,7 +544,7 @@ def _failed(
         at = obs.now + delay
         message = f"{what}; attempt {attempt + 1} of {1 + retry.limit} at {format_time(at)}"
         patch = _Patch(obs).set(
-            **fields, error=error, attempts=attempts, nextAttemptTime=format_time(at)
+            **fields, error=error, attempts=attempts, nextAttemptTime=_precise(at)
         )
         return Step(
             status=patch.done(Phase.RETRYING, "WaitingToRetry", message),
@@ -563,8 +571,8 @@ def _revoked_by_celery(obs: Observed, backend: TaskState, attempt: int) -> Step:
         message = f"task {backend.task_id} was revoked in Celery"
         notice = Notice("Normal", "Revoked", message)
     patch = _Patch(obs).set(
-        completionTime=format_time(done),
-        attempts=_attempt_record(obs, attempt, phase, completionTime=format_time(done)),
+        completionTime=_precise(done),
+        attempts=_attempt_record(obs, attempt, phase, completionTime=_precise(done)),
     )
     return Step(
         status=patch.done(phase, reason, message), notices=(notice,), finished_outcome=phase.value

@@ -1,0 +1,222 @@
+"""PeriodicTask end to end: children per fire time, missed runs, overlap, suspend, run-now."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import redis as redis_lib
+
+from celery_operator.api import parse_time
+from celery_operator.devstack import CeleryWorker
+from celery_operator.devstack.demo_app import RUNS_KEY
+
+from .conftest import StartOperator, Tasks, events_for
+
+pytestmark = pytest.mark.integration
+
+PARENT_LABEL = "celeryoperator.dev/periodic-task"
+
+
+def _children(tasks: Tasks, parent: str) -> list[dict[str, Any]]:
+    items = [i for i in tasks.list()
+             if (i["metadata"].get("labels") or {}).get(PARENT_LABEL) == parent]
+    return sorted(items, key=lambda i: i["metadata"]["name"])
+
+
+def _nominal(child: dict[str, Any]) -> datetime:
+    return parse_time(child["metadata"]["annotations"]["celeryoperator.dev/scheduled-time"])
+
+
+def _wait(predicate: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.25)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_interval_schedule_runs_on_time_and_children_succeed(
+    celery_worker: CeleryWorker, start_operator: StartOperator, tasks: Tasks, periodic: Tasks,
+    results: redis_lib.Redis,
+) -> None:
+    start_operator()
+    created = periodic.create("every2s", {
+        "schedule": {"interval": "2s"},
+        "task": {"name": "demo.add", "args": [2, 2]},
+        "successfulRunsHistoryLimit": 20,
+    })
+    start = parse_time(created["metadata"]["creationTimestamp"])
+    time.sleep(10.5)
+    children = [c for c in _children(tasks, "every2s") if _nominal(c) <= start + timedelta(
+        seconds=10)]
+    assert 4 <= len(children) <= 6, [c["metadata"]["name"] for c in children]
+    nominals = [_nominal(c) for c in children]
+    # Anchored at creation: start + k·2 s exactly, no drift.
+    assert [(n - start).total_seconds() for n in nominals] == [2.0 * k for k in range(
+        1, len(nominals) + 1)]
+    for child in children:
+        done = tasks.wait_phase(child["metadata"]["name"], "Succeeded", timeout=20)
+        assert done["status"]["result"] == 4
+        assert int(results.get(RUNS_KEY + done["status"]["taskId"])) == 1
+        assert done["metadata"]["ownerReferences"][0]["name"] == "every2s"
+        assert done["spec"]["task"]["headers"]["periodic_task_name"] == "every2s"
+    status = periodic.get("every2s")["status"]
+    assert status["totalRuns"] >= len(children)
+    assert len(status["nextScheduleTimes"]) == 5
+    assert status["lastSuccessfulTime"]
+    assert {c["type"]: c["status"] for c in status["conditions"]}["Ready"] == "True"
+
+
+def test_history_limits_delete_old_children(
+    celery_worker: CeleryWorker, start_operator: StartOperator, tasks: Tasks, periodic: Tasks
+) -> None:
+    start_operator()
+    periodic.create("trimmed", {
+        "schedule": {"interval": "1s"},
+        "task": {"name": "demo.add", "args": [1, 1]},
+        "successfulRunsHistoryLimit": 2,
+    })
+    time.sleep(8)
+    _wait(lambda: len([c for c in _children(tasks, "trimmed")
+                       if (c.get("status") or {}).get("phase") == "Succeeded"]) <= 2,
+          10, "history trimmed to 2")
+    assert periodic.get("trimmed")["status"]["totalRuns"] >= 5
+
+
+@pytest.mark.parametrize(("deadline", "catch_up"), [(3600, 1), (1, 0)])
+def test_operator_down_for_three_intervals_catches_up_once_or_not_at_all(
+    deadline: int, catch_up: int, celery_worker: CeleryWorker, start_operator: StartOperator,
+    tasks: Tasks, periodic: Tasks, results: redis_lib.Redis,
+) -> None:
+    operator = start_operator()
+    periodic.create("catchup", {
+        "schedule": {"interval": "3s"},
+        "task": {"name": "demo.add", "args": [1, 2]},
+        "startingDeadlineSeconds": deadline,
+        "successfulRunsHistoryLimit": 50,
+    })
+    _wait(lambda: len(_children(tasks, "catchup")) >= 1, 10, "a first run")
+    operator.kill()
+    down_at = datetime.now(UTC)
+    before = {c["metadata"]["name"] for c in _children(tasks, "catchup")}
+    time.sleep(10)  # three fire times pass
+    up_at = datetime.now(UTC)
+    start_operator()
+    time.sleep(1.0)  # before the next regular fire time (≤ 3 s away, created 2 s ahead)
+    after = _children(tasks, "catchup")
+    new = [c for c in after if c["metadata"]["name"] not in before
+           and _nominal(c) < up_at - timedelta(seconds=0)]
+    caught = [c for c in new if _nominal(c) > down_at + timedelta(seconds=2)]
+    assert len(caught) == catch_up, [c["metadata"]["name"] for c in new]
+    status = periodic.get("catchup")["status"]
+    assert status.get("missedRuns", 0) >= 2
+    # Never a duplicate execution: each child's task ran once.
+    time.sleep(3)
+    for child in _children(tasks, "catchup"):
+        task_id = (child.get("status") or {}).get("taskId")
+        if task_id and child["status"].get("phase") == "Succeeded":
+            assert int(results.get(RUNS_KEY + task_id)) == 1
+
+
+def test_forbid_skips_while_a_run_is_active(
+    celery_worker: CeleryWorker, start_operator: StartOperator, tasks: Tasks, periodic: Tasks
+) -> None:
+    start_operator()
+    periodic.create("forbid", {
+        "schedule": {"interval": "1s"},
+        "task": {"name": "demo.sleep", "args": [4]},
+        "concurrencyPolicy": "Forbid",
+        "successfulRunsHistoryLimit": 50,
+    })
+    time.sleep(9)
+    children = _children(tasks, "forbid")
+    status = periodic.get("forbid")["status"]
+    assert status.get("skippedRuns", 0) >= 3
+    assert len(children) <= 3
+    assert len(status.get("active") or []) <= 1
+
+
+def test_replace_revokes_the_running_one(
+    celery_worker: CeleryWorker, start_operator: StartOperator, tasks: Tasks, periodic: Tasks
+) -> None:
+    start_operator()
+    periodic.create("replace", {
+        "schedule": {"interval": "3s"},
+        "task": {"name": "demo.sleep", "args": [30]},
+        "concurrencyPolicy": "Replace",
+        "successfulRunsHistoryLimit": 50,
+        "failedRunsHistoryLimit": 50,
+    })
+    _wait(lambda: len(_children(tasks, "replace")) >= 2, 15, "a second run")
+    first = _children(tasks, "replace")[0]["metadata"]["name"]
+    revoked = tasks.wait_phase(first, "Revoked", timeout=15)
+    assert revoked["spec"]["revoke"]["terminate"] is True
+
+
+def test_suspend_pauses_and_resume_catches_up_once(
+    celery_worker: CeleryWorker, start_operator: StartOperator, tasks: Tasks, periodic: Tasks
+) -> None:
+    start_operator()
+    periodic.create("pausable", {
+        "schedule": {"interval": "2s"},
+        "task": {"name": "demo.add", "args": [1, 1]},
+        "suspend": True,
+        "successfulRunsHistoryLimit": 50,
+    })
+    _wait(lambda: len((periodic.get("pausable").get("status") or {}).get(
+        "nextScheduleTimes") or []) == 5, 10, "next times shown while suspended")
+    time.sleep(7)
+    assert _children(tasks, "pausable") == []
+    periodic.patch_spec("pausable", {"suspend": False})
+    time.sleep(1.0)
+    children = _children(tasks, "pausable")
+    assert len(children) == 1  # the most recent missed time, not one per missed time
+    assert periodic.get("pausable")["status"].get("missedRuns", 0) >= 2
+
+
+def test_run_now_annotation_creates_one_extra_run(
+    celery_worker: CeleryWorker, start_operator: StartOperator, tasks: Tasks, periodic: Tasks,
+    custom: Any, namespace: str, core: Any,
+) -> None:
+    start_operator()
+    periodic.create("manual", {
+        "schedule": {"cron": "0 0 1 1 *"},  # once a year: only the manual run happens now
+        "task": {"name": "demo.add", "args": [5, 5]},
+    })
+    stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    custom.patch_namespaced_custom_object(
+        "celeryoperator.dev", "v1alpha1", namespace, "periodictasks", "manual",
+        {"metadata": {"annotations": {"celeryoperator.dev/run-requested-at": stamp}}},
+    )
+    _wait(lambda: len(_children(tasks, "manual")) == 1, 10, "the manual run")
+    child = _children(tasks, "manual")[0]
+    assert tasks.wait_phase(child["metadata"]["name"], "Succeeded", 20)["status"]["result"] == 10
+    assert periodic.get("manual")["status"]["lastHandledRunRequest"] == stamp
+    time.sleep(2)
+    assert len(_children(tasks, "manual")) == 1  # acknowledged: not run again
+    assert "RunRequested" in [r for _, r, _ in events_for(core, namespace, "manual")]
+
+
+def test_spec_change_applies_from_the_next_run(
+    celery_worker: CeleryWorker, start_operator: StartOperator, tasks: Tasks, periodic: Tasks
+) -> None:
+    start_operator()
+    periodic.create("changing", {
+        "schedule": {"interval": "2s"},
+        "task": {"name": "demo.add", "args": [1, 1]},
+        "successfulRunsHistoryLimit": 50,
+    })
+    _wait(lambda: len(_children(tasks, "changing")) >= 1, 10, "a first run")
+    updated = periodic.patch_spec("changing", {"task": {"name": "demo.add", "args": [100, 1]}})
+    changed_at = datetime.now(UTC)
+    _wait(lambda: any(_nominal(c) > changed_at + timedelta(seconds=2.5)
+                      for c in _children(tasks, "changing")), 10, "a run after the change")
+    later = [c for c in _children(tasks, "changing")
+             if _nominal(c) > changed_at + timedelta(seconds=2.5)]
+    assert later[0]["spec"]["task"]["args"] == [100, 1]
+    _wait(lambda: periodic.get("changing")["status"].get("observedGeneration")
+          == updated["metadata"]["generation"], 10, "observedGeneration")
