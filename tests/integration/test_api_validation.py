@@ -38,6 +38,7 @@ from celery_operator.api.status import (
     ATTEMPT_ERROR_MESSAGE_MAX_LENGTH,
     ERROR_MESSAGE_MAX_LENGTH,
     MAX_ATTEMPTS,
+    RUN_PENDING,
     TRACEBACK_MAX_LENGTH,
     attempt_error,
     capped_result,
@@ -846,6 +847,7 @@ def test_status_built_with_the_model_is_accepted(
             for i in range(MAX_ATTEMPTS)
         ],
         "brokerRunId": "a" * 40,
+        "claim": {"holder": "celery-operator-0", "time": "2030-01-01T00:00:00.25Z"},
         "conditions": conditions,
         "observedGeneration": obj["metadata"]["generation"],
     }
@@ -856,6 +858,7 @@ def test_status_built_with_the_model_is_accepted(
     assert len(stored["error"]["traceback"]) == TRACEBACK_MAX_LENGTH
     assert len(stored["attempts"][0]["error"]["message"]) == ATTEMPT_ERROR_MESSAGE_MAX_LENGTH
     assert [c["type"] for c in stored["conditions"]] == [READY, STALLED]
+    assert stored["claim"] == status["claim"]  # not pruned
     # A null result (a task returning None) can be stored (a JSON patch; in a merge patch
     # null means "remove").
     stored = custom.patch_namespaced_custom_object_status(
@@ -895,3 +898,26 @@ def test_status_outside_the_schema_is_rejected(
         )
     assert info.value.status == 422
     assert fragment in json.loads(info.value.body)["message"]
+
+
+def test_periodic_status_fields_are_kept(namespace: str, custom: client.CustomObjectsApi) -> None:
+    create(custom, namespace, manifest(PT, pt_spec()))
+    status = {
+        "lastScheduleTime": "2030-01-01T00:00:00Z",
+        "nextScheduleTimes": [f"2030-01-01T00:{m:02d}:00Z" for m in range(10, 60, 10)],
+        "lastSuccessfulTime": "2030-01-01T00:00:00Z",
+        "totalRuns": 7,
+        "missedRuns": 1,
+        "skippedRuns": 2,
+        "active": [{"name": "t-1893456000", "scheduledTime": "2030-01-01T00:00:00Z"}],
+        "recentRuns": [
+            {"name": "t-1893455400", "scheduledTime": "2029-12-31T23:50:00Z", "phase": "Failed"},
+            {"name": "t-1893456000", "scheduledTime": "2030-01-01T00:00:00Z", "phase": RUN_PENDING},
+        ],
+        "lastHandledRunRequest": "2030-01-01T00:00:00Z",
+        "observedGeneration": 1,
+    }
+    stored = custom.patch_namespaced_custom_object_status(
+        GROUP, VERSION, namespace, PERIODIC_PLURAL, "t", {"status": status}
+    )["status"]
+    assert stored == status

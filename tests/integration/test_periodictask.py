@@ -92,30 +92,38 @@ def test_operator_down_for_three_intervals_catches_up_once_or_not_at_all(
     deadline: int, catch_up: int, celery_worker: CeleryWorker, start_operator: StartOperator,
     tasks: Tasks, periodic: Tasks, results: redis_lib.Redis,
 ) -> None:
+    every = 4
     operator = start_operator()
-    periodic.create("catchup", {
-        "schedule": {"interval": "3s"},
+    created = periodic.create("catchup", {
+        "schedule": {"interval": f"{every}s"},
         "task": {"name": "demo.add", "args": [1, 2]},
         "startingDeadlineSeconds": deadline,
         "successfulRunsHistoryLimit": 50,
     })
+    anchor = parse_time(created["metadata"]["creationTimestamp"])
     _wait(lambda: len(_children(tasks, "catchup")) >= 1, 10, "a first run")
     operator.kill()
-    down_at = datetime.now(UTC)
-    before = {c["metadata"]["name"] for c in _children(tasks, "catchup")}
-    time.sleep(10)  # three fire times pass
-    up_at = datetime.now(UTC)
+    before = {c["metadata"]["name"]: _nominal(c) for c in _children(tasks, "catchup")}
+    last_run = max(before.values())
+    # Stay down for three intervals and come back mid-interval, so every fire time is
+    # clearly either in the outage or after it.
+    back = last_run + timedelta(seconds=3 * every + every / 2)
+    time.sleep(max((back - datetime.now(UTC)).total_seconds(), 0))
     start_operator()
-    time.sleep(1.0)  # before the next regular fire time (≤ 3 s away, created 2 s ahead)
-    after = _children(tasks, "catchup")
-    new = [c for c in after if c["metadata"]["name"] not in before
-           and _nominal(c) < up_at - timedelta(seconds=0)]
-    caught = [c for c in new if _nominal(c) > down_at + timedelta(seconds=2)]
+    up_at = datetime.now(UTC)
+    _wait(lambda: len(_children(tasks, "catchup")) > len(before), 15, "a run after restart")
+    time.sleep(0.5)
+    new = [c for c in _children(tasks, "catchup") if c["metadata"]["name"] not in before]
+    caught = [c for c in new if _nominal(c) <= up_at]
     assert len(caught) == catch_up, [c["metadata"]["name"] for c in new]
-    status = periodic.get("catchup")["status"]
-    assert status.get("missedRuns", 0) >= 2
+    if caught:  # the catch-up is the most recent missed time, nothing older
+        assert _nominal(caught[0]) == last_run + timedelta(seconds=3 * every)
+    assert all((_nominal(c) - anchor).total_seconds() % every == 0 for c in new)
+    # Three fire times passed in the outage: all but the catch-up run count as missed.
+    _wait(lambda: periodic.get("catchup")["status"].get("missedRuns", 0) == 3 - catch_up, 10,
+          "missedRuns")
     # Never a duplicate execution: each child's task ran once.
-    time.sleep(3)
+    time.sleep(2)
     for child in _children(tasks, "catchup"):
         task_id = (child.get("status") or {}).get("taskId")
         if task_id and child["status"].get("phase") == "Succeeded":
@@ -172,10 +180,13 @@ def test_suspend_pauses_and_resume_catches_up_once(
     time.sleep(7)
     assert _children(tasks, "pausable") == []
     periodic.patch_spec("pausable", {"suspend": False})
-    time.sleep(1.0)
-    children = _children(tasks, "pausable")
-    assert len(children) == 1  # the most recent missed time, not one per missed time
-    assert periodic.get("pausable")["status"].get("missedRuns", 0) >= 2
+    resumed_at = datetime.now(UTC)
+    _wait(lambda: len(_children(tasks, "pausable")) >= 1, 10, "a run after resuming")
+    time.sleep(0.5)
+    caught_up = [c for c in _children(tasks, "pausable") if _nominal(c) <= resumed_at]
+    assert len(caught_up) == 1  # the most recent missed time, not one per missed time
+    _wait(lambda: periodic.get("pausable")["status"].get("missedRuns", 0) >= 2, 10,
+          "missedRuns")
 
 
 def test_run_now_annotation_creates_one_extra_run(

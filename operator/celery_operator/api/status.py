@@ -22,6 +22,9 @@ MAX_ATTEMPTS = 20
 RESULT_MAX_BYTES = 8192
 
 # PeriodicTask status
+# recentRuns[].phase of a run whose ScheduledTask has no phase yet (not a Phase: the
+# ScheduledTask itself never is "Pending").
+RUN_PENDING = "Pending"
 MAX_NEXT_SCHEDULE_TIMES = 10
 MAX_RECENT_RUNS = 20
 MAX_ACTIVE_RUNS = 100

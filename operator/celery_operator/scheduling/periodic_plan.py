@@ -23,7 +23,12 @@ from celery_operator.api import (
 )
 from celery_operator.scheduling.cron import CronSchedule
 from celery_operator.scheduling.interval import IntervalSchedule
-from celery_operator.scheduling.missed import TOO_MANY_MISSED, decide_run, overlap_action
+from celery_operator.scheduling.missed import (
+    TOO_MANY_MISSED,
+    RunDecision,
+    decide_run,
+    overlap_action,
+)
 from celery_operator.scheduling.series import Bounds, Schedule, next_fire_times
 
 RUN_REQUEST_ANNOTATION = "celeryoperator.dev/run-requested-at"
@@ -129,17 +134,6 @@ def plan_periodic(obs: PeriodicObserved, cfg: PeriodicConfig) -> PeriodicStep:
     bounds = _bounds(spec)
     total_runs = int(status.get("totalRuns") or 0)
     last = parse_time(status["lastScheduleTime"]) if status.get("lastScheduleTime") else None
-    horizon = obs.now + cfg.create_ahead
-    decision = decide_run(
-        schedule,
-        last_schedule_time=last,
-        created=obs.created,
-        now=horizon,
-        starting_deadline_seconds=spec.starting_deadline_seconds,
-        bounds=bounds,
-        runs_so_far=total_runs,
-        suspended=spec.suspend,
-    )
     active = [c for c in obs.children if not c.finished and not c.revoke_requested]
     creates: list[ChildOrder] = []
     revokes: list[str] = []
@@ -148,48 +142,70 @@ def plan_periodic(obs: PeriodicObserved, cfg: PeriodicConfig) -> PeriodicStep:
     missed = int(status.get("missedRuns") or 0)
     skipped = int(status.get("skippedRuns") or 0)
 
-    if not spec.suspend:
-        # Suspended: nothing moves, so resuming applies the missed-run rule to the pause
-        # (CronJob does the same). Otherwise the due window moves past the latest due time.
-        if decision.latest_due is not None and (
-            decision.fire_time is not None or decision.missed or decision.deadline_exceeded
-        ):
-            patch["lastScheduleTime"] = format_time(decision.latest_due)
-        if decision.missed:
-            missed += decision.missed
-            patch["missedRuns"] = missed
-            reason = "TooManyMissedTimes" if decision.too_many_missed else "MissedSchedule"
-            more = f" (over {TOO_MANY_MISSED})" if decision.too_many_missed else ""
-            notices.append(PeriodicNotice(
-                "Warning", reason,
-                f"skipped {decision.missed} missed run(s){more}: only the most recent due "
-                "time runs",
-            ))
-        if decision.deadline_exceeded and decision.latest_due is not None:
-            missed += 1
-            patch["missedRuns"] = missed
-            notices.append(PeriodicNotice(
-                "Warning", "MissedSchedule",
-                f"missed {format_time(decision.latest_due)}: older than "
-                f"startingDeadlineSeconds={spec.starting_deadline_seconds}",
-            ))
-    if decision.fire_time is not None:
-        action = overlap_action(spec.concurrency_policy, active_count=len(active))
-        if action == "skip":
-            skipped += 1
-            patch["skippedRuns"] = skipped
-            notices.append(PeriodicNotice(
-                "Normal", "SkippedRun",
-                f"skipped {format_time(decision.fire_time)}: concurrencyPolicy Forbid and "
-                f"{len(active)} run(s) still active",
-            ))
-        else:
-            if action == "replace":
-                revokes = [c.name for c in active]
-            creates.append(ChildOrder(child_name(obs.name, decision.fire_time),
-                                      decision.fire_time))
-            patch["totalRuns"] = total_runs + 1
-            total_runs += 1
+    # First what is due by now (CronJob's missed-run rule), then the next fire time if it
+    # is within `create_ahead`: its child is created early, with eta = its nominal time.
+    horizon = obs.now
+    next_time: datetime | None = None
+    for ahead in (False, True):
+        last_before, total_before = last, total_runs
+        decision = decide_run(
+            schedule,
+            last_schedule_time=last,
+            created=obs.created,
+            now=horizon,
+            starting_deadline_seconds=spec.starting_deadline_seconds,
+            bounds=bounds,
+            runs_so_far=total_runs,
+            suspended=spec.suspend,
+        )
+        next_time = decision.next_time
+        if not spec.suspend:
+            # Suspended: nothing moves, so resuming applies the missed-run rule to the
+            # pause (as CronJob does). Else the window moves past the latest due time.
+            if decision.latest_due is not None and (
+                decision.fire_time is not None or decision.missed or decision.deadline_exceeded
+            ):
+                last = decision.latest_due
+                patch["lastScheduleTime"] = format_time(last)
+            skipped_now = _missed_count(schedule, decision, obs, spec, bounds, horizon,
+                                        last_before, total_before)
+            if skipped_now:
+                missed += skipped_now
+                patch["missedRuns"] = missed
+                many = skipped_now > TOO_MANY_MISSED
+                reason = "TooManyMissedTimes" if many else "MissedSchedule"
+                more = f" (over {TOO_MANY_MISSED})" if many else ""
+                why = (
+                    f"; the latest, {format_time(decision.latest_due)}, is older than "
+                    f"startingDeadlineSeconds={spec.starting_deadline_seconds}"
+                    if decision.deadline_exceeded and decision.latest_due else
+                    ": only the most recent due time runs"
+                )
+                notices.append(PeriodicNotice(
+                    "Warning", reason, f"missed {skipped_now} scheduled run(s){more}{why}",
+                ))
+        if decision.fire_time is not None:
+            action = overlap_action(spec.concurrency_policy, active_count=len(active))
+            if action == "skip":
+                skipped += 1
+                patch["skippedRuns"] = skipped
+                notices.append(PeriodicNotice(
+                    "Normal", "SkippedRun",
+                    f"skipped {format_time(decision.fire_time)}: concurrencyPolicy Forbid "
+                    f"and {len(active)} run(s) still active",
+                ))
+            else:
+                if action == "replace":
+                    revokes += [c.name for c in active]
+                    active = []
+                order = ChildOrder(child_name(obs.name, decision.fire_time), decision.fire_time)
+                creates.append(order)
+                active.append(Child(order.name, order.scheduled_time, None))
+                total_runs += 1
+                patch["totalRuns"] = total_runs
+        if ahead or next_time is None or next_time > obs.now + cfg.create_ahead:
+            break
+        horizon = next_time
 
     request = obs.annotations.get(RUN_REQUEST_ANNOTATION)
     if request and request != status.get("lastHandledRunRequest"):
@@ -244,6 +260,29 @@ def plan_periodic(obs: PeriodicObserved, cfg: PeriodicConfig) -> PeriodicStep:
         notices=tuple(notices),
         wake_at=wake,
     )
+
+
+def _missed_count(
+    schedule: Schedule,
+    decision: RunDecision,
+    obs: PeriodicObserved,
+    spec: PeriodicTaskSpec,
+    bounds: Bounds,
+    now: datetime,
+    last: datetime | None,
+    runs_so_far: int,
+) -> int:
+    """Due times that will never run: all of them in the window, deadline or not, but the
+    one that runs now (CronJob counts only those inside the deadline; users want all)."""
+    if decision.latest_due is None:
+        return 0
+    if spec.starting_deadline_seconds is None:
+        return decision.missed
+    everything = decide_run(
+        schedule, last_schedule_time=last, created=obs.created, now=now,
+        starting_deadline_seconds=None, bounds=bounds, runs_so_far=runs_so_far,
+    )
+    return everything.missed + (1 if decision.fire_time is None else 0)
 
 
 def _status_view(

@@ -97,7 +97,10 @@ def test_enums_match() -> None:
     phases = [p.value for p in api.Phase]
     assert schema_at("ScheduledTask", "status.phase")["enum"] == phases
     assert schema_at("ScheduledTask", "status.attempts[].phase")["enum"] == phases
-    assert schema_at("PeriodicTask", "status.recentRuns[].phase")["enum"] == phases
+    assert schema_at("PeriodicTask", "status.recentRuns[].phase")["enum"] == [
+        *phases,
+        status.RUN_PENDING,
+    ]
     assert schema_at("ScheduledTask", "spec.revoke.signal")["enum"] == list(
         scheduled.REVOKE_SIGNALS
     )
