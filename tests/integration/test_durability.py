@@ -115,13 +115,15 @@ def test_redis_restarted_empty_before_workers_took_the_tasks_republishes_them(
 
 def test_tasks_wait_for_a_worker_and_status_catches_up(
     start_operator: StartOperator, tasks: Tasks, guarded_worker_factory, queue: str,
-    results: redis_lib.Redis,
+    results: redis_lib.Redis, core, namespace: str,
 ) -> None:
     start_operator()
     _create_many(tasks, 5, queue, lambda i: 0)
     tasks.wait_all("Queued", 5, timeout=20)
     time.sleep(60)  # nobody listens on the queue for a minute
     assert all(i["status"]["phase"] == "Queued" for i in tasks.list())
+    # The user is told why: a Warning that no worker consumes the queue.
+    assert ("Warning", "NoConsumer") in [(t, r) for t, r, _ in events_for(core, namespace, "t000")]
     guarded_worker_factory()
     items = tasks.wait_all("Succeeded", 5, timeout=30)
     assert _runs(results, [i["status"]["taskId"] for i in items]) == [1] * 5

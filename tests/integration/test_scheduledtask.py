@@ -121,11 +121,12 @@ def test_revoke_before_dispatch_never_sends(
     results: redis_lib.Redis,
 ) -> None:
     start_operator()
-    tasks.create("cancel-me", {"task": {"name": "demo.add", "args": [1, 2]}, "countdown": 3})
-    tasks.wait_phase("cancel-me", "Scheduled", timeout=10)
+    tasks.create("cancel-me", {"task": {"name": "demo.add", "args": [1, 2]}, "countdown": 6})
+    scheduled = tasks.wait_phase("cancel-me", "Scheduled", timeout=10)
     tasks.patch_spec("cancel-me", {"revoke": {"terminate": False}})
     obj = tasks.wait_phase("cancel-me", "Revoked", timeout=10)
-    time.sleep(4)  # past the due time: still nothing sent
+    due = parse_time(scheduled["status"]["dueTime"])
+    time.sleep(max((due - datetime.now(UTC)).total_seconds() + 1, 0))  # past the due time
     obj = tasks.get("cancel-me")
     assert obj["status"]["phase"] == "Revoked"
     assert "taskId" not in obj["status"]
@@ -207,3 +208,30 @@ def _metric(text: str, name: str, label: str) -> float:
         if line.startswith(name) and label in line:
             total += float(line.rsplit(" ", 1)[1])
     return total
+
+
+def test_task_on_a_worker_that_dies_is_judged_lost_and_retried(
+    start_operator: StartOperator, tasks: Tasks, broker_url: str, backend_url: str,
+    tmp_path: Path, core, namespace: str,
+) -> None:
+    queue = f"lost-{tmp_path.name[-8:]}"
+    doomed = CeleryWorker(broker_url, backend_url, queues=(queue,), workdir=tmp_path,
+                          concurrency=1).start()
+    start_operator()
+    tasks.create("orphan", {
+        "task": {"name": "demo.sleep", "args": [3], "queue": queue},
+        "retry": {"limit": 1, "on": ["Lost"], "backoff": {"initialSeconds": 1}},
+    })
+    tasks.wait_phase("orphan", "Started", timeout=20)
+    doomed.kill()  # SIGKILL: no worker-offline event, its heartbeats just stop
+    rescuer = CeleryWorker(broker_url, backend_url, queues=(queue,), workdir=tmp_path,
+                           concurrency=1).start()
+    try:
+        obj = tasks.wait_phase("orphan", "Succeeded", timeout=60)
+        attempts = obj["status"]["attempts"]
+        assert [a["phase"] for a in attempts] == ["Failed", "Succeeded"]
+        assert attempts[0]["error"]["type"] == "WorkerLost"
+        assert attempts[0]["worker"] == doomed.name
+        assert obj["status"]["worker"] == rescuer.name
+    finally:
+        rescuer.stop()

@@ -15,7 +15,7 @@ import logging
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from celery_operator import metrics
@@ -71,9 +71,12 @@ class Entry:
 
 @dataclass
 class Hints:
-    """Low-latency signs from Celery events, by task id."""
+    """Low-latency signs from Celery events: task starts by id, workers by host name."""
 
     started: dict[str, datetime] = field(default_factory=dict)
+    worker_seen: dict[str, datetime] = field(default_factory=dict)  # last event of a worker
+    worker_offline: set[str] = field(default_factory=set)
+    dead_reported: set[str] = field(default_factory=set)
 
 
 class TaskEngine:
@@ -85,6 +88,9 @@ class TaskEngine:
         *,
         clock: Clock = utcnow,
         poll_interval: float = 1.0,
+        worker_timeout: float = 10.0,
+        consumer_check_interval: float = 10.0,
+        consumer_grace: float = 20.0,
         broker_check_interval: float = 2.0,
         kube_threads: int = 32,
         publish_threads: int = 4,
@@ -94,6 +100,9 @@ class TaskEngine:
         self.config = config
         self.clock = clock
         self.poll_interval = poll_interval
+        self.worker_timeout = timedelta(seconds=worker_timeout)
+        self.consumer_check_interval = consumer_check_interval
+        self.consumer_grace = timedelta(seconds=consumer_grace)
         self.broker_check_interval = broker_check_interval
         self.entries: dict[str, Entry] = {}
         self.queue = DueQueue(
@@ -119,6 +128,7 @@ class TaskEngine:
         self._tasks = [
             asyncio.create_task(self._track_loop(), name="result-tracker"),
             asyncio.create_task(self._broker_loop(), name="broker-watch"),
+            asyncio.create_task(self._consumer_loop(), name="queue-consumers"),
         ]
 
     async def stop(self) -> None:
@@ -153,11 +163,45 @@ class TaskEngine:
             self._loop.call_soon_threadsafe(self._hint, event)
 
     def _hint(self, event: TaskEvent) -> None:
+        if event.hostname:
+            self._hints.worker_seen[event.hostname] = self.clock()
+            if event.kind == "worker-offline":
+                self._hints.worker_offline.add(event.hostname)
+                self._wake_tracked()
+            else:
+                self._hints.worker_offline.discard(event.hostname)
+                self._hints.dead_reported.discard(event.hostname)
+        if not event.task_id:
+            return
         if event.kind == "task-started":
             ts = datetime.fromtimestamp(event.timestamp, UTC) if event.timestamp else self.clock()
             self._hints.started.setdefault(event.task_id, ts)
         if event.task_id in self._states or event.task_id in self._tracked.values():
             self._poll_now.set()
+
+    def worker_alive(self, hostname: str | None) -> bool | None:
+        """None when we know nothing of it (no events: workers without -E)."""
+        if not hostname or hostname not in self._hints.worker_seen:
+            return None
+        if hostname in self._hints.worker_offline:
+            return False
+        listening = self.backend.events_connected_for()
+        if listening is None or listening < self.worker_timeout.total_seconds():
+            return None  # we may have missed its heartbeats: judge nothing
+        age: timedelta = self.clock() - self._hints.worker_seen[hostname]
+        return age < self.worker_timeout
+
+    def _wake_tracked(self) -> None:
+        for uid in list(self._tracked):
+            self.schedule(uid, self.clock())
+
+    def _check_workers(self) -> None:
+        """Heartbeats that stopped (a SIGKILLed worker sends no worker-offline)."""
+        for hostname in list(self._hints.worker_seen):
+            if self.worker_alive(hostname) is False and hostname not in self._hints.dead_reported:
+                self._hints.dead_reported.add(hostname)
+                logger.warning("worker %s stopped sending heartbeats", hostname)
+                self._wake_tracked()
 
     def _forget(self, uid: str, body: dict[str, Any]) -> None:
         entry = self.entries.pop(uid, None)
@@ -203,6 +247,7 @@ class TaskEngine:
         task_id = status.get("taskId")
         backend = self._states.get(task_id) if task_id else None
         started = self._hints.started.get(task_id) if task_id else None
+        worker = (backend.worker if backend else None) or status.get("worker")
         if started is None and backend is not None and backend.status in ("STARTED", "RETRY"):
             started = self._hints.started.setdefault(str(task_id), self.clock())
         return Observed(
@@ -216,6 +261,7 @@ class TaskEngine:
             broker_run_id=self._broker_run_id,
             published_here=self._published.get(uid),
             started_hint=started,
+            worker_alive=self.worker_alive(worker),
         )
 
     async def reconcile(self, uid: str) -> None:
@@ -326,6 +372,7 @@ class TaskEngine:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._poll_now.wait(), timeout=self.poll_interval)
             self._poll_now.clear()
+            self._check_workers()
             if not self._tracked:
                 continue
             await asyncio.sleep(0.02)  # let a burst of event hints gather into one read
@@ -365,6 +412,42 @@ class TaskEngine:
                 for uid in list(self._tracked):
                     self.schedule(uid, self.clock())
             await asyncio.sleep(self.broker_check_interval)
+
+    async def _consumer_loop(self) -> None:
+        """Tell users when a task waits on a queue no worker consumes (a typo, a missing
+        worker deployment): one Warning Event per task, the task keeps waiting."""
+        loop = asyncio.get_running_loop()
+        warned: set[str] = set()
+        while True:
+            await asyncio.sleep(self.consumer_check_interval)
+            now = self.clock()
+            waiting = []
+            for uid in list(self._tracked):
+                entry = self.entries.get(uid)
+                if entry is None or uid in warned or entry.status.get("phase") != "Queued":
+                    continue
+                queued = entry.status.get("queuedTime")
+                if queued and now - parse_time(str(queued)) >= self.consumer_grace:
+                    waiting.append((uid, entry))
+            if not waiting:
+                continue
+            try:
+                consumed = await loop.run_in_executor(
+                    self._publish_pool, self.backend.consumed_queues
+                )
+            except Exception as exc:
+                logger.warning("asking workers for their queues failed: %s", exc)
+                continue
+            for uid, entry in waiting:
+                queue = _queue(entry)
+                if queue not in consumed:
+                    warned.add(uid)
+                    self.io.post_event(
+                        entry.body, "Warning", "NoConsumer",
+                        f"no running worker consumes queue {queue!r}: the task waits in the "
+                        "queue until one does",
+                    )
+            warned &= set(self._tracked)
 
     # ---- introspection -------------------------------------------------------------------
 

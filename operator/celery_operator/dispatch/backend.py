@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from celery_operator.api.celery_state import TaskState
-from celery_operator.dispatch.control import revoke
+from celery_operator.dispatch.control import consumed_queues, revoke
 from celery_operator.dispatch.events import EventListener, TaskEvent
 from celery_operator.dispatch.publisher import Publication, Publisher
 from celery_operator.dispatch.results import ResultReader
@@ -26,12 +26,19 @@ class CeleryBackend:
     def revoke(self, task_id: str, *, terminate: bool, signal: str) -> None:
         revoke(self.publisher.app, task_id, terminate=terminate, signal=signal)
 
+    def consumed_queues(self) -> set[str]:
+        return consumed_queues(self.publisher.app)
+
     def broker_run_id(self) -> str:
         return self.publisher.broker_run_id()
 
     def listen(self, on_event: Callable[[TaskEvent], None]) -> None:
         """Start forwarding Celery task events (hints) to `on_event`, from a thread."""
         self._listener = EventListener(self.publisher.app, on_event).start()
+
+    def events_connected_for(self) -> float | None:
+        """How long the event listener has listened without a break (None: it is not)."""
+        return self._listener.connected_for() if self._listener is not None else None
 
     def close(self) -> None:
         if self._listener is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -23,9 +24,14 @@ TASK_EVENTS = frozenset(
 )
 
 
+WORKER_EVENTS = frozenset({"worker-online", "worker-heartbeat", "worker-offline"})
+
+
 @dataclass(frozen=True)
 class TaskEvent:
-    kind: str  # e.g. "task-started"
+    """A task-* event (task_id set) or a worker-* event (task_id empty)."""
+
+    kind: str  # e.g. "task-started", "worker-heartbeat"
     task_id: str
     hostname: str | None
     timestamp: float | None
@@ -40,6 +46,12 @@ class EventListener:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="celery-events", daemon=True)
         self._receiver: Any = None
+        self._connected_at: float | None = None  # monotonic time the current capture began
+
+    def connected_for(self) -> float | None:
+        """Seconds the listener has been listening without a break (None: not now)."""
+        at = self._connected_at
+        return None if at is None else time.monotonic() - at
 
     def start(self) -> EventListener:
         self._thread.start()
@@ -52,6 +64,8 @@ class EventListener:
             self.on_event(
                 TaskEvent(kind, str(task_id), event.get("hostname"), event.get("timestamp"))
             )
+        elif kind in WORKER_EVENTS:
+            self.on_event(TaskEvent(kind, "", event.get("hostname"), event.get("timestamp")))
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -59,8 +73,11 @@ class EventListener:
                 with self.app.connection_for_read() as conn:
                     self._receiver = self.app.events.Receiver(conn, handlers={"*": self._handle})
                     self._receiver.should_stop = False
+                    conn.ensure_connection(max_retries=1)
+                    self._connected_at = time.monotonic()
                     self._receiver.capture(limit=None, timeout=None, wakeup=False)
             except Exception as exc:  # broker down or restarted: listen again shortly
+                self._connected_at = None
                 if self._stop.is_set():
                     break
                 logger.warning("celery event listener lost its connection: %s", exc)

@@ -16,7 +16,6 @@ task id published again (at-least-once; the worker-side guard makes it exactly-o
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -35,15 +34,20 @@ from celery_operator.api import (
 )
 from celery_operator.api import celery_state as cs
 from celery_operator.api.celery_state import TaskState
+from celery_operator.api.status import (
+    MAX_ATTEMPTS,
+    attempt_error,
+    capped_result,
+    keep_last,
+    task_error,
+)
 from celery_operator.scheduling.duetime import resolve_due_time, resolve_expiry, retry_delay
 
 # uuid5 namespace of our task ids: id = uuid5(NS, "<object uid>/<attempt>").
 TASK_ID_NAMESPACE = uuid.UUID("6f1c1b8e-6c53-4c55-9d0e-2f1a3c0de001")
 
 RESULT_LIMIT = 32 * 1024  # bytes of JSON kept in status.result
-TRACEBACK_LIMIT = 8 * 1024
-MESSAGE_LIMIT = 2 * 1024
-ATTEMPTS_KEPT = 20
+MESSAGE_LIMIT = 2 * 1024  # condition and Event messages
 
 IN_FLIGHT = frozenset({Phase.DISPATCHING, Phase.QUEUED, Phase.STARTED})
 
@@ -76,6 +80,8 @@ class Observed:
     broker_run_id: str | None = None  # the broker's current run id, if known
     published_here: str | None = None  # the task id this process published since its claim
     started_hint: datetime | None = None  # first sign the task started (event or backend)
+    # Is the worker running the task alive? None: unknown (no worker events seen from it).
+    worker_alive: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -357,6 +363,8 @@ def _in_flight(
     if state == cs.REVOKED and backend is not None:
         return _revoked_by_celery(obs, backend, attempt)
     if state in (cs.STARTED, cs.RETRY) or obs.started_hint is not None:
+        if obs.worker_alive is False and state != cs.RETRY:
+            return _lost(obs, spec, backend, attempt)
         return _running(obs, cfg, backend, phase)
     # PENDING: queued (or waiting for a worker). A broker that restarted empty lost it.
     recorded_run_id = status.get("brokerRunId")
@@ -442,20 +450,6 @@ def _running(
     return Step(status=patch.done(Phase.STARTED, "Started", message), track=True)
 
 
-def cap_result(value: Any, limit: int = RESULT_LIMIT) -> tuple[Any, bool]:
-    """The result as stored in status: itself if its JSON fits, else a JSON-text prefix."""
-    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=repr)
-    if len(text.encode()) <= limit:
-        return value, False
-    return text.encode()[: limit - 3].decode(errors="ignore") + "...", True
-
-
-def _cap_text(text: str | None, limit: int, keep_tail: bool = False) -> str | None:
-    if text is None or len(text) <= limit:
-        return text
-    return "..." + text[-(limit - 3) :] if keep_tail else text[: limit - 3] + "..."
-
-
 def _attempt_record(obs: Observed, attempt: int, phase: Phase, **extra: Any) -> list[Any]:
     status = obs.status
     record = {
@@ -470,7 +464,7 @@ def _attempt_record(obs: Observed, attempt: int, phase: Phase, **extra: Any) -> 
     }
     record = {k: v for k, v in record.items() if v is not None}
     previous = [a for a in status.get("attempts") or [] if a.get("attempt") != attempt]
-    return [*previous, record][-ATTEMPTS_KEPT:]
+    return keep_last([*previous, record], MAX_ATTEMPTS)
 
 
 def _finish_fields(obs: Observed, backend: TaskState) -> dict[str, Any]:
@@ -488,7 +482,7 @@ def _finish_fields(obs: Observed, backend: TaskState) -> dict[str, Any]:
 
 
 def _succeeded(obs: Observed, backend: TaskState, attempt: int) -> Step:
-    result, truncated = cap_result(backend.result)
+    result, truncated = capped_result(backend.result, RESULT_LIMIT)
     fields = _finish_fields(obs, backend)
     patch = _Patch(obs).set(
         **fields,
@@ -513,28 +507,55 @@ def _succeeded(obs: Observed, backend: TaskState, attempt: int) -> Step:
 
 
 def _error(backend: TaskState) -> dict[str, Any]:
-    error = {
-        "type": backend.exception_type or "Error",
-        "message": _cap_text(backend.exception_message or "", MESSAGE_LIMIT) or "",
-        "traceback": _cap_text(backend.traceback, TRACEBACK_LIMIT, keep_tail=True),
-    }
-    return {k: v for k, v in error.items() if v is not None}
+    return dict(task_error(
+        backend.exception_type or "Error", backend.exception_message or "", backend.traceback
+    ))
 
 
 def _failed(
     obs: Observed, spec: ScheduledTaskSpec | None, backend: TaskState, attempt: int
 ) -> Step:
-    error = _error(backend)
-    fields = _finish_fields(obs, backend)
-    short_error = {"type": error["type"], "message": error["message"][:512]}
+    what = f"task {backend.task_id} failed"
+    return _attempt_ended(obs, spec, attempt, _error(backend), _finish_fields(obs, backend),
+                          outcome="Failed", what=what)
+
+
+def _lost(
+    obs: Observed, spec: ScheduledTaskSpec | None, backend: TaskState | None, attempt: int
+) -> Step:
+    """The worker running the task went away (offline, or its heartbeats stopped)."""
+    worker = (backend.worker if backend else None) or obs.status.get("worker") or "the worker"
+    task_id = obs.status.get("taskId")
+    error = dict(task_error("WorkerLost", f"{worker} went away while running task {task_id}"))
+    fields = {
+        "completionTime": _precise(obs.now),
+        "startTime": obs.status.get("startTime") or _fmt(obs.started_hint) or _precise(obs.now),
+        "worker": worker,
+        "queuedTime": obs.status.get("queuedTime") or _precise(obs.now),
+    }
+    return _attempt_ended(obs, spec, attempt, error, fields, outcome="Lost",
+                          what=f"task {task_id} was lost")
+
+
+def _attempt_ended(
+    obs: Observed,
+    spec: ScheduledTaskSpec | None,
+    attempt: int,
+    error: dict[str, Any],
+    fields: dict[str, Any],
+    *,
+    outcome: str,  # the retry.on value that applies: Failed or Lost
+    what: str,
+) -> Step:
+    """An attempt ended badly: retry by policy, or fail the task."""
     attempts = _attempt_record(
-        obs, attempt, Phase.FAILED, error=short_error,
+        obs, attempt, Phase.FAILED, error=attempt_error(error["type"], error["message"]),
         startTime=fields["startTime"], completionTime=fields["completionTime"],
         worker=fields["worker"],
     )
-    what = f"task {backend.task_id} failed: {error['type']}: {error['message']}"[:MESSAGE_LIMIT]
+    what = f"{what}: {error['type']}: {error['message']}"[:MESSAGE_LIMIT]
     retry = spec.retry if spec is not None else None
-    if retry is not None and "Failed" in retry.on and attempt < 1 + retry.limit:
+    if retry is not None and outcome in retry.on and attempt < 1 + retry.limit:
         delay = retry_delay(
             attempt + 1,
             initial_seconds=retry.initial_seconds,

@@ -1,0 +1,101 @@
+{{/* Names and labels shared by every template. Deterministic: no random or time values. */}}
+
+{{- define "celery-operator.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "celery-operator.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "celery-operator.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "celery-operator.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "celery-operator.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "celery-operator.labels" -}}
+helm.sh/chart: {{ include "celery-operator.chart" . }}
+{{ include "celery-operator.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/component: operator
+app.kubernetes.io/part-of: celery-operator
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{- define "celery-operator.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "celery-operator.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The Secret holding the Celery URLs: the user's, or the one this chart creates. */}}
+{{- define "celery-operator.celerySecretName" -}}
+{{- if .Values.celery.existingSecret -}}
+{{- .Values.celery.existingSecret -}}
+{{- else -}}
+{{- printf "%s-celery" (include "celery-operator.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "celery-operator.brokerUrlKey" -}}
+{{- if .Values.celery.existingSecret -}}{{ .Values.celery.existingSecretKeys.brokerUrl }}{{- else -}}broker-url{{- end -}}
+{{- end -}}
+
+{{- define "celery-operator.resultBackendKey" -}}
+{{- if .Values.celery.existingSecret -}}{{ .Values.celery.existingSecretKeys.resultBackend }}{{- else -}}result-backend{{- end -}}
+{{- end -}}
+
+{{- define "celery-operator.image" -}}
+{{- if .Values.image.digest -}}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+The rules the operator needs in every namespace it watches, and nothing else. Each rule is
+proved necessary by tests/integration/test_rbac.py (taking any verb away breaks a check).
+*/}}
+{{- define "celery-operator.namespacedRules" -}}
+# Watch both kinds (kopf lists and watches them), re-read one after a write conflict.
+# ScheduledTasks: create the runs of PeriodicTasks, revoke a run (concurrencyPolicy:
+# Replace patches its spec.revoke), delete finished ones (ttlSecondsAfterFinished and the
+# run-history limits).
+- apiGroups: [celeryoperator.dev]
+  resources: [scheduledtasks]
+  verbs: [get, list, watch, create, patch, delete]
+- apiGroups: [celeryoperator.dev]
+  resources: [periodictasks]
+  verbs: [get, list, watch]
+# The only writes to objects from Git: their status.
+- apiGroups: [celeryoperator.dev]
+  resources: [scheduledtasks/status, periodictasks/status]
+  verbs: [patch]
+# One core/v1 Event per state change (kopf's own Event posting is disabled).
+- apiGroups: [""]
+  resources: [events]
+  verbs: [create]
+{{- end -}}
+
+{{/* Cluster-scoped rules of the all-namespaces mode (filled in after verification). */}}
+{{- define "celery-operator.clusterRules" -}}
+{{- end -}}
