@@ -27,7 +27,7 @@ envtest: system-deps
 	@bash hack/envtest/build.sh etcd k8s helm
 
 lint: venv
-	$(VENV)/bin/ruff check operator tests bench
+	$(VENV)/bin/ruff check operator tests $(wildcard bench)
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
