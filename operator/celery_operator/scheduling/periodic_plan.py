@@ -166,7 +166,8 @@ def plan_periodic(obs: PeriodicObserved, cfg: PeriodicConfig) -> PeriodicStep:
                 decision.fire_time is not None or decision.missed or decision.deadline_exceeded
             ):
                 last = decision.latest_due
-                patch["lastScheduleTime"] = format_time(last)
+                # Keep the fraction: sub-second interval anchors must not be due twice.
+                patch["lastScheduleTime"] = format_time(last, fraction=True)
             skipped_now = _missed_count(schedule, decision, obs, spec, bounds, horizon,
                                         last_before, total_before)
             if skipped_now:
@@ -296,7 +297,7 @@ def _status_view(
     active = [
         {"name": c.name, "scheduledTime": format_time(c.scheduled_time)}
         for c in ordered
-        if not c.finished and c.name not in revoking
+        if not c.finished and not c.revoke_requested and c.name not in revoking
     ]
     recent = [
         {"name": c.name, "scheduledTime": format_time(c.scheduled_time), "phase": c.phase or
@@ -308,7 +309,11 @@ def _status_view(
         "active": active,
         "recentRuns": recent,
     }
-    succeeded = [c.scheduled_time for c in ordered if c.phase == Phase.SUCCEEDED.value]
+    # From every child known now, deleted by the history limit or not, and never older
+    # than what status already says.
+    succeeded = [c.scheduled_time for c in obs.children if c.phase == Phase.SUCCEEDED.value]
+    if obs.status.get("lastSuccessfulTime"):
+        succeeded.append(parse_time(str(obs.status["lastSuccessfulTime"])))
     if succeeded:
         view["lastSuccessfulTime"] = format_time(max(succeeded))
     return view

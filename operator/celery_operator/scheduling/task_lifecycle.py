@@ -428,7 +428,9 @@ def _running(
     retries = backend.retries if backend and backend.retries is not None else None
     if backend is not None and backend.status == cs.RETRY:
         seen = int(status.get("retries") or 0)
-        count = max(retries or 0, seen + 1) if retries is None else retries
+        # Without result_extended the backend has no count: report at least one retry,
+        # never a count that grows with every re-plan of the same record.
+        count = retries if retries is not None else max(seen, 1)
         if phase is Phase.RETRYING and seen >= count:
             return Step(track=True)
         patch = _Patch(obs).set(retries=count, worker=worker)
