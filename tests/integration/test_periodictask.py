@@ -92,7 +92,7 @@ def test_operator_down_for_three_intervals_catches_up_once_or_not_at_all(
     deadline: int, catch_up: int, celery_worker: CeleryWorker, start_operator: StartOperator,
     tasks: Tasks, periodic: Tasks, results: redis_lib.Redis,
 ) -> None:
-    every = 4
+    every = 5
     operator = start_operator()
     created = periodic.create("catchup", {
         "schedule": {"interval": f"{every}s"},
@@ -105,9 +105,9 @@ def test_operator_down_for_three_intervals_catches_up_once_or_not_at_all(
     operator.kill()
     before = {c["metadata"]["name"]: _nominal(c) for c in _children(tasks, "catchup")}
     last_run = max(before.values())
-    # Stay down for three intervals and come back mid-interval, so every fire time is
-    # clearly either in the outage or after it.
-    back = last_run + timedelta(seconds=3 * every + every / 2)
+    # Stay down for three intervals and come back 1 s after the third missed fire time, so
+    # the restarted operator plans well before the next one.
+    back = last_run + timedelta(seconds=3 * every + 1)
     time.sleep(max((back - datetime.now(UTC)).total_seconds(), 0))
     start_operator()
     up_at = datetime.now(UTC)
@@ -119,8 +119,12 @@ def test_operator_down_for_three_intervals_catches_up_once_or_not_at_all(
     if caught:  # the catch-up is the most recent missed time, nothing older
         assert _nominal(caught[0]) == last_run + timedelta(seconds=3 * every)
     assert all((_nominal(c) - anchor).total_seconds() % every == 0 for c in new)
-    # Three fire times passed in the outage: all but the catch-up run count as missed.
-    _wait(lambda: periodic.get("catchup")["status"].get("missedRuns", 0) == 3 - catch_up, 10,
+    # Every fire time between the last run before the outage and the first run after it
+    # never ran: all of them are counted as missed.
+    first_new = min(_nominal(c) for c in new)
+    never_ran = int((first_new - last_run).total_seconds() // every) - 1
+    assert never_ran == 3 - catch_up
+    _wait(lambda: periodic.get("catchup")["status"].get("missedRuns", 0) == never_ran, 10,
           "missedRuns")
     # Never a duplicate execution: each child's task ran once.
     time.sleep(2)
