@@ -61,3 +61,20 @@ chart-crds-check:
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
+
+# The Helm chart: `helm lint --strict` and `helm template` with every example values file
+# (no cluster needed; values.schema.json is checked by both).
+.PHONY: chart-lint chart-test
+HELM = $$($(PY) -c 'from celery_operator.devstack import find_binary; print(find_binary("helm"))')
+chart-lint: venv envtest chart-crds-check
+	@set -e; helm=$(HELM); for f in examples/values/*.yaml; do \
+	  echo "== $$f"; \
+	  $$helm lint --strict charts/celery-operator -f $$f; \
+	  $$helm template chart-lint charts/celery-operator -f $$f >/dev/null; \
+	done
+
+# The chart against the test control plane: helm install, wait for the objects, server-side
+# validation of everything rendered, helm uninstall leaving only the CRDs, docs/install.md
+# followed literally (tests/integration/test_chart.py; `make test` runs it too).
+chart-test: venv envtest chart-crds-check
+	$(VENV)/bin/pytest tests/integration/test_chart.py -q -p no:cacheprovider $(PYTEST_ARGS)

@@ -49,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
                      "(default 2)")
     run.add_argument("--claim-lease", type=float, default=_env_float("CLAIM_LEASE_SECONDS", 15.0),
                      help="seconds after which an unconfirmed dispatch claim is taken over")
+    run.add_argument("--claim-rate", type=float, default=_env_float("CLAIM_RATE", 50.0),
+                     help="claims per second to plan for when many tasks are due at once: "
+                     "a burst of N is claimed N/rate seconds earlier (default 50)")
     run.add_argument("--poll-interval", type=float, default=_env_float("POLL_INTERVAL", 1.0),
                      help="seconds between batched result-backend reads (default 1)")
     run.add_argument("--no-events", action="store_true",
@@ -96,6 +99,7 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         liveness_endpoint=args.liveness or None,
         dispatch_lead_seconds=args.dispatch_lead,
         claim_lease_seconds=args.claim_lease,
+        claim_rate=args.claim_rate,
         poll_interval_seconds=args.poll_interval,
         listen_events=not args.no_events,
         kubeconfig=args.kubeconfig,

@@ -18,6 +18,7 @@ class OperatorConfig:
     liveness_endpoint: str | None = "http://0.0.0.0:8080/healthz"
     dispatch_lead_seconds: float = 2.0
     claim_lease_seconds: float = 15.0
+    claim_rate: float = 50.0  # claims per second assumed when a burst is due at once
     poll_interval_seconds: float = 1.0
     listen_events: bool = True
     kubeconfig: str | None = None

@@ -28,3 +28,7 @@ DUE_QUEUE_DEPTH = Gauge(
 TRACKED_TASKS = Gauge(
     "celery_operator_tracked_tasks", "Dispatched tasks whose result the operator is waiting for."
 )
+EVENTS_DROPPED = Counter(
+    "celery_operator_events_dropped_total",
+    "Normal Events not posted because of the rate limit (Warnings are never dropped).",
+)

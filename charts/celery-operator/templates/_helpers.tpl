@@ -96,6 +96,21 @@ proved necessary by tests/integration/test_rbac.py (taking any verb away breaks 
   verbs: [create]
 {{- end -}}
 
-{{/* Cluster-scoped rules of the all-namespaces mode (filled in after verification). */}}
+{{/*
+Cluster-scoped reads kopf itself makes (verified with the ServiceAccount's own token:
+tests/integration/test_rbac.py). It watches CRDs to notice its resources appearing or
+changing; without the grant it logs a 403 on every retry. Only when it watches a list of
+namespaces does it also list and watch Namespaces (to know which of them exist): without
+that it stalls for about a minute at start-up, retrying the 403, and never notices a
+watched namespace created later.
+*/}}
 {{- define "celery-operator.clusterRules" -}}
+- apiGroups: [apiextensions.k8s.io]
+  resources: [customresourcedefinitions]
+  verbs: [list, watch]
+{{- if .Values.watch.namespaces }}
+- apiGroups: [""]
+  resources: [namespaces]
+  verbs: [list, watch]
+{{- end }}
 {{- end -}}

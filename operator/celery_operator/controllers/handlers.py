@@ -52,7 +52,10 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         claim_lease=_seconds(config.claim_lease_seconds),
         holder=config.identity,
     )
-    engine = TaskEngine(kube, backend, lifecycle, poll_interval=config.poll_interval_seconds)
+    engine = TaskEngine(
+        kube, backend, lifecycle, poll_interval=config.poll_interval_seconds,
+        claim_rate=config.claim_rate,
+    )
     engine.start()
     periodic = PeriodicEngine(kube, PeriodicConfig(create_ahead=lifecycle.dispatch_lead))
     periodic.start()

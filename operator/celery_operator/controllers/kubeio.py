@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -31,10 +32,33 @@ class WriteOutcome:
     GONE = "gone"
 
 
+class TokenBucket:
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate = rate
+        self.burst = burst
+        self._tokens = float(burst)
+        self._at = time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
+        self._at = now
+        if self._tokens >= 1:
+            self._tokens -= 1
+            return True
+        return False
+
+
 class KubeIO:
-    def __init__(self, kube: Kube, threads: int = 32) -> None:
+    def __init__(
+        self, kube: Kube, threads: int = 32, normal_events_per_second: float = 20.0
+    ) -> None:
         self.kube = kube
         self.pool = ThreadPoolExecutor(threads, thread_name_prefix="kube")
+        # Events go through a small pool of their own: they may lag in a burst, but never
+        # hold up a claim.
+        self.event_pool = ThreadPoolExecutor(2, thread_name_prefix="kube-events")
+        self._normal_events = TokenBucket(rate=normal_events_per_second, burst=100)
 
     async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
@@ -68,12 +92,21 @@ class KubeIO:
         return WriteOutcome.CONFLICT, fresh
 
     def post_event(self, body: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
-        """Fire and forget: an Event must never hold up or break a reconcile."""
+        """Fire and forget: an Event must never hold up or break a reconcile.
+
+        Normal Events are rate-limited (a token bucket, like the spam filter of
+        Kubernetes' own event recorder): a burst of thousands of tasks posts a sample of
+        them, not thousands of extra writes. Warnings are always posted.
+        """
+        if type_ == "Normal" and not self._normal_events.take():
+            metrics.EVENTS_DROPPED.inc()
+            return
         loop = asyncio.get_running_loop()
         loop.run_in_executor(
-            self.pool,
+            self.event_pool,
             lambda: self.kube.post_event(body, type_=type_, reason=reason, message=message),
         )
 
     def shutdown(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
+        self.event_pool.shutdown(wait=False, cancel_futures=True)

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 from celery_operator import metrics
 from celery_operator.api import (
+    FINISHED_PHASES,
     SCHEDULED_PLURAL,
     InvalidSpec,
     Phase,
@@ -30,6 +31,7 @@ from celery_operator.api import (
 from celery_operator.api.celery_state import TaskState
 from celery_operator.dispatch.events import TaskEvent
 from celery_operator.dispatch.publisher import Publication
+from celery_operator.scheduling.duetime import resolve_due_time
 from celery_operator.scheduling.task_lifecycle import (
     IN_FLIGHT,
     LifecycleConfig,
@@ -38,11 +40,14 @@ from celery_operator.scheduling.task_lifecycle import (
     plan_step,
 )
 
+from .bursts import BurstTracker
 from .duequeue import DueQueue
 from .kubeio import KubeIO, WriteOutcome, resource_version
 from .ports import Backend, Kube
 
 logger = logging.getLogger(__name__)
+
+TERMINAL_STATES = frozenset({"SUCCESS", "FAILURE", "REVOKED"})
 T = TypeVar("T")
 
 Clock = Callable[[], datetime]
@@ -91,6 +96,9 @@ class TaskEngine:
         worker_timeout: float = 10.0,
         consumer_check_interval: float = 10.0,
         consumer_grace: float = 20.0,
+        claim_rate: float = 50.0,
+        finish_rate: float = 50.0,
+        max_extra_lead: float = 60.0,
         broker_check_interval: float = 2.0,
         kube_threads: int = 32,
         publish_threads: int = 4,
@@ -103,6 +111,9 @@ class TaskEngine:
         self.worker_timeout = timedelta(seconds=worker_timeout)
         self.consumer_check_interval = consumer_check_interval
         self.consumer_grace = timedelta(seconds=consumer_grace)
+        self.bursts = BurstTracker(claim_rate, timedelta(seconds=max_extra_lead))
+        self.finish_spacing = timedelta(seconds=1 / finish_rate)
+        self._finish_next = clock()
         self.broker_check_interval = broker_check_interval
         self.entries: dict[str, Entry] = {}
         self.queue = DueQueue(
@@ -113,6 +124,7 @@ class TaskEngine:
         self._published: dict[str, str] = {}  # uid -> task id published by this process
         self._states: dict[str, TaskState | None] = {}  # task id -> last backend record
         self._tracked: dict[str, str] = {}  # uid -> task id to follow in the backend
+        self._uid_of: dict[str, str] = {}  # task id -> uid, for events (O(1) per event)
         self._hints = Hints()
         self._broker_run_id: str | None = None
         self.io = KubeIO(kube, kube_threads)
@@ -149,8 +161,8 @@ class TaskEngine:
             self._forget(uid, dict(body))
             return
         entry = self.entries.get(uid)
-        if entry is not None and resource_version(entry.body) > resource_version(body):
-            return  # our own write already gave us something newer
+        if entry is not None and resource_version(entry.body) >= resource_version(body):
+            return  # the echo of our own write, or older: we planned from it already
         if entry is None:
             entry = self.entries[uid] = Entry(body=dict(body))
         else:
@@ -173,11 +185,16 @@ class TaskEngine:
                 self._hints.dead_reported.discard(event.hostname)
         if not event.task_id:
             return
+        uid = self._uid_of.get(event.task_id)
+        if uid is None:
+            return
         if event.kind == "task-started":
             ts = datetime.fromtimestamp(event.timestamp, UTC) if event.timestamp else self.clock()
-            self._hints.started.setdefault(event.task_id, ts)
-        if event.task_id in self._states or event.task_id in self._tracked.values():
-            self._poll_now.set()
+            if event.task_id not in self._hints.started:
+                self._hints.started[event.task_id] = ts
+                self.schedule(uid, self.clock())  # the plan coalesces the Started write
+        elif event.kind != "task-received":
+            self._poll_now.set()  # it ended or retried: read the backend now
 
     def worker_alive(self, hostname: str | None) -> bool | None:
         """None when we know nothing of it (no events: workers without -E)."""
@@ -205,8 +222,9 @@ class TaskEngine:
 
     def _forget(self, uid: str, body: dict[str, Any]) -> None:
         entry = self.entries.pop(uid, None)
+        self._set_due(uid, None)
         self.queue.forget(uid)
-        task_id = self._tracked.pop(uid, None)
+        task_id = self._untrack(uid)
         self._published.pop(uid, None)
         status = (entry.body if entry else body).get("status") or {}
         phase = status.get("phase")
@@ -242,7 +260,32 @@ class TaskEngine:
             entry.spec_generation = generation
         return entry.spec
 
+    def _note_due(self, uid: str, entry: Entry) -> None:
+        """Count unfinished tasks per due second (claimed ones too, so a burst does not
+        look smaller, and postpone its rest, while it is being claimed)."""
+        status = entry.status
+        phase = status.get("phase")
+        second: int | None = None
+        if phase is None or Phase(phase) not in FINISHED_PHASES:
+            due = self._due_time(entry)
+            second = int(due.timestamp()) if due is not None else None
+        self._set_due(uid, second)
+
+    def _due_time(self, entry: Entry) -> datetime | None:
+        if entry.status.get("dueTime"):
+            return parse_time(str(entry.status["dueTime"]))
+        spec = self._spec(entry)  # first sight: the due time the plan will resolve
+        if not isinstance(spec, ScheduledTaskSpec):
+            return None
+        created = parse_time(str(entry.meta.get("creationTimestamp")))
+        return resolve_due_time(eta=spec.eta, countdown=spec.countdown, created=created)
+
+    def _set_due(self, uid: str, second: int | None) -> None:
+        for member, wake in self.bursts.set(uid, second):
+            self.schedule(member, wake - self.config.dispatch_lead)
+
     def observed(self, uid: str, entry: Entry) -> Observed:
+        self._note_due(uid, entry)
         status = entry.status
         task_id = status.get("taskId")
         backend = self._states.get(task_id) if task_id else None
@@ -262,6 +305,7 @@ class TaskEngine:
             published_here=self._published.get(uid),
             started_hint=started,
             worker_alive=self.worker_alive(worker),
+            extra_lead=self.bursts.extra_lead(uid),
         )
 
     async def reconcile(self, uid: str) -> None:
@@ -270,8 +314,12 @@ class TaskEngine:
             return
         obs = self.observed(uid, entry)
         step = plan_step(obs, self.config)
-        if step.status is not None and not await self._write_status(uid, entry, step.status):
-            return
+        if step.status is not None:
+            if not await self._write_status(uid, entry, step.status):
+                return
+            # Plan once more from what we wrote (its watch echo is skipped as known):
+            # e.g. a task just finished now arms its ttlSecondsAfterFinished.
+            self.queue.again(uid)
         if step.publish is not None:
             await self._publish(uid, entry, step)
             self.queue.again(uid)  # confirm right away
@@ -303,9 +351,9 @@ class TaskEngine:
         if task_id and (step.track or phase in {p.value for p in IN_FLIGHT}) and not (
             step.finished_outcome
         ):
-            self._tracked[uid] = str(task_id)
+            self._track(uid, str(task_id))
         else:
-            tracked = self._tracked.pop(uid, None)
+            tracked = self._untrack(uid)
             if tracked:
                 self._hints.started.pop(tracked, None)
                 self._states.pop(tracked, None)
@@ -313,11 +361,26 @@ class TaskEngine:
         if step.wake_at is not None:
             self.schedule(uid, step.wake_at)
 
+    def _track(self, uid: str, task_id: str) -> None:
+        old = self._tracked.get(uid)
+        if old != task_id:
+            if old is not None:
+                self._uid_of.pop(old, None)
+            self._tracked[uid] = task_id
+            self._uid_of[task_id] = uid
+
+    def _untrack(self, uid: str) -> str | None:
+        task_id = self._tracked.pop(uid, None)
+        if task_id is not None:
+            self._uid_of.pop(task_id, None)
+        return task_id
+
     async def _write_status(self, uid: str, entry: Entry, patch: dict[str, Any]) -> bool:
         outcome, obj = await self.io.write_status(SCHEDULED_PLURAL, entry.body, patch)
         if outcome == WriteOutcome.GONE or obj is None:
             self.entries.pop(uid, None)
             self.queue.forget(uid)
+            self._set_due(uid, None)
             return False
         if resource_version(obj) >= resource_version(entry.body):
             entry.body = obj
@@ -376,7 +439,15 @@ class TaskEngine:
             if not self._tracked:
                 continue
             await asyncio.sleep(0.02)  # let a burst of event hints gather into one read
-            ids = set(self._tracked.values())
+            # A final state does not change any more: read it once, not every second
+            # while its (paced) finishing write is pending.
+            ids = {
+                task_id for task_id in self._tracked.values()
+                if (known := self._states.get(task_id)) is None
+                or known.status not in TERMINAL_STATES
+            }
+            if not ids:
+                continue
             try:
                 states = await loop.run_in_executor(self._publish_pool, self.backend.read, ids)
             except Exception as exc:
@@ -385,12 +456,19 @@ class TaskEngine:
                 continue
             now = self.clock()
             for uid, task_id in list(self._tracked.items()):
+                if task_id not in ids:
+                    continue
                 state = states.get(task_id)
                 previous = self._states.get(task_id)
                 self._states[task_id] = state
                 changed = state != previous
-                waiting = task_id in self._hints.started
-                if changed or (waiting and self._phase(uid) == Phase.QUEUED.value):
+                if changed and state is not None and state.status in TERMINAL_STATES:
+                    # Finishing writes are paced: a burst of results must not compete for
+                    # the API server (and the CPU) with claims of tasks due right now.
+                    at = max(now, self._finish_next)
+                    self._finish_next = at + self.finish_spacing
+                    self.schedule(uid, at)
+                elif changed:
                     self.schedule(uid, now)
 
     def _phase(self, uid: str) -> str | None:

@@ -38,7 +38,7 @@ def load_api_client(kubeconfig: str | None = None) -> client.ApiClient:
             pass
     cfg = client.Configuration()
     config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)
-    cfg.connection_pool_maxsize = 32  # one per kube thread: no discarded connections
+    cfg.connection_pool_maxsize = 48  # kube + event threads: no discarded connections
     return client.ApiClient(cfg)
 
 

@@ -82,6 +82,9 @@ class Observed:
     started_hint: datetime | None = None  # first sign the task started (event or backend)
     # Is the worker running the task alive? None: unknown (no worker events seen from it).
     worker_alive: bool | None = None
+    # Claim this much earlier than the dispatch lead: many tasks share this due time, and
+    # each claim is an API write; the message still carries eta = the due time.
+    extra_lead: timedelta = timedelta(0)
 
 
 @dataclass(frozen=True)
@@ -261,10 +264,11 @@ def _before_dispatch(
             notices=(Notice("Warning", "Expired", message),),
             finished_outcome=Phase.EXPIRED.value,
         )
-    if obs.now >= fire_at - cfg.dispatch_lead:
+    lead = cfg.dispatch_lead + obs.extra_lead
+    if obs.now >= fire_at - lead:
         return _claim(obs, cfg, base, attempt, eta=fire_at, expires=expires_at)
 
-    wake = fire_at - cfg.dispatch_lead
+    wake = fire_at - lead
     unchanged = (
         phase is not None
         and not generation_changed

@@ -1,0 +1,116 @@
+"""Scenario 1 — burst precision: N tasks due at the same instant T.
+
+Operator side: N ScheduledTasks with `eta: T`, created well before T; we wait until the
+operator holds all of them (its due-time queue depth is N) before T arrives. Measured:
+publish lateness (publish time from the operator's "published ..." log line minus T) and
+worker start lateness (the demo app's start timestamp minus T).
+Baseline: the same N sent with `send_task(eta=T)` straight to the same worker.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from . import measure, workload
+from .settings import Sizes
+from .stack import Stack, log, scope
+
+QUEUE = "burst"
+LEAD = 2.0  # the operator's default --dispatch-lead
+
+
+def run(stack: Stack, sizes: Sizes) -> dict[str, Any]:
+    stack.flush_redis()
+    out: dict[str, Any] = {"worker": sizes.worker_desc, "sizes": {}}
+    with scope(stack, "burst") as sc:
+        sc.worker(QUEUE, concurrency=sizes.worker_concurrency, pool=sizes.worker_pool)
+        for n in sizes.burst_sizes:
+            repeats = sizes.burst_repeats(n)
+            native_runs, operator_runs, extra = [], [], []
+            for r in range(repeats):
+                native = _native(stack, n)
+                op_run, info = _operator(stack, sc, n, r)
+                native_runs.append(workload.lateness_summary(native))
+                operator_runs.append(workload.lateness_summary(op_run))
+                extra.append(info)
+                _print(n, r, native_runs[-1], operator_runs[-1], info)
+            out["sizes"][str(n)] = {
+                "repeats": repeats,
+                "native": {"start": measure.median_summary([x["start"] for x in native_runs])},
+                "operator": {
+                    "publish": measure.median_summary([x["publish"] for x in operator_runs
+                                                       if "publish" in x]),
+                    "start": measure.median_summary([x["start"] for x in operator_runs]),
+                },
+                "runs": [{"native": _slim(a), "operator": _slim(b), **c}
+                         for a, b, c in zip(native_runs, operator_runs, extra, strict=True)],
+            }
+    return out
+
+
+def _native(stack: Stack, n: int) -> workload.Run:
+    due = time.time() + 4.0 + n * 0.001
+    run = workload.send_native(stack, QUEUE, [due] * n)
+    workload.wait_started(stack, run, timeout=due - time.time() + 60 + n * 0.02)
+    return run
+
+
+def _operator(stack: Stack, sc: Any, n: int, repeat: int) -> tuple[workload.Run, dict[str, Any]]:
+    ns = stack.namespace(f"burst-{n}-r{repeat}")
+    op = sc.operator([ns], name=f"operator-{n}-r{repeat}")
+    profile = sc.profiler(op.process.pid, f"burst-{n}") if n >= 1000 and repeat == 0 else None
+    try:
+        # Creates run at ~150/s while the operator absorbs them (one Scheduled write
+        # each, ~130/s on 2 cores): give both ample time before T - lead.
+        due = time.time() + 8.0 + n * 0.015
+        patches = workload.status_patches(stack)
+        run = workload.create_scheduled(stack, ns, QUEUE, [due] * n)
+        workload.wait_settled(stack, run, patches, timeout=max(due - LEAD - time.time(), 1.0))
+        time.sleep(max(due - LEAD - 0.5 - time.time(), 0.0))
+        cpu = sc.cpu_window()
+        workload.wait_started(stack, run, timeout=due - time.time() + 60 + n * 0.02)
+        workload.wait_finished(op, run, timeout=60 + n * 0.03)
+        cpu.stop()
+        metrics_text = op.metrics()
+    finally:
+        op.stop()
+    workload.collect_published(run, [op.process.log_path])
+    info = {
+        "create_seconds": run.created[1] - run.created[0],
+        "settled_before_due": (due - run.settled_at) if run.settled_at else None,
+        "all_finished_after_due": (run.finished_at - due) if run.finished_at else None,
+        "lateness_histogram": measure.histogram_buckets(
+            metrics_text, "celery_operator_dispatch_lateness_seconds"),
+        "cpu_dispatch_window": cpu.result,
+        "profile": str(profile) if profile else None,
+    }
+    stack.delete_all(ns)
+    return run, info
+
+
+def _slim(summary: dict[str, Any]) -> dict[str, Any]:
+    """A repeat's figures without the quantile curves (the median curve is kept)."""
+    return {k: ({kk: vv for kk, vv in v.items() if kk != "curve"} if isinstance(v, dict) else v)
+            for k, v in summary.items()}
+
+
+def _ms(summary: dict[str, Any], key: str) -> str:
+    value = summary.get(key)
+    return f"{value * 1000:8.1f}" if isinstance(value, float) else "       -"
+
+
+def _print(n: int, r: int, native: dict[str, Any], operator: dict[str, Any],
+           info: dict[str, Any]) -> None:
+    log(f"burst N={n} repeat {r + 1}: (ms)            p50      p95      p99      max")
+    log(f"  native   start lateness        {_row(native['start'])}")
+    log(f"  operator start lateness        {_row(operator['start'])}")
+    if "publish" in operator:
+        log(f"  operator publish lateness      {_row(operator['publish'])}")
+    log(f"  creates {info['create_seconds']:.1f} s; settled {info['settled_before_due']} s "
+        f"before T; all finished {info['all_finished_after_due']} s after T")
+    log(f"  CPU s from T-2.5 s to all finished: {info['cpu_dispatch_window']}")
+
+
+def _row(summary: dict[str, Any]) -> str:
+    return " ".join(_ms(summary, k) for k in ("p50", "p95", "p99", "max"))

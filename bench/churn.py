@@ -1,0 +1,99 @@
+"""Scenario 7 — durability under churn: the spread workload while the operator is
+SIGKILLed (and started again 5 s later) and Redis restarts empty (workers reconnect).
+
+Counted from a recorder Redis that is never restarted (bench.worker_app): lost = never
+executed, duplicated = executed more than once. Run with the worker-side run-once
+guard (DEMO_RUN_ONCE=1: its claims live in the result backend), without it, and with
+the guard's claims in a Redis that is not restarted.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from . import measure, spread, workload
+from .settings import Sizes
+from .stack import Stack, log, scope
+from .worker_app import DROPPED, FIRST_START, RUNS
+
+QUEUE = "churn"
+# (worker guard, label): the demo app's DEMO_RUN_ONCE=1 guard keeps its claims in the
+# result backend, the Redis that is restarted; "separate" keeps them in one that is not.
+VARIANTS = (("backend", "guard"), ("", "no-guard"), ("separate", "guard-separate-store"))
+
+
+def run(stack: Stack, sizes: Sizes) -> dict[str, Any]:
+    out: dict[str, Any] = {"tasks": sizes.churn_tasks, "window_seconds": sizes.churn_window}
+    for guard, label in VARIANTS:
+        stack.flush_redis()
+        with scope(stack, f"churn-{label}") as sc:
+            sc.worker(QUEUE, concurrency=sizes.worker_concurrency, pool=sizes.worker_pool,
+                      guard=guard, recorder=True)
+            faults = _faults(stack, sizes.churn_window)
+            run_, info = spread.operator_side(
+                stack, sc, sizes.churn_tasks, sizes.churn_window, label=f"churn-{label}",
+                queue=QUEUE, faults=faults, recorder=True,
+            )
+            out[label] = _count(stack, run_, info)
+            stack.delete_all(info["namespace"])
+        r = out[label]
+        log(f"churn ({label}): lost {r['lost']}, duplicated {r['duplicated']} "
+            f"(extra runs {r['extra_runs']}), dropped by guard {r['dropped_by_guard']}, "
+            f"republished {r['republished']}, phases {r['phases']}")
+    return out
+
+
+def _faults(stack: Stack, window: float) -> Any:
+    kill_at, down, redis_at = 0.25 * window, 5.0, 0.6 * window
+
+    def faults(ops: spread.Operators, start: float) -> list[tuple[str, float]]:
+        done: list[tuple[str, float]] = []
+        time.sleep(max(start + kill_at - time.time(), 0.0))
+        ops.current.kill()
+        done.append(("operator SIGKILL", time.time() - start))
+        time.sleep(down)
+        ops.start()
+        done.append(("operator started again", time.time() - start))
+        time.sleep(max(start + redis_at - time.time(), 0.0))
+        stack.redis.restart_empty()
+        done.append(("redis restarted empty", time.time() - start))
+        return done
+
+    return faults
+
+
+def _count(stack: Stack, run: workload.Run, info: dict[str, Any]) -> dict[str, Any]:
+    recorder = stack.recorder_client()
+    ids = list(run.due)
+    runs = measure.run_counts(recorder, ids, RUNS)
+    dropped = measure.run_counts(recorder, ids, DROPPED)
+    first = measure.started_times(recorder, ids, FIRST_START)
+    lateness = [first[t] - run.due[t] for t in ids if t in first]
+    items = stack.list_objects(info["namespace"])
+    phases = Counter(str((item.get("status") or {}).get("phase")) for item in items)
+    # What the result backend says of tasks that never reached a final phase.
+    open_ids = [str((i.get("status") or {}).get("taskId")) for i in items
+                if (i.get("status") or {}).get("phase") not in workload.FINAL]
+    backend_states: Counter[str] = Counter()
+    if open_ids:
+        metas = stack.results().mget([f"celery-task-meta-{t}" for t in open_ids])
+        backend_states.update(
+            json.loads(m).get("status", "?") if m else "none" for m in metas
+        )
+    publishes = measure.publish_counts([Path(p) for p in info["logs"]])
+    return {
+        "lost": sum(1 for t in ids if runs[t] == 0),
+        "duplicated": sum(1 for t in ids if runs[t] > 1),
+        "extra_runs": sum(max(runs[t] - 1, 0) for t in ids),
+        "dropped_by_guard": sum(dropped.values()),
+        "republished": sum(1 for t in ids if publishes.get(t, 0) > 1),
+        "phases": dict(phases),
+        "unfinished_backend_states": dict(backend_states),
+        "start_lateness": measure.summary(lateness),
+        "faults": info["faults"],
+        "notes": run.notes,
+    }

@@ -1,0 +1,173 @@
+"""Scenario 6 — periodic precision: N PeriodicTasks on `* * * * *` for M minutes,
+against celery beat (default PersistentScheduler) driving the same N entries.
+
+Operator side: a child ScheduledTask's creation time is the local time its ADDED watch
+event arrives (bench.watch), compared with its nominal time (annotation
+`celeryoperator.dev/scheduled-time`). Children are created up to the dispatch lead
+(2 s) *before* their nominal time on purpose, so this lateness is mostly negative.
+Beat side: the time beat published each message (after_task_publish, bench.beat_app)
+against the minute boundary. Both sides: the worker's start time against the nominal
+time, and the scheduler's CPU over the measured minutes.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections import Counter
+from typing import Any
+
+from celery_operator.api import API_VERSION, PERIODIC_KIND, PERIODIC_PLURAL, parse_time
+from celery_operator.devstack.demo_app import STARTED_KEY
+from celery_operator.scheduling.task_lifecycle import task_id_for
+
+from . import measure
+from .settings import Sizes
+from .stack import Scope, Stack, log, scope
+from .watch import AddedWatch
+
+QUEUE = "periodic"
+PARENT_LABEL = "celeryoperator.dev/periodic-task"
+SCHEDULED_TIME = "celeryoperator.dev/scheduled-time"
+SETTLE = 30.0  # the CPU window runs from 30 s before the first boundary to 30 s after the last
+
+
+def run(stack: Stack, sizes: Sizes) -> dict[str, Any]:
+    stack.flush_redis()
+    n = sizes.periodic_count
+    out: dict[str, Any] = {"entries": n, "minutes": sizes.periodic_minutes,
+                           "worker": sizes.worker_desc}
+    with scope(stack, "periodic") as sc:
+        sc.worker(QUEUE, concurrency=sizes.worker_concurrency, pool=sizes.worker_pool)
+        out["operator"] = _operator(stack, sc, n, sizes.periodic_minutes)
+        _print("operator", out["operator"])
+        out["beat"] = _beat(stack, sc, n, sizes.periodic_minutes)
+        _print("beat", out["beat"])
+    return out
+
+
+def boundaries(after: float, minutes: int) -> list[float]:
+    first = math.ceil(after / 60.0) * 60.0
+    return [first + 60.0 * i for i in range(minutes)]
+
+
+def _sleep_until(at: float) -> None:
+    time.sleep(max(at - time.time(), 0.0))
+
+
+def _periodic(namespace: str, i: int) -> dict[str, Any]:
+    return {
+        "apiVersion": API_VERSION,
+        "kind": PERIODIC_KIND,
+        "metadata": {"name": f"p{i:04d}", "namespace": namespace},
+        "spec": {
+            "schedule": {"cron": "* * * * *"},
+            "task": {"name": "demo.add", "args": [i, 1], "queue": QUEUE},
+        },
+    }
+
+
+def _periodic_patches(stack: Stack) -> float:
+    return measure.apiserver_requests(stack.apiserver_metrics_fast())[
+        ("PATCH", "periodictasks", "status")]
+
+
+def _operator(stack: Stack, sc: Scope, n: int, minutes: int) -> dict[str, Any]:
+    ns = stack.namespace("periodic")
+    op = sc.operator([ns], name="operator-periodic")
+    before = _periodic_patches(stack)
+    start, end, _ = stack.create_many(ns, PERIODIC_PLURAL, [_periodic(ns, i) for i in range(n)])
+    absorbed = measure.wait_for(lambda: _periodic_patches(stack) - before >= n, 60 + n * 0.05,
+                                0.5)
+    notes = [] if absorbed else [f"the operator had not written all {n} first statuses"]
+    with AddedWatch(stack.api, ns) as watch:
+        bounds = boundaries(time.time() + 10.0, minutes)
+        _sleep_until(bounds[0] - SETTLE)
+        cpu = sc.cpu_window()
+        _sleep_until(bounds[-1] + SETTLE)
+        cpu.stop()
+    op.stop()
+    children = [s for s in watch.seen.values() if s.labels.get(PARENT_LABEL)]
+    nominal = {s.name: parse_time(s.annotations[SCHEDULED_TIME]).timestamp()
+               for s in children if SCHEDULED_TIME in s.annotations}
+    measured = [s for s in children if nominal.get(s.name) in bounds]
+    creation = [s.at - nominal[s.name] for s in measured]
+    ids = {task_id_for(s.uid, 1): nominal[s.name] for s in measured}
+    starts = measure.started_times(stack.results(), list(ids), STARTED_KEY)
+    per_minute = Counter(nominal[s.name] for s in measured)
+    stack.delete_all(ns)
+    return {
+        "create_seconds": end - start,
+        "child_creation": measure.summary(creation),
+        "worker_start": measure.summary([starts[t] - due for t, due in ids.items()
+                                         if t in starts]),
+        "children_per_minute": [per_minute.get(b, 0) for b in bounds],
+        "not_started": len(ids) - len(starts),
+        "cpu": cpu.result,
+        "cpu_seconds_per_minute": _per_minute(cpu.result, "operator"),
+        "watch_errors": watch.errors,
+        "notes": notes,
+    }
+
+
+def _beat(stack: Stack, sc: Scope, n: int, minutes: int) -> dict[str, Any]:
+    sent_log = sc.dir / "beat-sent.log"
+    beat = sc.process(
+        "celery-beat",
+        [sys.executable, "-m", "celery", "-A", "bench.beat_app", "beat",
+         f"--schedule={sc.dir / 'beat-schedule'}", f"--pidfile={sc.dir / 'beat.pid'}",
+         "--loglevel=INFO"],
+        env={"CELERY_BROKER_URL": stack.broker_url, "BENCH_BEAT_ENTRIES": str(n),
+             "BENCH_BEAT_QUEUE": QUEUE, "BENCH_BEAT_SENT_LOG": str(sent_log)},
+    )
+    started = measure.wait_for(lambda: "beat: Starting" in beat.log_tail(50), 60, 0.2)
+    notes = [] if started else ["beat did not log 'Starting' within 60 s"]
+    bounds = boundaries(time.time() + 5.0, minutes)
+    _sleep_until(bounds[0] - SETTLE)
+    cpu = sc.cpu_window()
+    _sleep_until(bounds[-1] + SETTLE)
+    cpu.stop()
+    beat.stop(grace=10)
+    sends: dict[str, float] = {}
+    for line in sent_log.read_text().splitlines() if sent_log.exists() else []:
+        task_id, _, at = line.partition(" ")
+        sends.setdefault(task_id, float(at))
+    # The boundary a send belongs to: beat never sends early by more than clock noise.
+    nominal = {t: math.floor((at + 1.0) / 60.0) * 60.0 for t, at in sends.items()}
+    measured = {t: nominal[t] for t in sends if nominal[t] in bounds}
+    starts = measure.started_times(stack.results(), list(measured), STARTED_KEY)
+    per_minute = Counter(measured.values())
+    return {
+        "send": measure.summary([sends[t] - due for t, due in measured.items()]),
+        "worker_start": measure.summary([starts[t] - due for t, due in measured.items()
+                                         if t in starts]),
+        "sends_per_minute": [per_minute.get(b, 0) for b in bounds],
+        "not_started": len(measured) - len(starts),
+        "cpu": cpu.result,
+        "cpu_seconds_per_minute": _per_minute(cpu.result, "celery-beat"),
+        "notes": notes,
+    }
+
+
+def _per_minute(cpu: dict[str, Any], role: str) -> float | None:
+    used = cpu.get("cpu_seconds", {}).get(role)
+    wall = cpu.get("wall_seconds")
+    return used / (wall / 60.0) if used is not None and wall else None
+
+
+def _ms(summary: dict[str, Any], key: str) -> str:
+    value = summary.get(key)
+    return f"{value * 1000:.0f} ms" if isinstance(value, float) else "-"
+
+
+def _print(side: str, r: dict[str, Any]) -> None:
+    first = r.get("child_creation") or r.get("send") or {}
+    what = "child creation" if side == "operator" else "beat send"
+    start = r["worker_start"]
+    counts = r.get("children_per_minute") or r.get("sends_per_minute")
+    cpu = r["cpu_seconds_per_minute"]
+    log(f"periodic {side}: {what} lateness p50 {_ms(first, 'p50')} p99 {_ms(first, 'p99')} "
+        f"max {_ms(first, 'max')}; worker start p50 {_ms(start, 'p50')} p99 "
+        f"{_ms(start, 'p99')}; per minute {counts}; CPU "
+        f"{f'{cpu:.2f}' if cpu is not None else '-'} s/min")

@@ -1,0 +1,82 @@
+"""How big the scenarios are: the full run (`make bench`) and BENCH_QUICK=1."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Sizes:
+    quick: bool
+    burst_sizes: tuple[int, ...]
+    burst_repeats_small: int  # repeats for N <= 1000
+    burst_repeats_large: int  # repeats for larger N
+    spread_tasks: int
+    spread_window: float  # seconds over which the spread tasks are due
+    throughput_tasks: int
+    writes_tasks: int
+    scale_future: int
+    scale_finished: int
+    scale_periodic: int
+    scale_steady_seconds: float
+    periodic_count: int
+    periodic_minutes: int
+    churn_tasks: int
+    churn_window: float
+    worker_concurrency: int = 4
+    worker_pool: str = "prefork"
+
+    def burst_repeats(self, n: int) -> int:
+        return self.burst_repeats_small if n <= 1000 else self.burst_repeats_large
+
+    @property
+    def mode(self) -> str:
+        return "quick" if self.quick else "full"
+
+    @property
+    def worker_desc(self) -> str:
+        return f"celery worker --pool={self.worker_pool} --concurrency={self.worker_concurrency} -E"
+
+
+FULL = Sizes(
+    quick=False,
+    burst_sizes=(100, 1000, 5000),
+    burst_repeats_small=3,
+    burst_repeats_large=1,
+    spread_tasks=2000,
+    spread_window=60.0,
+    throughput_tasks=5000,
+    writes_tasks=300,
+    scale_future=5000,
+    scale_finished=5000,
+    scale_periodic=1000,
+    scale_steady_seconds=30.0,
+    periodic_count=1000,
+    periodic_minutes=3,
+    churn_tasks=2000,
+    churn_window=60.0,
+)
+
+QUICK = Sizes(
+    quick=True,
+    burst_sizes=(100, 500),
+    burst_repeats_small=1,
+    burst_repeats_large=1,
+    spread_tasks=300,
+    spread_window=15.0,
+    throughput_tasks=500,
+    writes_tasks=60,
+    scale_future=1000,
+    scale_finished=1000,
+    scale_periodic=100,
+    scale_steady_seconds=8.0,
+    periodic_count=100,
+    periodic_minutes=1,
+    churn_tasks=300,
+    churn_window=15.0,
+)
+
+
+def current() -> Sizes:
+    return QUICK if os.environ.get("BENCH_QUICK", "") not in ("", "0") else FULL
