@@ -32,8 +32,10 @@ def load_api_client(kubeconfig: str | None = None) -> client.ApiClient:
     """In-cluster config when running in a pod, else the kubeconfig."""
     if kubeconfig is None:
         try:
-            config.load_incluster_config()
-            return client.ApiClient()
+            cfg = client.Configuration()
+            config.load_incluster_config(client_configuration=cfg)
+            cfg.connection_pool_maxsize = 48
+            return client.ApiClient(cfg)
         except config.ConfigException:
             pass
     cfg = client.Configuration()
@@ -44,9 +46,6 @@ def load_api_client(kubeconfig: str | None = None) -> client.ApiClient:
 
 class KubeClient:
     def __init__(self, api_client: client.ApiClient) -> None:
-        api_client.configuration.connection_pool_maxsize = max(
-            32, api_client.configuration.connection_pool_maxsize or 0
-        )
         self.api_client = api_client
         self.custom = client.CustomObjectsApi(api_client)
         self.core = client.CoreV1Api(api_client)
