@@ -235,3 +235,59 @@ def test_task_on_a_worker_that_dies_is_judged_lost_and_retried(
         assert obj["status"]["worker"] == rescuer.name
     finally:
         rescuer.stop()
+
+
+def test_works_without_celery_events_from_polling_the_backend_alone(
+    start_operator: StartOperator, tasks: Tasks, broker_url: str, backend_url: str,
+    tmp_path: Path,
+) -> None:
+    queue = f"quiet-{tmp_path.name[-8:]}"
+    quiet = CeleryWorker(broker_url, backend_url, queues=(queue,), workdir=tmp_path,
+                         events=False).start()
+    try:
+        start_operator("--no-events")
+        tasks.create("polled", {"task": {"name": "demo.retry", "kwargs": {"times": 1},
+                                         "queue": queue}})
+        obj = tasks.wait_phase("polled", "Succeeded", timeout=30)
+        assert obj["status"]["result"] == 1
+        assert obj["status"]["worker"] == quiet.name
+    finally:
+        quiet.stop()
+
+
+def test_deleting_a_running_task_revokes_it(
+    celery_worker: CeleryWorker, start_operator: StartOperator, tasks: Tasks,
+    results: redis_lib.Redis,
+) -> None:
+    start_operator()
+    tasks.create("doomed", {"task": {"name": "demo.sleep", "args": [30]}})
+    task_id = tasks.wait_phase("doomed", "Started", timeout=20)["status"]["taskId"]
+    tasks.delete("doomed")
+    deadline = time.monotonic() + 15
+    meta = None
+    while time.monotonic() < deadline:
+        raw = results.get(f"celery-task-meta-{task_id}")
+        meta = json.loads(raw) if raw else None
+        if meta and meta["status"] in ("REVOKED", "FAILURE"):
+            break
+        time.sleep(0.2)
+    assert meta is not None and meta["status"] in ("REVOKED", "FAILURE"), meta
+
+
+def test_metrics_count_dispatches_and_outcomes(
+    celery_worker: CeleryWorker, start_operator: StartOperator, tasks: Tasks
+) -> None:
+    operator = start_operator()
+    tasks.create("measured", {"task": {"name": "demo.add", "args": [1, 1],
+                                       "queue": "high_priority"}})
+    tasks.wait_phase("measured", "Succeeded", timeout=30)
+    deadline = time.monotonic() + 5  # the counter moves right after the status write
+    while time.monotonic() < deadline:
+        text = operator.metrics()
+        if _metric(text, "celery_operator_finished_total", 'outcome="Succeeded"'):
+            break
+        time.sleep(0.1)
+    assert _metric(text, "celery_operator_dispatched_total", 'queue="high_priority"') == 1
+    assert _metric(text, "celery_operator_finished_total",
+                   'outcome="Succeeded",queue="high_priority"') == 1
+    assert _metric(text, "celery_operator_dispatch_lateness_seconds_count", "") == 1

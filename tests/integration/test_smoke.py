@@ -58,3 +58,13 @@ def test_task_goes_through_redis_to_a_real_worker(
     result = app.send_task("demo.add", args=[2, 3], task_id=task_id)
     assert result.get(timeout=30) == 5
     assert result.status == "SUCCESS"
+
+
+def test_helm_is_the_pinned_version() -> None:
+    import subprocess
+
+    from celery_operator.devstack import find_binary
+
+    out = subprocess.run([str(find_binary("helm")), "version", "--short"],
+                         capture_output=True, text=True, check=True).stdout
+    assert out.startswith("v3.21.")

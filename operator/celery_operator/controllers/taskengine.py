@@ -236,7 +236,8 @@ class TaskEngine:
                 self._publish_pool,
                 lambda: self.backend.revoke(
                     task_id,
-                    terminate=bool(revoke.get("terminate", False)),
+                    # Deleting is cancelling: stop it if it runs (spec.revoke may say more).
+                    terminate=bool(revoke.get("terminate", True)),
                     signal=str(revoke.get("signal", "SIGTERM")),
                 ),
             )
