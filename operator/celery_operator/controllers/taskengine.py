@@ -123,6 +123,8 @@ class TaskEngine:
         self._poll_now = asyncio.Event()
         self._published: dict[str, str] = {}  # uid -> task id published by this process
         self._states: dict[str, TaskState | None] = {}  # task id -> last backend record
+        # Final records held back until their paced time: task id -> (record, time).
+        self._deferred: dict[str, tuple[TaskState, datetime]] = {}
         self._tracked: dict[str, str] = {}  # uid -> task id to follow in the backend
         self._uid_of: dict[str, str] = {}  # task id -> uid, for events (O(1) per event)
         self._hints = Hints()
@@ -289,6 +291,9 @@ class TaskEngine:
         self._note_due(uid, entry)
         status = entry.status
         task_id = status.get("taskId")
+        held = self._deferred.pop(task_id, None) if task_id else None
+        if held is not None:
+            self._states[str(task_id)] = held[0]
         backend = self._states.get(task_id) if task_id else None
         started = self._hints.started.get(task_id) if task_id else None
         worker = (backend.worker if backend else None) or status.get("worker")
@@ -312,6 +317,10 @@ class TaskEngine:
     async def reconcile(self, uid: str) -> None:
         entry = self.entries.get(uid)
         if entry is None:
+            return
+        held = self._deferred.get(str(entry.status.get("taskId")))
+        if held is not None and held[1] > self.clock():
+            self.schedule(uid, held[1])  # its final write is paced: nothing before then
             return
         obs = self.observed(uid, entry)
         step = plan_step(obs, self.config)
@@ -358,6 +367,7 @@ class TaskEngine:
             if tracked:
                 self._hints.started.pop(tracked, None)
                 self._states.pop(tracked, None)
+                self._deferred.pop(tracked, None)
         metrics.TRACKED_TASKS.set(len(self._tracked))
         if step.wake_at is not None:
             self.schedule(uid, step.wake_at)
@@ -444,8 +454,9 @@ class TaskEngine:
             # while its (paced) finishing write is pending.
             ids = {
                 task_id for task_id in self._tracked.values()
-                if (known := self._states.get(task_id)) is None
-                or known.status not in TERMINAL_STATES
+                if task_id not in self._deferred
+                and ((known := self._states.get(task_id)) is None
+                     or known.status not in TERMINAL_STATES)
             }
             if not ids:
                 continue
@@ -464,13 +475,24 @@ class TaskEngine:
                 self._states[task_id] = state
                 changed = state != previous
                 if changed and state is not None and state.status in TERMINAL_STATES:
-                    # Finishing writes are paced: a burst of results must not compete for
-                    # the API server (and the CPU) with claims of tasks due right now.
-                    at = max(now, self._finish_next)
+                    # Finishing writes are paced, and a burst's wait until the burst has
+                    # run (as long after its due time as it was claimed before it): the
+                    # API server and the CPU belong to the workers meanwhile.
+                    at = max(now, self._finish_next, self._burst_settled(uid))
                     self._finish_next = at + self.finish_spacing
+                    if at > now:
+                        # Held back until then: no write of any kind for it meanwhile.
+                        self._deferred[task_id] = (state, at)
                     self.schedule(uid, at)
                 elif changed:
                     self.schedule(uid, now)
+
+    def _burst_settled(self, uid: str) -> datetime:
+        extra = self.bursts.extra_lead(uid)
+        entry = self.entries.get(uid)
+        if not extra or entry is None or not entry.status.get("dueTime"):
+            return self.clock()
+        return parse_time(str(entry.status["dueTime"])) + extra
 
     def _phase(self, uid: str) -> str | None:
         entry = self.entries.get(uid)
