@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from celery_operator.api import (
@@ -32,6 +32,7 @@ from celery_operator.scheduling.periodic_plan import (
     plan_periodic,
 )
 
+from .bursts import BurstTracker
 from .duequeue import DueQueue
 from .kubeio import KubeIO, WriteOutcome, resource_version
 from .ports import Kube
@@ -86,9 +87,13 @@ class PeriodicEngine:
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         threads: int = 16,
+        create_rate: float = 50.0,
+        max_extra_ahead: float = 60.0,
     ) -> None:
         self.kube = kube
         self.config = config
+        # Many PeriodicTasks firing in the same second get their children created earlier.
+        self.bursts = BurstTracker(create_rate, timedelta(seconds=max_extra_ahead))
         self.clock = clock
         self.io = KubeIO(kube, threads)
         self.entries: dict[str, PeriodicEntry] = {}
@@ -112,6 +117,7 @@ class PeriodicEngine:
         if event_type == "DELETED":
             self.entries.pop(key, None)
             self.queue.forget(key)
+            self.bursts.set(key, None)
             return
         entry = self.entries.get(key)
         if entry is not None and entry.meta.get("uid") != meta.get("uid"):
@@ -192,7 +198,10 @@ class PeriodicEngine:
             children=list(entry.children.values()),
             now=self.clock(),
         )
-        step = plan_periodic(obs, self.config)
+        self._note_next(key, entry)
+        extra = self.bursts.extra_lead(key)
+        config = replace(self.config, create_ahead=self.config.create_ahead + extra)
+        step = plan_periodic(obs, config)
         namespace = str(meta["namespace"])
         for order in step.create:
             await self._create_child(entry, order)
@@ -220,8 +229,16 @@ class PeriodicEngine:
                 return
         for notice in step.notices:
             self.io.post_event(entry.body, notice.type, notice.reason, notice.message)
+        self._note_next(key, entry)
         if step.wake_at is not None:
             self.queue.schedule(key, step.wake_at)
+
+    def _note_next(self, key: str, entry: PeriodicEntry) -> None:
+        """Count PeriodicTasks by the second of their next fire time (see BurstTracker)."""
+        upcoming = (entry.body.get("status") or {}).get("nextScheduleTimes") or []
+        second = int(parse_time(str(upcoming[0])).timestamp()) if upcoming else None
+        for member, wake in self.bursts.set(key, second):
+            self.queue.schedule(member, wake - self.config.create_ahead)
 
     async def _create_child(self, entry: PeriodicEntry, order: ChildOrder) -> None:
         meta = entry.meta
