@@ -8,7 +8,6 @@ restart over an up-to-date status must create, delete, revoke, announce and writ
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -28,6 +27,8 @@ from celery_operator.scheduling.periodic_plan import (
     child_name,
     plan_periodic,
 )
+
+from .merge_patch import merge
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 CFG = PeriodicConfig()
@@ -50,19 +51,6 @@ def iso(value: datetime) -> str:
 
 def run_name(at: datetime, parent: str = "report") -> str:
     return f"{parent}-{int(at.timestamp())}"
-
-
-def merge(target: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
-    """RFC 7386 JSON merge patch, as the API server applies a status patch."""
-    result = dict(target)
-    for key, value in patch.items():
-        if value is None:
-            result.pop(key, None)
-        elif isinstance(value, dict) and isinstance(result.get(key), dict):
-            result[key] = merge(result[key], value)
-        else:
-            result[key] = json.loads(json.dumps(value))
-    return result
 
 
 @dataclass

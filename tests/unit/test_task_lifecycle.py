@@ -8,7 +8,6 @@ our own write) over an up-to-date status must write, publish and revoke nothing.
 
 from __future__ import annotations
 
-import json
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -33,6 +32,8 @@ from celery_operator.scheduling.task_lifecycle import (
     task_id_for,
 )
 
+from .merge_patch import merge
+
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 UID = "3f0c9a52-7d4e-4d8f-9a55-1b2c3d4e5f60"
 CFG = LifecycleConfig()
@@ -49,19 +50,6 @@ def iso(value: datetime) -> str:
     if value.microsecond:
         text += f".{value.microsecond:06d}".rstrip("0")
     return text + "Z"
-
-
-def merge(target: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
-    """RFC 7386 JSON merge patch, as the API server applies a status patch."""
-    result = dict(target)
-    for key, value in patch.items():
-        if value is None:
-            result.pop(key, None)
-        elif isinstance(value, dict) and isinstance(result.get(key), dict):
-            result[key] = merge(result[key], value)
-        else:
-            result[key] = json.loads(json.dumps(value))
-    return result
 
 
 @dataclass

@@ -36,6 +36,7 @@ from .bursts import BurstTracker
 from .duequeue import DueQueue
 from .kubeio import KubeIO, WriteOutcome, resource_version
 from .ports import Kube
+from .watched import Watched
 
 logger = logging.getLogger(__name__)
 
@@ -49,16 +50,9 @@ def _key(namespace: str, name: str) -> str:
 
 
 @dataclass
-class PeriodicEntry:
-    body: dict[str, Any]
-    spec: PeriodicTaskSpec | InvalidSpec | None = None
-    spec_generation: int | None = None
+class PeriodicEntry(Watched[PeriodicTaskSpec]):
     children_listed: bool = False
     children: dict[str, Child] = field(default_factory=dict)
-
-    @property
-    def meta(self) -> Mapping[str, Any]:
-        return self.body.get("metadata") or {}
 
 
 def child_from_body(body: Mapping[str, Any]) -> Child | None:
@@ -159,14 +153,7 @@ class PeriodicEngine:
     # ---- one PeriodicTask ------------------------------------------------------------------
 
     def _spec(self, entry: PeriodicEntry) -> PeriodicTaskSpec | InvalidSpec:
-        generation = int(entry.meta.get("generation") or 0)
-        if entry.spec is None or entry.spec_generation != generation:
-            try:
-                entry.spec = parse_periodic_task_spec(entry.body.get("spec") or {})
-            except InvalidSpec as exc:
-                entry.spec = exc
-            entry.spec_generation = generation
-        return entry.spec
+        return entry.parsed(parse_periodic_task_spec)
 
     async def _list_children(self, entry: PeriodicEntry) -> None:
         """Once per process and parent: the watch may not have delivered them all yet."""

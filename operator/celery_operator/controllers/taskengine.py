@@ -44,6 +44,7 @@ from .bursts import BurstTracker
 from .duequeue import DueQueue
 from .kubeio import KubeIO, WriteOutcome, resource_version
 from .ports import Backend, Kube
+from .watched import Watched
 
 logger = logging.getLogger(__name__)
 
@@ -57,21 +58,7 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-@dataclass
-class Entry:
-    """What we hold per object: its latest body and its parsed spec (per generation)."""
-
-    body: dict[str, Any]
-    spec: ScheduledTaskSpec | InvalidSpec | None = None
-    spec_generation: int | None = None
-
-    @property
-    def meta(self) -> Mapping[str, Any]:
-        return self.body.get("metadata") or {}
-
-    @property
-    def status(self) -> Mapping[str, Any]:
-        return self.body.get("status") or {}
+Entry = Watched[ScheduledTaskSpec]
 
 
 @dataclass
@@ -254,14 +241,7 @@ class TaskEngine:
     # ---- one object --------------------------------------------------------------------
 
     def _spec(self, entry: Entry) -> ScheduledTaskSpec | InvalidSpec:
-        generation = int(entry.meta.get("generation") or 0)
-        if entry.spec is None or entry.spec_generation != generation:
-            try:
-                entry.spec = parse_scheduled_task_spec(entry.body.get("spec") or {})
-            except InvalidSpec as exc:
-                entry.spec = exc
-            entry.spec_generation = generation
-        return entry.spec
+        return entry.parsed(parse_scheduled_task_spec)
 
     def _note_due(self, uid: str, entry: Entry) -> None:
         """Count unfinished tasks per due second (claimed ones too, so a burst does not

@@ -32,7 +32,7 @@ All fire times are returned as aware UTC datetimes.
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from functools import lru_cache
@@ -40,6 +40,7 @@ from zoneinfo import ZoneInfo
 
 from cronsim import CronSim, CronSimError
 
+from celery_operator.api.periodic import CRON_MACROS
 from celery_operator.scheduling._aware import to_utc
 
 __all__ = [
@@ -50,16 +51,9 @@ __all__ = [
     "validate_time_zone",
 ]
 
-#: The macros cronsim does not understand itself, as five-field expressions.
-MACROS: dict[str, str] = {
-    "@yearly": "0 0 1 1 *",
-    "@annually": "0 0 1 1 *",
-    "@monthly": "0 0 1 * *",
-    "@weekly": "0 0 * * 0",
-    "@daily": "0 0 * * *",
-    "@midnight": "0 0 * * *",
-    "@hourly": "0 * * * *",
-}
+#: The macros cronsim does not understand itself, as five-field expressions (the API
+#: model's table: one list of macros for the schema check and the schedule).
+MACROS: Mapping[str, str] = CRON_MACROS
 
 _FIELDS = ("minute", "hour", "day-of-month", "month", "day-of-week")
 # cronsim's error messages name the field ("Bad day-of-week"); we add the value.
