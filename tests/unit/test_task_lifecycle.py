@@ -302,7 +302,7 @@ def test_unconfirmed_claim_is_taken_over_after_the_lease_with_the_same_id() -> N
     )
     assert step.wake_at == now + CFG.claim_lease
     # The taker confirms its own publish.
-    task.step(now, published_here=task_id_for(UID, 1))
+    task.step(now, published_here=task_id_for(UID, 1), broker_run_id="run-1")
     assert task.phase == "Queued"
 
 
@@ -529,7 +529,7 @@ def test_failures_retry_by_policy_with_backoff_then_fail() -> None:
     assert task.status["taskId"] == second.task_id
     assert "nextAttemptTime" not in task.status
     assert task.status["error"]["type"] == "ValueError"  # the last error stays visible
-    task.step(f1 + s(8), published_here=second.task_id)
+    task.step(f1 + s(8), published_here=second.task_id, broker_run_id="run-1")
     assert task.phase == "Queued"
 
     # A stale record of attempt 1 does not end attempt 2.
@@ -891,3 +891,18 @@ def test_ready_keeps_its_transition_time_while_the_task_progresses() -> None:
     assert ready is not None and ready["status"] == "False"
     assert ready["lastTransitionTime"] == "2026-03-01T12:01:10Z"
     assert all(c["observedGeneration"] == 1 for c in task.status["conditions"])
+
+
+def test_no_confirm_before_the_broker_run_id_is_known() -> None:
+    """Without the run id a later Redis restart could not be noticed: wait, then confirm
+    with the run id seen just before the publish (not a newer one)."""
+    task = Task({"task": {"name": "demo.add"}})
+    claim = task.step(T0 + s(0.1))
+    assert claim.publish is not None
+    waiting = task.plan(T0 + s(0.2), published_here=claim.publish.task_id)
+    assert waiting.status is None and waiting.wake_at is not None
+    confirm = task.step(T0 + s(0.7), published_here=claim.publish.task_id,
+                        published_run_id="run-old", broker_run_id="run-new")
+    assert confirm.status is not None
+    assert confirm.status["phase"] == "Queued"
+    assert confirm.status["brokerRunId"] == "run-old"

@@ -56,7 +56,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         kube, backend, lifecycle, poll_interval=config.poll_interval_seconds,
         claim_rate=config.claim_rate,
     )
-    engine.start()
+    await engine.start()
     periodic = PeriodicEngine(kube, PeriodicConfig(create_ahead=lifecycle.dispatch_lead))
     periodic.start()
     memo.periodic = periodic

@@ -109,6 +109,7 @@ class TaskEngine:
         )
         self._poll_now = asyncio.Event()
         self._published: dict[str, str] = {}  # uid -> task id published by this process
+        self._published_run: dict[str, str | None] = {}  # uid -> broker run id at publish
         self._states: dict[str, TaskState | None] = {}  # task id -> last backend record
         # Final records held back until their paced time: task id -> (record, time).
         self._deferred: dict[str, tuple[TaskState, datetime]] = {}
@@ -118,13 +119,16 @@ class TaskEngine:
         self._broker_run_id: str | None = None
         self.io = KubeIO(kube, kube_threads)
         self._publish_pool = ThreadPoolExecutor(publish_threads, thread_name_prefix="publish")
+        self._broker_pool = ThreadPoolExecutor(1, thread_name_prefix="broker-watch")
         self._tasks: list[asyncio.Task[None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
 
     # ---- lifecycle -------------------------------------------------------------------
 
-    def start(self) -> None:
+    async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
+        # Nothing is confirmed before the broker's run id is known (see _confirm).
+        await self._check_broker()
         self.queue.start()
         self._tasks = [
             asyncio.create_task(self._track_loop(), name="result-tracker"),
@@ -139,6 +143,7 @@ class TaskEngine:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self.io.shutdown()
         self._publish_pool.shutdown(wait=False, cancel_futures=True)
+        self._broker_pool.shutdown(wait=False, cancel_futures=True)
 
     # ---- inputs ----------------------------------------------------------------------
 
@@ -215,6 +220,7 @@ class TaskEngine:
         self.queue.forget(uid)
         task_id = self._untrack(uid)
         self._published.pop(uid, None)
+        self._published_run.pop(uid, None)
         status = (entry.body if entry else body).get("status") or {}
         phase = status.get("phase")
         if task_id and phase in {p.value for p in IN_FLIGHT}:
@@ -289,6 +295,7 @@ class TaskEngine:
             backend=backend,
             broker_run_id=self._broker_run_id,
             published_here=self._published.get(uid),
+            published_run_id=self._published_run.get(uid),
             started_hint=started,
             worker_alive=self.worker_alive(worker),
             extra_lead=self.bursts.extra_lead(uid),
@@ -398,6 +405,7 @@ class TaskEngine:
             headers=headers,
         )
         loop = asyncio.get_running_loop()
+        run_id = self._broker_run_id
         try:
             await loop.run_in_executor(self._publish_pool, self.backend.publish, pub)
         except Exception as exc:
@@ -410,6 +418,7 @@ class TaskEngine:
             self.schedule(uid, self.clock() + self.config.claim_lease)
             return
         self._published[uid] = order.task_id
+        self._published_run[uid] = run_id
         logger.info(
             "published %s attempt %d as %s (eta %s, rv %s)", _name(entry.body), order.attempt,
             order.task_id, order.eta.isoformat(), entry.meta.get("resourceVersion"),
@@ -479,20 +488,24 @@ class TaskEngine:
         return entry.status.get("phase") if entry else None
 
     async def _broker_loop(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
-            try:
-                run_id = await loop.run_in_executor(self._publish_pool, self.backend.broker_run_id)
-            except Exception as exc:
-                logger.warning("cannot reach the broker: %s", exc)
-                run_id = None
-            if run_id and run_id != self._broker_run_id:
-                previous, self._broker_run_id = self._broker_run_id, run_id
-                if previous is not None:
-                    logger.warning("broker restarted (run id %s → %s)", previous, run_id)
-                for uid in list(self._tracked):
-                    self.schedule(uid, self.clock())
             await asyncio.sleep(self.broker_check_interval)
+            await self._check_broker()
+
+    async def _check_broker(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            # Its own thread: a publish backlog must not delay noticing a restart.
+            run_id = await loop.run_in_executor(self._broker_pool, self.backend.broker_run_id)
+        except Exception as exc:
+            logger.warning("cannot reach the broker: %s", exc)
+            return
+        if run_id and run_id != self._broker_run_id:
+            previous, self._broker_run_id = self._broker_run_id, run_id
+            if previous is not None:
+                logger.warning("broker restarted (run id %s → %s)", previous, run_id)
+            for uid in list(self._tracked):
+                self.schedule(uid, self.clock())
 
     async def _consumer_loop(self) -> None:
         """Tell users when a task waits on a queue no worker consumes (a typo, a missing

@@ -79,6 +79,7 @@ class Observed:
     backend: TaskState | None = None  # the record of status.taskId (None: nothing stored)
     broker_run_id: str | None = None  # the broker's current run id, if known
     published_here: str | None = None  # the task id this process published since its claim
+    published_run_id: str | None = None  # the broker's run id just before that publish
     started_hint: datetime | None = None  # first sign the task started (event or backend)
     # Is the worker running the task alive? None: unknown (no worker events seen from it).
     worker_alive: bool | None = None
@@ -413,12 +414,16 @@ def _unconfirmed(obs: Observed, cfg: LifecycleConfig, task_id: str, attempt: int
 
 
 def _confirm(obs: Observed, task_id: str) -> Step:
+    # The broker's run id when the message went out: a later, different one means a
+    # restart that may have lost it. Without it a restart could not be noticed: wait.
+    run_id = obs.published_run_id or obs.broker_run_id
+    if run_id is None:
+        return Step(wake_at=obs.now + timedelta(milliseconds=500), track=True)
     message = f"sent task {task_id}"
-    patch = _Patch(obs).set(queuedTime=_precise(obs.now), brokerRunId=obs.broker_run_id)
-    queue_note = ""
+    patch = _Patch(obs).set(queuedTime=_precise(obs.now), brokerRunId=run_id)
     return Step(
         status=patch.done(Phase.QUEUED, "Queued", message),
-        notices=(Notice("Normal", "Dispatched", message + queue_note),),
+        notices=(Notice("Normal", "Dispatched", message),),
         track=True,
     )
 
