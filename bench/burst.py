@@ -14,7 +14,7 @@ from typing import Any
 
 from . import measure, workload
 from .settings import Sizes
-from .stack import Stack, log, scope
+from .stack import Stack, log, profile_summary, scope
 
 QUEUE = "burst"
 LEAD = 2.0  # the operator's default --dispatch-lead
@@ -62,16 +62,18 @@ def _operator(stack: Stack, sc: Any, n: int, repeat: int) -> tuple[workload.Run,
     profile = sc.profiler(op.process.pid, f"burst-{n}") if n >= 1000 and repeat == 0 else None
     try:
         # Creates run at ~150/s while the operator absorbs them (one Scheduled write
-        # each, ~130/s on 2 cores): give both ample time before T - lead.
-        due = time.time() + 8.0 + n * 0.015
+        # each, ~130/s on 2 cores): give both ample time before T - lead. ("Settled" =
+        # one status write per object: with burst-aware claiming, claims may be among them.)
+        due = time.time() + 5.0 + n * 0.015
         patches = workload.status_patches(stack)
+        # CPU from the first create until all started: a burst may be claimed long before T.
+        cpu = sc.cpu_window()
         run = workload.create_scheduled(stack, ns, QUEUE, [due] * n)
         workload.wait_settled(stack, run, patches, timeout=max(due - LEAD - time.time(), 1.0))
-        time.sleep(max(due - LEAD - 0.5 - time.time(), 0.0))
-        cpu = sc.cpu_window()
         workload.wait_started(stack, run, timeout=due - time.time() + 60 + n * 0.02)
-        workload.wait_finished(op, run, timeout=60 + n * 0.03)
         cpu.stop()
+        # The burst's final status writes come later (the operator paces them); they are
+        # not what this scenario measures (see throughput and write cost), so stop here.
         metrics_text = op.metrics()
     finally:
         op.stop()
@@ -79,11 +81,11 @@ def _operator(stack: Stack, sc: Any, n: int, repeat: int) -> tuple[workload.Run,
     info = {
         "create_seconds": run.created[1] - run.created[0],
         "settled_before_due": (due - run.settled_at) if run.settled_at else None,
-        "all_finished_after_due": (run.finished_at - due) if run.finished_at else None,
+        "all_started_after_due": (max(run.started.values()) - due) if run.started else None,
         "lateness_histogram": measure.histogram_buckets(
             metrics_text, "celery_operator_dispatch_lateness_seconds"),
-        "cpu_dispatch_window": cpu.result,
-        "profile": str(profile) if profile else None,
+        "cpu": cpu.result,
+        "profile": profile_summary(profile),
     }
     stack.delete_all(ns)
     return run, info
@@ -108,8 +110,8 @@ def _print(n: int, r: int, native: dict[str, Any], operator: dict[str, Any],
     if "publish" in operator:
         log(f"  operator publish lateness      {_row(operator['publish'])}")
     log(f"  creates {info['create_seconds']:.1f} s; settled {info['settled_before_due']} s "
-        f"before T; all finished {info['all_finished_after_due']} s after T")
-    log(f"  CPU s from T-2.5 s to all finished: {info['cpu_dispatch_window']}")
+        f"before T; all started {info['all_started_after_due']} s after T")
+    log(f"  CPU s from the first create to all finished: {info['cpu']}")
 
 
 def _row(summary: dict[str, Any]) -> str:

@@ -9,15 +9,20 @@ the guard's claims in a Redis that is not restarted.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from celery_operator.devstack import CeleryWorker
+
 from . import measure, spread, workload
 from .settings import Sizes
-from .stack import Stack, log, scope
+from .stack import Scope, Stack, log, scope
 from .worker_app import DROPPED, FIRST_START, RUNS
 
 QUEUE = "churn"
@@ -29,22 +34,57 @@ VARIANTS = (("backend", "guard"), ("", "no-guard"), ("separate", "guard-separate
 def run(stack: Stack, sizes: Sizes) -> dict[str, Any]:
     out: dict[str, Any] = {"tasks": sizes.churn_tasks, "window_seconds": sizes.churn_window}
     for guard, label in VARIANTS:
+        if label not in sizes.churn_variants:
+            continue
         stack.flush_redis()
         with scope(stack, f"churn-{label}") as sc:
-            sc.worker(QUEUE, concurrency=sizes.worker_concurrency, pool=sizes.worker_pool,
-                      guard=guard, recorder=True)
-            faults = _faults(stack, sizes.churn_window)
-            run_, info = spread.operator_side(
-                stack, sc, sizes.churn_tasks, sizes.churn_window, label=f"churn-{label}",
-                queue=QUEUE, faults=faults, recorder=True,
-            )
+            def start_worker(sc: Scope = sc, guard: str = guard) -> CeleryWorker:
+                return sc.worker(QUEUE, concurrency=sizes.worker_concurrency,
+                                 pool=sizes.worker_pool, guard=guard, recorder=True)
+
+            with Supervisor(start_worker) as supervisor:
+                faults = _faults(stack, sizes.churn_window)
+                run_, info = spread.operator_side(
+                    stack, sc, sizes.churn_tasks, sizes.churn_window, label=f"churn-{label}",
+                    queue=QUEUE, faults=faults, recorder=True,
+                )
             out[label] = _count(stack, run_, info)
+            out[label]["worker_restarts"] = supervisor.restarts
             stack.delete_all(info["namespace"])
         r = out[label]
         log(f"churn ({label}): lost {r['lost']}, duplicated {r['duplicated']} "
             f"(extra runs {r['extra_runs']}), dropped by guard {r['dropped_by_guard']}, "
             f"republished {r['republished']}, phases {r['phases']}")
     return out
+
+
+class Supervisor:
+    """Keeps one worker running, as a Deployment would: a worker that exits (Celery's
+    worker can die of an "Unrecoverable error" when its broker goes away) is replaced."""
+
+    def __init__(self, start: Callable[[], CeleryWorker]) -> None:
+        self.start = start
+        self.worker = start()
+        self.restarts: list[float] = []  # when a dead worker was replaced
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="supervisor")
+
+    def __enter__(self) -> Supervisor:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=120)
+
+    def _run(self) -> None:
+        while not self._stop.wait(1.0):
+            if self.worker.process.running():
+                continue
+            log("churn: the worker exited; starting a new one (as a Deployment would)")
+            self.restarts.append(time.time())
+            with contextlib.suppress(Exception):
+                self.worker = self.start()
 
 
 def _faults(stack: Stack, window: float) -> Any:

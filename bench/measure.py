@@ -202,8 +202,21 @@ def request_delta(
     return dict(sorted(delta.items()))
 
 
-def writes_only(delta: Mapping[str, float]) -> dict[str, float]:
-    return {k: v for k, v in delta.items() if k.split(" ", 1)[0].upper() in WRITE_VERBS}
+OUR_RESOURCES = ("scheduledtasks", "periodictasks", "events")
+
+
+def writes_only(delta: Mapping[str, float], ours: bool = True) -> dict[str, float]:
+    """Write requests; with `ours`, only to our kinds and Events (the API server renews
+    its own identity Lease every 10 s: that is not the operator)."""
+    out = {}
+    for key, value in delta.items():
+        verb, _, resource = key.partition(" ")
+        if verb.upper() not in WRITE_VERBS:
+            continue
+        if ours != (resource.split("/", 1)[0] in OUR_RESOURCES):
+            continue
+        out[key] = value
+    return out
 
 
 def histogram_buckets(text: str, name: str) -> dict[str, float]:

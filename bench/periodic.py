@@ -24,7 +24,7 @@ from celery_operator.scheduling.task_lifecycle import task_id_for
 
 from . import measure
 from .settings import Sizes
-from .stack import Scope, Stack, log, scope
+from .stack import Scope, Stack, log, profile_summary, scope
 from .watch import AddedWatch
 
 QUEUE = "periodic"
@@ -37,12 +37,26 @@ def run(stack: Stack, sizes: Sizes) -> dict[str, Any]:
     stack.flush_redis()
     n = sizes.periodic_count
     out: dict[str, Any] = {"entries": n, "minutes": sizes.periodic_minutes,
-                           "worker": sizes.worker_desc}
+                           "beat_minutes": sizes.beat_minutes, "worker": sizes.worker_desc,
+                           "concurrent": sizes.quick}
     with scope(stack, "periodic") as sc:
         sc.worker(QUEUE, concurrency=sizes.worker_concurrency, pool=sizes.worker_pool)
-        out["operator"] = _operator(stack, sc, n, sizes.periodic_minutes)
+        op = OperatorSide(stack, sc, n)
+        bounds = boundaries(time.time() + 10.0, sizes.periodic_minutes)
+        beat = BeatSide(stack, sc, n)
+        if sizes.quick:
+            # Smoke mode: both schedulers in the same minute (contention: not comparable).
+            _window(sc, bounds, [op, beat])
+        else:
+            _window(sc, bounds, [op])
+            op.stop()
+            # Started right after the operator's window (30 s after its last boundary),
+            # beat waits 30 s for its first minute: the two never overlap.
+            beat.start()
+            _window(sc, boundaries(time.time() + 5.0, sizes.beat_minutes), [beat])
+        out["operator"] = op.finish()
         _print("operator", out["operator"])
-        out["beat"] = _beat(stack, sc, n, sizes.periodic_minutes)
+        out["beat"] = beat.finish()
         _print("beat", out["beat"])
     return out
 
@@ -54,6 +68,19 @@ def boundaries(after: float, minutes: int) -> list[float]:
 
 def _sleep_until(at: float) -> None:
     time.sleep(max(at - time.time(), 0.0))
+
+
+def _window(sc: Scope, bounds: list[float], sides: list[Any]) -> None:
+    """From SETTLE s before the first boundary to SETTLE s after the last: CPU measured."""
+    for side in sides:
+        side.start()
+        side.bounds = bounds
+    _sleep_until(bounds[0] - SETTLE)
+    cpu = sc.cpu_window()
+    _sleep_until(bounds[-1] + SETTLE)
+    result = cpu.stop()
+    for side in sides:
+        side.cpu = result
 
 
 def _periodic(namespace: str, i: int) -> dict[str, Any]:
@@ -73,81 +100,111 @@ def _periodic_patches(stack: Stack) -> float:
         ("PATCH", "periodictasks", "status")]
 
 
-def _operator(stack: Stack, sc: Scope, n: int, minutes: int) -> dict[str, Any]:
-    ns = stack.namespace("periodic")
-    op = sc.operator([ns], name="operator-periodic")
-    before = _periodic_patches(stack)
-    start, end, _ = stack.create_many(ns, PERIODIC_PLURAL, [_periodic(ns, i) for i in range(n)])
-    absorbed = measure.wait_for(lambda: _periodic_patches(stack) - before >= n, 60 + n * 0.05,
-                                0.5)
-    notes = [] if absorbed else [f"the operator had not written all {n} first statuses"]
-    with AddedWatch(stack.api, ns) as watch:
-        bounds = boundaries(time.time() + 10.0, minutes)
-        _sleep_until(bounds[0] - SETTLE)
-        cpu = sc.cpu_window()
-        _sleep_until(bounds[-1] + SETTLE)
-        cpu.stop()
-    op.stop()
-    children = [s for s in watch.seen.values() if s.labels.get(PARENT_LABEL)]
-    nominal = {s.name: parse_time(s.annotations[SCHEDULED_TIME]).timestamp()
-               for s in children if SCHEDULED_TIME in s.annotations}
-    measured = [s for s in children if nominal.get(s.name) in bounds]
-    creation = [s.at - nominal[s.name] for s in measured]
-    ids = {task_id_for(s.uid, 1): nominal[s.name] for s in measured}
-    starts = measure.started_times(stack.results(), list(ids), STARTED_KEY)
-    per_minute = Counter(nominal[s.name] for s in measured)
-    stack.delete_all(ns)
-    return {
-        "create_seconds": end - start,
-        "child_creation": measure.summary(creation),
-        "worker_start": measure.summary([starts[t] - due for t, due in ids.items()
-                                         if t in starts]),
-        "children_per_minute": [per_minute.get(b, 0) for b in bounds],
-        "not_started": len(ids) - len(starts),
-        "cpu": cpu.result,
-        "cpu_seconds_per_minute": _per_minute(cpu.result, "operator"),
-        "watch_errors": watch.errors,
-        "notes": notes,
-    }
+class OperatorSide:
+    """N PeriodicTasks and the operator; children seen by a watch with a local clock."""
+
+    def __init__(self, stack: Stack, sc: Scope, n: int) -> None:
+        self.stack, self.sc, self.n = stack, sc, n
+        self.bounds: list[float] = []
+        self.cpu: dict[str, Any] = {}
+        self.notes: list[str] = []
+        self.ns = stack.namespace("periodic")
+        # Watching before anything exists: children of a big burst are created early
+        # (the operator's burst-aware create-ahead), possibly before the first boundary
+        # is even chosen.
+        self.watch = AddedWatch(stack.api, self.ns).__enter__()
+        self.op = sc.operator([self.ns], name="operator-periodic")
+        self.profile = sc.profiler(self.op.process.pid or 0, "periodic")
+        before = _periodic_patches(stack)
+        t = time.time()
+        stack.create_many(self.ns, PERIODIC_PLURAL, [_periodic(self.ns, i) for i in range(n)])
+        self.create_seconds = time.time() - t
+        if not measure.wait_for(lambda: _periodic_patches(stack) - before >= n,
+                                60 + n * 0.05, 0.5):
+            self.notes.append(f"the operator had not written all {n} first statuses")
+
+    def start(self) -> None:
+        pass  # running since __init__
+
+    def stop(self) -> None:
+        self.watch.stop()
+        self.op.stop()
+
+    def finish(self) -> dict[str, Any]:
+        self.stop()
+        bounds = self.bounds
+        children = [s for s in self.watch.seen.values() if s.labels.get(PARENT_LABEL)]
+        nominal = {s.name: parse_time(s.annotations[SCHEDULED_TIME]).timestamp()
+                   for s in children if SCHEDULED_TIME in s.annotations}
+        measured = [s for s in children if nominal.get(s.name) in bounds]
+        ids = {task_id_for(s.uid, 1): nominal[s.name] for s in measured}
+        starts = measure.started_times(self.stack.results(), list(ids), STARTED_KEY)
+        per_minute = Counter(nominal[s.name] for s in measured)
+        self.stack.delete_all(self.ns)
+        return {
+            "create_seconds": self.create_seconds,
+            "child_creation": measure.summary([s.at - nominal[s.name] for s in measured]),
+            "worker_start": measure.summary([starts[t] - due for t, due in ids.items()
+                                             if t in starts]),
+            "children_per_minute": [per_minute.get(b, 0) for b in bounds],
+            "not_started": len(ids) - len(starts),
+            "cpu": self.cpu,
+            "cpu_seconds_per_minute": _per_minute(self.cpu, "operator"),
+            "watch_errors": self.watch.errors,
+            "profile": profile_summary(self.profile),
+            "notes": self.notes,
+        }
 
 
-def _beat(stack: Stack, sc: Scope, n: int, minutes: int) -> dict[str, Any]:
-    sent_log = sc.dir / "beat-sent.log"
-    beat = sc.process(
-        "celery-beat",
-        [sys.executable, "-m", "celery", "-A", "bench.beat_app", "beat",
-         f"--schedule={sc.dir / 'beat-schedule'}", f"--pidfile={sc.dir / 'beat.pid'}",
-         "--loglevel=INFO"],
-        env={"CELERY_BROKER_URL": stack.broker_url, "BENCH_BEAT_ENTRIES": str(n),
-             "BENCH_BEAT_QUEUE": QUEUE, "BENCH_BEAT_SENT_LOG": str(sent_log)},
-    )
-    started = measure.wait_for(lambda: "beat: Starting" in beat.log_tail(50), 60, 0.2)
-    notes = [] if started else ["beat did not log 'Starting' within 60 s"]
-    bounds = boundaries(time.time() + 5.0, minutes)
-    _sleep_until(bounds[0] - SETTLE)
-    cpu = sc.cpu_window()
-    _sleep_until(bounds[-1] + SETTLE)
-    cpu.stop()
-    beat.stop(grace=10)
-    sends: dict[str, float] = {}
-    for line in sent_log.read_text().splitlines() if sent_log.exists() else []:
-        task_id, _, at = line.partition(" ")
-        sends.setdefault(task_id, float(at))
-    # The boundary a send belongs to: beat never sends early by more than clock noise.
-    nominal = {t: math.floor((at + 1.0) / 60.0) * 60.0 for t, at in sends.items()}
-    measured = {t: nominal[t] for t in sends if nominal[t] in bounds}
-    starts = measure.started_times(stack.results(), list(measured), STARTED_KEY)
-    per_minute = Counter(measured.values())
-    return {
-        "send": measure.summary([sends[t] - due for t, due in measured.items()]),
-        "worker_start": measure.summary([starts[t] - due for t, due in measured.items()
-                                         if t in starts]),
-        "sends_per_minute": [per_minute.get(b, 0) for b in bounds],
-        "not_started": len(measured) - len(starts),
-        "cpu": cpu.result,
-        "cpu_seconds_per_minute": _per_minute(cpu.result, "celery-beat"),
-        "notes": notes,
-    }
+class BeatSide:
+    """celery beat with N crontab() entries; sends logged by bench.beat_app."""
+
+    def __init__(self, stack: Stack, sc: Scope, n: int) -> None:
+        self.stack, self.sc, self.n = stack, sc, n
+        self.bounds: list[float] = []
+        self.cpu: dict[str, Any] = {}
+        self.notes: list[str] = []
+        self.sent_log = sc.dir / "beat-sent.log"
+        self.proc: Any = None
+
+    def start(self) -> None:
+        if self.proc is not None:
+            return
+        sc = self.sc
+        self.proc = sc.process(
+            "celery-beat",
+            [sys.executable, "-m", "celery", "-A", "bench.beat_app", "beat",
+             f"--schedule={sc.dir / 'beat-schedule'}", f"--pidfile={sc.dir / 'beat.pid'}",
+             "--loglevel=INFO"],
+            env={"CELERY_BROKER_URL": self.stack.broker_url, "BENCH_BEAT_ENTRIES": str(self.n),
+                 "BENCH_BEAT_QUEUE": QUEUE, "BENCH_BEAT_SENT_LOG": str(self.sent_log)},
+        )
+        if not measure.wait_for(lambda: "beat: Starting" in self.proc.log_tail(50), 60, 0.2):
+            self.notes.append("beat did not log 'Starting' within 60 s")
+
+    def finish(self) -> dict[str, Any]:
+        if self.proc is not None:
+            self.proc.stop(grace=10)
+        sends: dict[str, float] = {}
+        lines = self.sent_log.read_text().splitlines() if self.sent_log.exists() else []
+        for line in lines:
+            task_id, _, at = line.partition(" ")
+            sends.setdefault(task_id, float(at))
+        # The boundary a send belongs to (beat never sends early beyond clock noise).
+        nominal = {t: math.floor((at + 1.0) / 60.0) * 60.0 for t, at in sends.items()}
+        measured = {t: nominal[t] for t in sends if nominal[t] in self.bounds}
+        starts = measure.started_times(self.stack.results(), list(measured), STARTED_KEY)
+        per_minute = Counter(measured.values())
+        return {
+            "send": measure.summary([sends[t] - due for t, due in measured.items()]),
+            "worker_start": measure.summary([starts[t] - due for t, due in measured.items()
+                                             if t in starts]),
+            "sends_per_minute": [per_minute.get(b, 0) for b in self.bounds],
+            "not_started": len(measured) - len(starts),
+            "cpu": self.cpu,
+            "cpu_seconds_per_minute": _per_minute(self.cpu, "celery-beat"),
+            "notes": self.notes,
+        }
 
 
 def _per_minute(cpu: dict[str, Any], role: str) -> float | None:

@@ -166,7 +166,7 @@ def _restart(stack: Stack, sc: Scope, ns: str, sizes: Sizes) -> dict[str, Any]:
     with measure.Sampler(sample, 0.2) as sampler:
         def settled() -> bool:
             values = [v for t, v in sampler.values() if t > time.time() - 3.0]
-            return len(values) >= 10 and all(
+            return len(values) >= 5 and all(
                 v[0] == sizes.scale_future and v[1] == values[-1][1] for v in values
             ) and values[-1][1] >= sizes.scale_periodic
 
@@ -189,6 +189,7 @@ def _restart(stack: Stack, sc: Scope, ns: str, sizes: Sizes) -> dict[str, Any]:
     delta = measure.request_delta(before, after)
     out["apiserver_requests"] = delta
     out["apiserver_writes"] = measure.writes_only(delta)
+    out["other_writes"] = measure.writes_only(delta, ours=False)  # the API server's lease
     out["rss_series"] = _series([(t, v[2]) for t, v in samples], started)
     return out
 
@@ -197,10 +198,10 @@ def _stable_since(samples: list[tuple[float, Any]], ok: Any) -> float | None:
     """The time of the first sample from which `ok` holds for every later sample."""
     since = None
     for t, value in samples:
-        if ok(value):
-            since = since if since is not None else t
-        else:
+        if not ok(value):
             since = None
+        elif since is None:
+            since = t
     return since
 
 

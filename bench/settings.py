@@ -24,6 +24,9 @@ class Sizes:
     periodic_minutes: int
     churn_tasks: int
     churn_window: float
+    churn_variants: tuple[str, ...]  # labels of churn.VARIANTS to run
+    writes_countdown: float  # seconds, the delayed variant of the write-cost scenario
+    beat_minutes: int
     worker_concurrency: int = 4
     worker_pool: str = "prefork"
 
@@ -56,25 +59,33 @@ FULL = Sizes(
     periodic_minutes=3,
     churn_tasks=2000,
     churn_window=60.0,
+    churn_variants=("guard", "no-guard", "guard-separate-store"),
+    writes_countdown=10.0,
+    beat_minutes=3,
 )
 
+# A smoke run for CI: every code path, small N, one repeat; beat and the operator share
+# the same minute in the periodic scenario (their figures are not comparable there).
 QUICK = Sizes(
     quick=True,
-    burst_sizes=(100, 500),
+    burst_sizes=(100, 300),
     burst_repeats_small=1,
     burst_repeats_large=1,
-    spread_tasks=300,
-    spread_window=15.0,
-    throughput_tasks=500,
-    writes_tasks=60,
-    scale_future=1000,
-    scale_finished=1000,
-    scale_periodic=100,
-    scale_steady_seconds=8.0,
-    periodic_count=100,
+    spread_tasks=200,
+    spread_window=10.0,
+    throughput_tasks=300,
+    writes_tasks=40,
+    scale_future=500,
+    scale_finished=500,
+    scale_periodic=50,
+    scale_steady_seconds=5.0,
+    periodic_count=50,
     periodic_minutes=1,
-    churn_tasks=300,
-    churn_window=15.0,
+    churn_tasks=200,
+    churn_window=12.0,
+    churn_variants=("guard",),
+    writes_countdown=5.0,
+    beat_minutes=1,
 )
 
 

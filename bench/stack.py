@@ -233,11 +233,11 @@ class Scope:
         return worker.start(timeout=90)
 
     def operator(self, namespaces: Sequence[str], *extra: str, name: str = "operator",
-                 ) -> OperatorProcess:
+                 env: Mapping[str, str] | None = None) -> OperatorProcess:
         args = [a for ns in namespaces for a in ("--namespace", ns)]
         proc = OperatorProcess(
             self.stack.kube.kubeconfig, self.stack.broker_url, self.stack.backend_url,
-            workdir=self.dir, extra_args=[*args, *extra], name=name,
+            workdir=self.dir, extra_args=[*args, *extra], name=name, extra_env=env,
         )
         self.defer(proc.stop)
         self.procs["operator"] = proc.process
@@ -276,6 +276,21 @@ class Scope:
         # SIGINT makes py-spy write its output; stop() would send SIGTERM.
         self.defer(lambda: _interrupt(proc))
         return out
+
+
+def profile_summary(path: Path | None, top: int = 30) -> dict[str, Any] | None:
+    """The top functions of a py-spy profile (once py-spy wrote it: it does when the
+    profiled process exits)."""
+    if path is None:
+        return None
+    from . import profile
+
+    measure.wait_for(lambda: path.exists() and path.stat().st_size > 0, 15, 0.5)
+    if not path.exists():
+        return None
+    summary = profile.top(path, top)
+    summary["file"] = str(path)
+    return summary
 
 
 def _interrupt(proc: ManagedProcess) -> None:

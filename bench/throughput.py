@@ -16,7 +16,7 @@ from celery_operator.api import SCHEDULED_PLURAL, parse_time
 
 from . import workload
 from .settings import Sizes
-from .stack import CREATE_THREADS, Stack, log, scope
+from .stack import CREATE_THREADS, Stack, log, profile_summary, scope
 
 QUEUE = "throughput"
 
@@ -98,7 +98,7 @@ def _operator(stack: Stack, sc: Any, n: int) -> dict[str, Any]:
         "operator_cpu_ms_per_task": 1000 * cpu.result["cpu_seconds"].get("operator", 0) / n,
         "apiserver_cpu_ms_per_task": 1000 * cpu.result["cpu_seconds"].get("kube-apiserver", 0)
         / n,
-        "profile": str(profile) if profile else None,
+        "profile": profile_summary(profile),
         "notes": run.notes,
     }
 

@@ -15,7 +15,6 @@ from .settings import Sizes
 from .stack import Stack, log, scope
 
 QUEUE = "writes"
-VARIANTS = (("immediate", None), ("countdown 10 s", 10.0))
 
 
 def run(stack: Stack, sizes: Sizes) -> dict[str, Any]:
@@ -24,7 +23,9 @@ def run(stack: Stack, sizes: Sizes) -> dict[str, Any]:
     out: dict[str, Any] = {"tasks": n}
     with scope(stack, "writes") as sc:
         sc.worker(QUEUE, concurrency=sizes.worker_concurrency, pool=sizes.worker_pool)
-        for label, delay in VARIANTS:
+        variants = (("immediate", None),
+                    (f"countdown {sizes.writes_countdown:.0f} s", sizes.writes_countdown))
+        for label, delay in variants:
             out[label] = _variant(stack, sc, n, label, delay)
             r = out[label]
             log(f"writes ({label}): {r['status_writes_per_task']:.2f} status writes/task, "

@@ -1,0 +1,104 @@
+"""`python -m bench` (make bench): every scenario on the embedded stack, then the report.
+
+    python -m bench                      # full run (< 30 min): bench/results/<date>.json,
+                                         # docs/performance.md and docs/img/*.png
+    BENCH_QUICK=1 python -m bench        # small N, one repeat (< 5 min); writes
+                                         # bench/results/local/ only (not committed)
+    python -m bench --only burst,writes  # some scenarios (also to bench/results/local/)
+    BENCH_PROFILE=1 python -m bench ...  # py-spy record of the operator in burst (N >= 1000)
+                                         # and throughput (.venv/bin/pip install py-spy)
+
+Budgets are read from the report, never enforced: the exit status is 0 unless a
+scenario raised.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import shutil
+import time
+import traceback
+from dataclasses import asdict
+from datetime import UTC, datetime
+from types import ModuleType
+from typing import Any
+
+from . import burst, churn, measure, periodic, report, scale, settings, spread, throughput, writes
+from .stack import Stack, log
+
+# In the issue's order: 1 burst ... 7 churn.
+SCENARIOS: dict[str, ModuleType] = {
+    "burst": burst,
+    "spread": spread,
+    "throughput": throughput,
+    "writes": writes,
+    "scale": scale,
+    "periodic": periodic,
+    "churn": churn,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--only", default="", help=f"comma-separated subset of {list(SCENARIOS)}")
+    parser.add_argument("--quick", action="store_true", help="same as BENCH_QUICK=1")
+    parser.add_argument("--keep", action="store_true", help="keep the work dir (logs, data)")
+    args = parser.parse_args(argv)
+    sizes = settings.QUICK if args.quick else settings.current()
+    chosen = [s.strip() for s in args.only.split(",") if s.strip()] or list(SCENARIOS)
+    unknown = [s for s in chosen if s not in SCENARIOS]
+    if unknown:
+        parser.error(f"unknown scenario(s) {unknown}; choose from {list(SCENARIOS)}")
+
+    results: dict[str, Any] = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "mode": sizes.mode,
+        "partial": chosen != list(SCENARIOS),
+        "sizes": asdict(sizes),
+        "machine": report.machine_info(),
+        "scenarios": {},
+        "durations_seconds": {},
+        "errors": {},
+    }
+    busy0, own0, began = measure.machine_busy_seconds(), measure.own_cpu_seconds(), time.time()
+    log(f"{sizes.mode} run of {', '.join(chosen)}")
+    stack = Stack()
+    try:
+        with stack:
+            results["versions"] = report.versions()
+            for name in chosen:
+                started = time.time()
+                log(f"--- scenario {name}")
+                try:
+                    results["scenarios"][name] = SCENARIOS[name].run(stack, sizes)
+                except Exception as exc:
+                    log(f"scenario {name} failed: {exc!r}")
+                    results["errors"][name] = traceback.format_exc(limit=8)
+                results["durations_seconds"][name] = round(time.time() - started, 1)
+                log(f"--- scenario {name} took {results['durations_seconds'][name]:.0f} s")
+    finally:
+        wall = time.time() - began
+        busy = measure.machine_busy_seconds() - busy0
+        own = measure.own_cpu_seconds() - own0
+        results["load"] = {
+            "wall_seconds": round(wall, 1),
+            "machine_busy_cpu_seconds": round(busy, 1),
+            "bench_cpu_seconds": round(own, 1),
+            "other_cpu_seconds": round(max(busy - own, 0.0), 1),
+            "other_share_of_machine": round(max(busy - own, 0.0) / (wall * results["machine"][
+                "nproc"]), 3) if wall else None,
+        }
+        if not args.keep:
+            with contextlib.suppress(OSError):
+                shutil.rmtree(stack.workdir)
+        else:
+            log(f"work dir kept: {stack.workdir}")
+    paths = report.write(results)
+    for path in paths:
+        log(f"wrote {path}")
+    return 1 if results["errors"] else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
