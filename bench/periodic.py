@@ -31,6 +31,7 @@ QUEUE = "periodic"
 PARENT_LABEL = "celeryoperator.dev/periodic-task"
 SCHEDULED_TIME = "celeryoperator.dev/scheduled-time"
 SETTLE = 30.0  # the CPU window runs from 30 s before the first boundary to 30 s after the last
+QUICK_SETTLE = 15.0
 
 
 def run(stack: Stack, sizes: Sizes) -> dict[str, Any]:
@@ -46,7 +47,7 @@ def run(stack: Stack, sizes: Sizes) -> dict[str, Any]:
         beat = BeatSide(stack, sc, n)
         if sizes.quick:
             # Smoke mode: both schedulers in the same minute (contention: not comparable).
-            _window(sc, bounds, [op, beat])
+            _window(sc, bounds, [op, beat], QUICK_SETTLE)
         else:
             _window(sc, bounds, [op])
             op.stop()
@@ -70,14 +71,14 @@ def _sleep_until(at: float) -> None:
     time.sleep(max(at - time.time(), 0.0))
 
 
-def _window(sc: Scope, bounds: list[float], sides: list[Any]) -> None:
-    """From SETTLE s before the first boundary to SETTLE s after the last: CPU measured."""
+def _window(sc: Scope, bounds: list[float], sides: list[Any], settle: float = SETTLE) -> None:
+    """From `settle` s before the first boundary to `settle` s after the last: CPU measured."""
     for side in sides:
         side.start()
         side.bounds = bounds
-    _sleep_until(bounds[0] - SETTLE)
+    _sleep_until(bounds[0] - settle)
     cpu = sc.cpu_window()
-    _sleep_until(bounds[-1] + SETTLE)
+    _sleep_until(bounds[-1] + settle)
     result = cpu.stop()
     for side in sides:
         side.cpu = result

@@ -95,7 +95,7 @@ def operator_side(
         workload.wait_finished(ops.current, run, timeout=90 + n * 0.02)
     else:
         # Tasks left unfinished by the faults never finish: do not wait long for them.
-        workload.wait_final(stack, ns, run, timeout=30 + n * 0.01)
+        workload.wait_final(stack, ns, run, timeout=20 + n * 0.015)
     cpu.stop()
     for op in ops.started:
         op.stop()

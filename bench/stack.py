@@ -258,8 +258,9 @@ class Scope:
         pids.update({role: p.pid for role, p in self.procs.items() if p.running()})
         return measure.CpuWindow(pids).start()
 
-    def profiler(self, pid: int, label: str) -> Path | None:
-        """py-spy record of `pid` (when BENCH_PROFILE=1 and py-spy is installed)."""
+    def profiler(self, pid: int, label: str) -> Profiler | None:
+        """py-spy record of `pid` (when BENCH_PROFILE=1 and py-spy is installed) from now
+        until `stop()` or the process exits; GIL-holding samples only (--gil)."""
         if os.environ.get("BENCH_PROFILE") != "1":
             return None
         spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
@@ -273,33 +274,40 @@ class Scope:
              "--nonblocking", "--output", str(out)],
             log_path=self.dir / f"py-spy-{label}.log",
         ).start()
-        # SIGINT makes py-spy write its output; stop() would send SIGTERM.
-        self.defer(lambda: _interrupt(proc))
-        return out
+        profiler = Profiler(proc, out)
+        self.defer(profiler.stop)
+        return profiler
 
 
-def profile_summary(path: Path | None, top: int = 30) -> dict[str, Any] | None:
-    """The top functions of a py-spy profile (once py-spy wrote it: it does when the
-    profiled process exits)."""
-    if path is None:
+class Profiler:
+    def __init__(self, proc: ManagedProcess, path: Path) -> None:
+        self.proc = proc
+        self.path = path
+
+    def stop(self) -> Path:
+        """SIGINT makes py-spy write its output (SIGTERM would lose it)."""
+        import signal
+
+        self.proc.signal(signal.SIGINT)
+        with contextlib.suppress(TimeoutError):
+            wait_until(lambda: not self.proc.running(), 30, interval=0.2, what="py-spy")
+        self.proc.stop(grace=5)
+        return self.path
+
+
+def profile_summary(profiler: Profiler | None, top: int = 30) -> dict[str, Any] | None:
+    """The top functions of a py-spy profile (stopped here if still running)."""
+    if profiler is None:
         return None
     from . import profile
 
+    path = profiler.stop()
     measure.wait_for(lambda: path.exists() and path.stat().st_size > 0, 15, 0.5)
     if not path.exists():
         return None
     summary = profile.top(path, top)
     summary["file"] = str(path)
     return summary
-
-
-def _interrupt(proc: ManagedProcess) -> None:
-    import signal
-
-    proc.signal(signal.SIGINT)
-    with contextlib.suppress(TimeoutError):
-        wait_until(lambda: not proc.running(), 30, interval=0.2, what="py-spy to write")
-    proc.stop(grace=5)
 
 
 def _pythonpath() -> str:

@@ -147,3 +147,19 @@ def events_for(core: client.CoreV1Api, namespace: str, name: str) -> list[tuple[
     """(type, reason, message) of the Events about one object, oldest first."""
     items = core.list_namespaced_event(namespace, field_selector=f"involvedObject.name={name}")
     return [(e.type, e.reason, e.message) for e in items.items]
+
+
+def wait_for_events(
+    core: client.CoreV1Api,
+    namespace: str,
+    name: str,
+    done: Callable[[list[tuple[str, str, str]]], bool],
+    timeout: float = 10.0,
+) -> list[tuple[str, str, str]]:
+    """Events are posted after the status write they describe: poll until `done` holds."""
+    deadline = time.monotonic() + timeout
+    events = events_for(core, namespace, name)
+    while not done(events) and time.monotonic() < deadline:
+        time.sleep(0.2)
+        events = events_for(core, namespace, name)
+    return events

@@ -15,7 +15,7 @@ from celery_operator.api import parse_time
 from celery_operator.devstack import CeleryWorker, ControlPlane, KubeEnv, RedisServer
 from celery_operator.devstack.demo_app import RUNS_KEY, STARTED_KEY
 
-from .conftest import StartOperator, Tasks, events_for
+from .conftest import StartOperator, Tasks, events_for, wait_for_events
 
 pytestmark = pytest.mark.integration
 
@@ -109,8 +109,9 @@ def test_redis_restarted_empty_before_workers_took_the_tasks_republishes_them(
     guarded_worker_factory()
     items = tasks.wait_all("Succeeded", 10, timeout=60)
     assert _runs(results, [i["status"]["taskId"] for i in items]) == [1] * 10
-    reasons = [r for _, r, _ in events_for(core, namespace, "t000")]
-    assert "Republished" in reasons
+    events = wait_for_events(core, namespace, "t000",
+                             lambda es: "Republished" in [r for _, r, _ in es])
+    assert "Republished" in [r for _, r, _ in events]
 
 
 def test_tasks_wait_for_a_worker_and_status_catches_up(
@@ -123,7 +124,9 @@ def test_tasks_wait_for_a_worker_and_status_catches_up(
     time.sleep(60)  # nobody listens on the queue for a minute
     assert all(i["status"]["phase"] == "Queued" for i in tasks.list())
     # The user is told why: a Warning that no worker consumes the queue.
-    assert ("Warning", "NoConsumer") in [(t, r) for t, r, _ in events_for(core, namespace, "t000")]
+    events = wait_for_events(core, namespace, "t000",
+                             lambda es: ("Warning", "NoConsumer") in [(t, r) for t, r, _ in es])
+    assert ("Warning", "NoConsumer") in [(t, r) for t, r, _ in events]
     guarded_worker_factory()
     items = tasks.wait_all("Succeeded", 5, timeout=30)
     assert _runs(results, [i["status"]["taskId"] for i in items]) == [1] * 5

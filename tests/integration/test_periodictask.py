@@ -13,7 +13,7 @@ from celery_operator.api import parse_time
 from celery_operator.devstack import CeleryWorker
 from celery_operator.devstack.demo_app import RUNS_KEY
 
-from .conftest import StartOperator, Tasks, events_for
+from .conftest import StartOperator, Tasks, wait_for_events
 
 pytestmark = pytest.mark.integration
 
@@ -213,7 +213,9 @@ def test_run_now_annotation_creates_one_extra_run(
     assert periodic.get("manual")["status"]["lastHandledRunRequest"] == stamp
     time.sleep(2)
     assert len(_children(tasks, "manual")) == 1  # acknowledged: not run again
-    assert "RunRequested" in [r for _, r, _ in events_for(core, namespace, "manual")]
+    events = wait_for_events(core, namespace, "manual",
+                             lambda es: "RunRequested" in [r for _, r, _ in es])
+    assert "RunRequested" in [r for _, r, _ in events]
 
 
 def test_spec_change_applies_from_the_next_run(

@@ -15,7 +15,7 @@ from celery_operator.devstack import CeleryWorker
 from celery_operator.devstack.demo_app import RUNS_KEY, STARTED_KEY
 from celery_operator.scheduling.task_lifecycle import task_id_for
 
-from .conftest import StartOperator, Tasks, events_for
+from .conftest import StartOperator, Tasks, wait_for_events
 
 pytestmark = pytest.mark.integration
 
@@ -35,7 +35,9 @@ def test_immediate_task_succeeds_with_its_result_in_status(
     conditions = {c["type"]: c["status"] for c in status["conditions"]}
     assert conditions == {"Ready": "True", "Stalled": "False"}
     assert status["observedGeneration"] == obj["metadata"]["generation"]
-    reasons = [reason for _, reason, _ in events_for(core, namespace, "add")]
+    events = wait_for_events(core, namespace, "add", lambda es: {"Dispatched", "Succeeded"}
+                             <= {r for _, r, _ in es})
+    reasons = [reason for _, reason, _ in events]
     assert "Dispatched" in reasons and "Succeeded" in reasons
     # Write budget: claim, confirm, finish (the Started write is coalesced away).
     writes = _metric(operator.metrics(), "celery_operator_api_writes_total",
@@ -99,7 +101,9 @@ def test_failure_is_reported_and_retried_by_policy(
     ids = [a["taskId"] for a in attempts]
     assert len(set(ids)) == 3  # a new deterministic id per attempt
     assert all(int(results.get(RUNS_KEY + i)) == 1 for i in ids)
-    warnings = [r for t, r, _ in events_for(core, namespace, "flaky") if t == "Warning"]
+    events = wait_for_events(core, namespace, "flaky",
+                             lambda es: [r for _, r, _ in es].count("TaskFailed") >= 3)
+    warnings = [r for t, r, _ in events if t == "Warning"]
     assert warnings.count("TaskFailed") == 3
     conditions = {c["type"]: c for c in status["conditions"]}
     assert conditions["Stalled"]["status"] == "True"
@@ -167,7 +171,9 @@ def test_expired_before_dispatch_is_never_sent(
                            "expires": 60})
     obj = tasks.wait_phase("stale", "Expired", timeout=15)
     assert "taskId" not in obj["status"]
-    assert ("Warning", "Expired") in [(t, r) for t, r, _ in events_for(core, namespace, "stale")]
+    events = wait_for_events(core, namespace, "stale",
+                             lambda es: ("Warning", "Expired") in [(t, r) for t, r, _ in es])
+    assert ("Warning", "Expired") in [(t, r) for t, r, _ in events]
 
 
 def test_big_and_unencodable_results_and_unknown_tasks_are_reported(
