@@ -60,9 +60,11 @@ def _native(stack: Stack, sc: Scope, n: int) -> tuple[workload.Run, dict[str, An
     return run, cpu.stop()
 
 
-def _operator(stack: Stack, sc: Scope, n: int, repeat: int) -> tuple[workload.Run, dict[str, Any]]:
+def _operator(
+    stack: Stack, sc: Scope, n: int, repeat: int, operator_args: tuple[str, ...] = ()
+) -> tuple[workload.Run, dict[str, Any]]:
     ns = stack.namespace(f"burst-{n}-r{repeat}")
-    op = sc.operator([ns], name=f"operator-{n}-r{repeat}")
+    op = sc.operator([ns], *operator_args, name=f"operator-{n}-r{repeat}{''.join(operator_args)}")
     try:
         # Creates run at ~150/s while the operator absorbs them (one Scheduled write
         # each, ~130/s on 2 cores): give both ample time before T - lead. ("Settled" =

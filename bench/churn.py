@@ -118,6 +118,11 @@ def _count(stack: Stack, run: workload.Run, info: dict[str, Any]) -> dict[str, A
     # What the result backend says of tasks that never reached a final phase.
     open_ids = [str((i.get("status") or {}).get("taskId")) for i in items
                 if (i.get("status") or {}).get("phase") not in workload.FINAL]
+    failures = Counter(
+        f"{(item['status'].get('error') or {}).get('type')}: "
+        f"{str((item['status'].get('error') or {}).get('message'))[:120]}"
+        for item in items if (item.get("status") or {}).get("phase") == "Failed"
+    )
     backend_states: Counter[str] = Counter()
     if open_ids:
         metas = stack.results().mget([f"celery-task-meta-{t}" for t in open_ids])
@@ -133,6 +138,7 @@ def _count(stack: Stack, run: workload.Run, info: dict[str, Any]) -> dict[str, A
         "republished": sum(1 for t in ids if publishes.get(t, 0) > 1),
         "phases": dict(phases),
         "unfinished_backend_states": dict(backend_states),
+        "failed_errors": dict(failures),
         "start_lateness": measure.summary(lateness),
         "faults": info["faults"],
         "notes": run.notes,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import sys
 import time
@@ -55,11 +56,25 @@ def serve(argv: list[str]) -> int:
     return operator_main(argv)
 
 
-def profile(future: int, finished: int, periodic: int) -> int:
-    from . import measure, scale, workload
-    from .stack import Stack, log, scope
+def profile(future: int, finished: int, periodic: int, keep: bool = False) -> int:
+    from .stack import Stack, log
 
-    with Stack() as stack, scope(stack, "memprofile") as sc:
+    stack = Stack()
+    try:
+        _traced_run(stack, future, finished, periodic)
+    finally:
+        if keep:
+            log(f"work dir kept: {stack.workdir}")
+        else:
+            shutil.rmtree(stack.workdir, ignore_errors=True)
+    return 0
+
+
+def _traced_run(stack: Any, future: int, finished: int, periodic: int) -> None:
+    from . import measure, scale, workload
+    from .stack import log, scope
+
+    with stack, scope(stack, "memprofile") as sc:
         sc.worker(scale.QUEUE, concurrency=2)
         ns = stack.namespace("mem")
         _, template = scale._empty_and_template(stack, sc, ns)
@@ -72,6 +87,7 @@ def profile(future: int, finished: int, periodic: int) -> int:
             workload.scheduled_task(ns, f"later{i:05d}", scale.QUEUE, due + i)
             for i in range(future)])
         out = sc.dir / "memprofile.txt"
+        st0 = workload.status_patches(stack)
         proc = sc.process(
             "operator-traced",
             [sys.executable, "-m", "bench.memprofile", "serve", "run",
@@ -80,10 +96,10 @@ def profile(future: int, finished: int, periodic: int) -> int:
             env={"KUBECONFIG": str(stack.kube.kubeconfig), OUT_ENV: str(out)},
         )
         log("operator under tracemalloc started; waiting until it has written every status")
-        st0 = workload.status_patches(stack)
         measure.wait_for(lambda: workload.status_patches(stack) - st0 >= future, 900, 2.0)
         cpu = measure.cpu_seconds(proc.pid or 0)
-        while True:  # idle: no CPU for 5 s
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:  # until idle: under 0.3 CPU-s in 5 s
             time.sleep(5)
             now = measure.cpu_seconds(proc.pid or 0)
             if now - cpu < 0.3:
@@ -95,7 +111,6 @@ def profile(future: int, finished: int, periodic: int) -> int:
         text = out.read_text() if out.exists() else "(no dump written)"
         print(f"RSS under tracemalloc: {rss:.0f} MB (objects: {future} future, {finished} "
               f"finished ScheduledTasks, {periodic} PeriodicTasks)\n{text}")
-    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -107,8 +122,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--future", type=int, default=5000)
     parser.add_argument("--finished", type=int, default=5000)
     parser.add_argument("--periodic", type=int, default=1000)
+    parser.add_argument("--keep", action="store_true", help="keep the work dir")
     ns = parser.parse_args(args)
-    return profile(ns.future, ns.finished, ns.periodic)
+    return profile(ns.future, ns.finished, ns.periodic, ns.keep)
 
 
 if __name__ == "__main__":
