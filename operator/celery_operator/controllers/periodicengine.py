@@ -36,7 +36,7 @@ from .bursts import BurstTracker
 from .duequeue import DueQueue
 from .kubeio import KubeIO, WriteOutcome, resource_version
 from .ports import Kube
-from .watched import Watched
+from .watched import Watched, slim
 
 logger = logging.getLogger(__name__)
 
@@ -117,12 +117,12 @@ class PeriodicEngine:
         if entry is not None and entry.meta.get("uid") != meta.get("uid"):
             entry = None  # deleted and created again under the same name
         if entry is None:
-            entry = self.entries[key] = PeriodicEntry(body=dict(body))
+            entry = self.entries[key] = PeriodicEntry(body=slim(body))
             entry.children.update(self._orphans.pop(key, {}))
         elif resource_version(entry.body) > resource_version(body):
             return
         else:
-            entry.body = dict(body)
+            entry.body = slim(body)
         self.queue.now(key)
 
     def observe_child(self, event_type: str | None, body: Mapping[str, Any]) -> None:
@@ -210,7 +210,7 @@ class PeriodicEngine:
                 self.entries.pop(key, None)
                 return
             if resource_version(obj) >= resource_version(entry.body):
-                entry.body = obj
+                entry.body = slim(obj)
             if outcome == WriteOutcome.CONFLICT:
                 self.queue.again(key)
                 return

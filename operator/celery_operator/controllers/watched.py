@@ -10,6 +10,26 @@ from celery_operator.api import InvalidSpec
 
 SpecT = TypeVar("SpecT")
 
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+
+
+def slim(body: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of `body` without what the engines never read but would hold for every
+    object: `metadata.managedFields` (half of a decoded body) and kubectl's copy of the
+    last applied manifest. Shallow: nested values are shared, not copied."""
+    out = dict(body)
+    meta = out.get("metadata")
+    if not isinstance(meta, Mapping):
+        return out
+    annotations = meta.get("annotations") or {}
+    applied = LAST_APPLIED in annotations
+    if "managedFields" in meta or applied:
+        meta = {k: v for k, v in meta.items() if k != "managedFields"}
+        if applied:
+            meta["annotations"] = {k: v for k, v in annotations.items() if k != LAST_APPLIED}
+        out["metadata"] = meta
+    return out
+
 
 @dataclass
 class Watched(Generic[SpecT]):

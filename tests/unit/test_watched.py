@@ -1,0 +1,38 @@
+"""What the engines keep of each watched object (memory: one entry per object)."""
+
+from celery_operator.controllers.watched import LAST_APPLIED, slim
+
+
+def _body() -> dict:
+    return {
+        "metadata": {
+            "name": "t", "uid": "u", "resourceVersion": "7",
+            "managedFields": [{"manager": "kubectl", "fieldsV1": {"f:spec": {}}}],
+            "annotations": {LAST_APPLIED: '{"spec": {}}', "team": "a"},
+            "labels": {"app": "x"},
+        },
+        "spec": {"task": "demo.add"},
+        "status": {"phase": "Succeeded"},
+    }
+
+
+def test_slim_drops_managed_fields_and_kubectls_copy_but_keeps_the_rest() -> None:
+    body = _body()
+    kept = slim(body)
+    assert "managedFields" not in kept["metadata"]
+    assert kept["metadata"]["annotations"] == {"team": "a"}
+    assert kept["metadata"]["labels"] == {"app": "x"}
+    assert kept["metadata"]["resourceVersion"] == "7"
+    assert kept["spec"] == body["spec"] and kept["status"] == body["status"]
+
+
+def test_slim_does_not_change_the_body_it_was_given() -> None:
+    body = _body()
+    slim(body)
+    assert body == _body()
+
+
+def test_slim_of_a_body_with_nothing_to_drop_is_an_equal_copy() -> None:
+    body = {"metadata": {"name": "t"}, "spec": {}}
+    kept = slim(body)
+    assert kept == body and kept is not body
