@@ -297,3 +297,34 @@ def test_metrics_count_dispatches_and_outcomes(
     assert _metric(text, "celery_operator_finished_total",
                    'outcome="Succeeded",queue="high_priority"') == 1
     assert _metric(text, "celery_operator_dispatch_lateness_seconds_count", "") == 1
+
+
+def test_a_burst_is_claimed_early_yet_starts_on_time_and_is_reported_in_full(
+    celery_worker: CeleryWorker, start_operator: StartOperator, tasks: Tasks,
+    results: redis_lib.Redis,
+) -> None:
+    # 30 tasks due at one second with a claim rate of 10/s: claimed ~3 s early, and the
+    # operator reads neither events nor results around the due time (the burst's quiet
+    # window). Every task must still start at its due time, run once, and end with its
+    # true start time (from the held-back events) and result in status.
+    operator = start_operator("--claim-rate", "10")
+    due = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=8)
+    names = [f"burst-{i:02d}" for i in range(30)]
+    for name in names:
+        tasks.create(name, {"task": {"name": "demo.sleep", "args": [0.3]},
+                            "eta": due.isoformat().replace("+00:00", "Z")})
+    items = tasks.wait_all("Succeeded", len(names), timeout=60)
+    assert len(items) == len(names)
+    for obj in items:
+        status = obj["status"]
+        task_id = status["taskId"]
+        assert int(results.get(RUNS_KEY + task_id) or 0) == 1, obj["metadata"]["name"]
+        started = float(results.get(STARTED_KEY + task_id))
+        assert started >= due.timestamp() - 0.05
+        assert parse_time(status["queuedTime"]) < due  # published ahead, with eta = due
+        # startTime is the worker's (an event hint), not the completion time.
+        assert abs(parse_time(status["startTime"]).timestamp() - started) < 0.1
+        assert parse_time(status["completionTime"]) >= parse_time(status["startTime"]) + \
+            timedelta(seconds=0.25)
+        assert status["result"] == 0.3
+    assert "quiet (no event hints, no result reads)" in operator.log_tail(2000)

@@ -266,6 +266,23 @@ def test_immediate_task_that_succeeds_quickly_costs_three_writes() -> None:
     assert task.writes == 3
 
 
+def test_queued_time_is_the_publish_time_even_when_the_confirm_is_folded_late() -> None:
+    # A burst's confirms are held back and folded into the final write, seconds after
+    # the publish: queuedTime still says when the message was sent.
+    task = new()
+    claim = task.step(T0, broker_run_id="run-1")
+    assert claim.publish is not None
+    published = T0 + s(0.2)
+    task.step(T0 + s(20), broker_run_id="run-1", published_here=claim.publish.task_id,
+              published_at=published,
+              backend=task.backend("SUCCESS", result=5, date_done=T0 + s(1), worker="w1"),
+              started_hint=T0 + s(0.5))
+    assert task.phase == "Succeeded"
+    assert task.status["queuedTime"] == iso(published)
+    assert task.status["attempts"][-1]["queuedTime"] == iso(published)
+    assert task.status["startTime"] == iso(T0 + s(0.5))
+
+
 def test_confirm_only_when_this_process_published_the_claimed_id() -> None:
     task = new()
     claim = task.step(T0)

@@ -44,11 +44,15 @@ from .bursts import BurstTracker
 from .duequeue import DueQueue
 from .kubeio import KubeIO, WriteOutcome, resource_version
 from .ports import Backend, Kube
-from .watched import Watched
+from .watched import Watched, slim
 
 logger = logging.getLogger(__name__)
 
 TERMINAL_STATES = frozenset({"SUCCESS", "FAILURE", "REVOKED"})
+# A burst's quiet window (no event hints, no result reads): from just before its due
+# time, for as long as it was claimed early, at most QUIET_MAX.
+QUIET_BEFORE = timedelta(seconds=0.5)
+QUIET_MAX = timedelta(seconds=10)
 T = TypeVar("T")
 
 Clock = Callable[[], datetime]
@@ -110,12 +114,14 @@ class TaskEngine:
         self._poll_now = asyncio.Event()
         self._published: dict[str, str] = {}  # uid -> task id published by this process
         self._published_run: dict[str, str | None] = {}  # uid -> broker run id at publish
+        self._published_at: dict[str, datetime] = {}  # uid -> when it was published
         self._states: dict[str, TaskState | None] = {}  # task id -> last backend record
         # Final records held back until their paced time: task id -> (record, time).
         self._deferred: dict[str, tuple[TaskState, datetime]] = {}
         self._tracked: dict[str, str] = {}  # uid -> task id to follow in the backend
         self._uid_of: dict[str, str] = {}  # task id -> uid, for events (O(1) per event)
         self._hints = Hints()
+        self._quiet: dict[int, tuple[datetime, datetime]] = {}  # burst second -> window
         self._broker_run_id: str | None = None
         self.io = KubeIO(kube, kube_threads)
         self._publish_pool = ThreadPoolExecutor(publish_threads, thread_name_prefix="publish")
@@ -158,9 +164,9 @@ class TaskEngine:
         if entry is not None and resource_version(entry.body) >= resource_version(body):
             return  # the echo of our own write, or older: we planned from it already
         if entry is None:
-            entry = self.entries[uid] = Entry(body=dict(body))
+            entry = self.entries[uid] = Entry(body=slim(body))
         else:
-            entry.body = dict(body)
+            entry.body = slim(body)
         self.schedule(uid, self.clock())
 
     def on_celery_event(self, event: TaskEvent) -> None:
@@ -221,6 +227,7 @@ class TaskEngine:
         task_id = self._untrack(uid)
         self._published.pop(uid, None)
         self._published_run.pop(uid, None)
+        self._published_at.pop(uid, None)
         status = (entry.body if entry else body).get("status") or {}
         phase = status.get("phase")
         if task_id and phase in {p.value for p in IN_FLIGHT}:
@@ -296,6 +303,7 @@ class TaskEngine:
             broker_run_id=self._broker_run_id,
             published_here=self._published.get(uid),
             published_run_id=self._published_run.get(uid),
+            published_at=self._published_at.get(uid),
             started_hint=started,
             worker_alive=self.worker_alive(worker),
             extra_lead=self.bursts.extra_lead(uid),
@@ -381,7 +389,7 @@ class TaskEngine:
             self._set_due(uid, None)
             return False
         if resource_version(obj) >= resource_version(entry.body):
-            entry.body = obj
+            entry.body = slim(obj)
         if outcome == WriteOutcome.CONFLICT:
             self.queue.again(uid)  # plan again from what is there now
             return False
@@ -419,13 +427,36 @@ class TaskEngine:
             return
         self._published[uid] = order.task_id
         self._published_run[uid] = run_id
+        self._published_at[uid] = self.clock()
         logger.info(
             "published %s attempt %d as %s (eta %s, rv %s)", _name(entry.body), order.attempt,
             order.task_id, order.eta.isoformat(), entry.meta.get("resourceVersion"),
         )
+        self._quiet_for_burst(uid, order.eta)
         lateness = (self.clock() - order.eta).total_seconds()
         metrics.DISPATCH_LATENESS.observe(lateness)
         metrics.DISPATCHED.labels(queue=spec.task.queue or "celery").inc()
+
+    def _quiet_for_burst(self, uid: str, due: datetime) -> None:
+        """At a burst's due time its workers need the machine, and its final writes wait
+        until it has run anyway (`_burst_settled`): so from just before the due time the
+        operator reads neither event hints nor results for a while (up to QUIET_MAX);
+        what arrives meanwhile is handled after."""
+        extra = self.bursts.extra_lead(uid)
+        second = int(due.timestamp())
+        if not extra or second in self._quiet:
+            return
+        now = self.clock()
+        self._quiet = {s: w for s, w in self._quiet.items() if w[1] > now}
+        start, end = due - QUIET_BEFORE, due + min(extra, QUIET_MAX)
+        self._quiet[second] = (start, end)
+        self.backend.quiet_events(start.timestamp(), end.timestamp())
+        logger.info("burst due %s: quiet (no event hints, no result reads) until %s",
+                    due.isoformat(), end.isoformat())
+
+    def _quiet_end(self, now: datetime) -> datetime | None:
+        ends = [end for start, end in self._quiet.values() if start <= now < end]
+        return max(ends) if ends else None
 
     # ---- the result tracker --------------------------------------------------------------
 
@@ -437,6 +468,9 @@ class TaskEngine:
             self._poll_now.clear()
             self._check_workers()
             if not self._tracked:
+                continue
+            if (quiet := self._quiet_end(self.clock())) is not None:
+                await asyncio.sleep((quiet - self.clock()).total_seconds())
                 continue
             await asyncio.sleep(0.02)  # let a burst of event hints gather into one read
             # A final state does not change any more: read it once, not every second

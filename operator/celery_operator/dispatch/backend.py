@@ -40,6 +40,11 @@ class CeleryBackend:
         """How long the event listener has listened without a break (None: it is not)."""
         return self._listener.connected_for() if self._listener is not None else None
 
+    def quiet_events(self, start: float, end: float) -> None:
+        """Hold event hints back from `start` to `end` (wall clock); they come after."""
+        if self._listener is not None:
+            self._listener.quiet(start, end)
+
     def close(self) -> None:
         if self._listener is not None:
             self._listener.stop()

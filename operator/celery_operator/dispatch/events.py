@@ -47,17 +47,46 @@ class EventListener:
         self._thread = threading.Thread(target=self._run, name="celery-events", daemon=True)
         self._receiver: Any = None
         self._connected_at: float | None = None  # monotonic time the current capture began
+        self._quiet: list[tuple[float, float]] = []  # (start, end), wall clock
+        self._lock = threading.Lock()
 
     def connected_for(self) -> float | None:
-        """Seconds the listener has been listening without a break (None: not now)."""
+        """Seconds the listener has been listening without a break (None: not now, or it
+        is holding events back, so recent heartbeats may be waiting unread)."""
         at = self._connected_at
-        return None if at is None else time.monotonic() - at
+        if at is None or self._quiet_end(time.time()) is not None:
+            return None
+        return time.monotonic() - at
+
+    def quiet(self, start: float, end: float) -> None:
+        """Read no events from `start` to `end` (wall clock): a burst's workers need the
+        CPU then. Events published meanwhile wait in the socket and in Redis's output
+        buffer for this client, and are handled after `end` (keep windows to seconds:
+        Redis drops a pub/sub client whose buffer stays over 8 MB for a minute)."""
+        with self._lock:
+            now = time.time()
+            self._quiet = [w for w in self._quiet if w[1] > now] + [(start, end)]
+
+    def _quiet_end(self, now: float) -> float | None:
+        with self._lock:
+            ends = [end for start, end in self._quiet if start <= now < end]
+        return max(ends) if ends else None
+
+    def _wait_out_quiet(self) -> None:
+        held = False
+        while not self._stop.is_set() and (end := self._quiet_end(time.time())) is not None:
+            held = True
+            self._stop.wait(end - time.time())
+        if held and self._connected_at is not None:
+            # Heartbeats sent while we held back arrive late: judge no worker by them.
+            self._connected_at = time.monotonic()
 
     def start(self) -> EventListener:
         self._thread.start()
         return self
 
     def _handle(self, event: dict[str, Any]) -> None:
+        self._wait_out_quiet()
         kind = str(event.get("type", ""))
         task_id = event.get("uuid")
         if kind in TASK_EVENTS and task_id:

@@ -80,6 +80,7 @@ class Observed:
     broker_run_id: str | None = None  # the broker's current run id, if known
     published_here: str | None = None  # the task id this process published since its claim
     published_run_id: str | None = None  # the broker's run id just before that publish
+    published_at: datetime | None = None  # when this process published it (queuedTime)
     started_hint: datetime | None = None  # first sign the task started (event or backend)
     # Is the worker running the task alive? None: unknown (no worker events seen from it).
     worker_alive: bool | None = None
@@ -420,7 +421,7 @@ def _confirm(obs: Observed, task_id: str) -> Step:
     if run_id is None:
         return Step(wake_at=obs.now + timedelta(milliseconds=500), track=True)
     message = f"sent task {task_id}"
-    patch = _Patch(obs).set(queuedTime=_precise(obs.now), brokerRunId=run_id)
+    patch = _Patch(obs).set(queuedTime=_queued(obs), brokerRunId=run_id)
     return Step(
         status=patch.done(Phase.QUEUED, "Queued", message),
         notices=(Notice("Normal", "Dispatched", message),),
@@ -454,7 +455,7 @@ def _running(
         return Step(wake_at=started + cfg.started_coalesce, track=True)
     fields: dict[str, Any] = {"startTime": _precise(started), "worker": worker}
     if phase is Phase.DISPATCHING:
-        fields["queuedTime"] = _precise(obs.now)
+        fields["queuedTime"] = _queued(obs)
         fields["brokerRunId"] = obs.broker_run_id
     message = f"running on {worker}" if worker else "running"
     patch = _Patch(obs).set(**fields)
@@ -467,7 +468,8 @@ def _attempt_record(obs: Observed, attempt: int, phase: Phase, **extra: Any) -> 
         "attempt": attempt,
         "taskId": status.get("taskId"),
         "phase": phase.value,
-        "queuedTime": status.get("queuedTime"),
+        "queuedTime": extra.pop("queuedTime", None) or status.get("queuedTime")
+        or (_precise(obs.published_at) if obs.published_at else None),
         "startTime": extra.pop("startTime", None) or status.get("startTime"),
         "completionTime": extra.pop("completionTime", None),
         "worker": extra.pop("worker", None) or status.get("worker"),
@@ -478,6 +480,11 @@ def _attempt_record(obs: Observed, attempt: int, phase: Phase, **extra: Any) -> 
     return keep_last([*previous, record], MAX_ATTEMPTS)
 
 
+def _queued(obs: Observed) -> str:
+    """When it was published: this process knows; after a restart, now is the best guess."""
+    return _precise(obs.published_at or obs.now)
+
+
 def _finish_fields(obs: Observed, backend: TaskState) -> dict[str, Any]:
     done = backend.date_done or obs.now
     start = obs.status.get("startTime") or _fmt(obs.started_hint) or _precise(done)
@@ -485,7 +492,7 @@ def _finish_fields(obs: Observed, backend: TaskState) -> dict[str, Any]:
         "completionTime": _precise(done),
         "startTime": start,
         "worker": backend.worker or obs.status.get("worker"),
-        "queuedTime": obs.status.get("queuedTime") or _precise(obs.now),
+        "queuedTime": obs.status.get("queuedTime") or _queued(obs),
     }
     if backend.retries:
         fields["retries"] = backend.retries
@@ -542,7 +549,7 @@ def _lost(
         "completionTime": _precise(obs.now),
         "startTime": obs.status.get("startTime") or _fmt(obs.started_hint) or _precise(obs.now),
         "worker": worker,
-        "queuedTime": obs.status.get("queuedTime") or _precise(obs.now),
+        "queuedTime": obs.status.get("queuedTime") or _queued(obs),
     }
     return _attempt_ended(obs, spec, attempt, error, fields, outcome="Lost",
                           what=f"task {task_id} was lost")
