@@ -182,7 +182,7 @@ def apiserver_requests(text: str) -> Counter[tuple[str, str, str]]:
     counts: Counter[tuple[str, str, str]] = Counter()
     for labels, value in samples(text, "apiserver_request_total"):
         key = (labels.get("verb", ""), labels.get("resource", ""), labels.get("subresource", ""))
-        counts[key] += value
+        counts[key] += int(value)
     return counts
 
 

@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import redis as redis_lib
 from kubernetes import client
@@ -129,7 +129,7 @@ class Stack:
                     resp = custom.create_namespaced_custom_object(
                         GROUP, VERSION, namespace, plural, dict(body), _preload_content=False
                     )
-                    return str(measure.json_loads(resp.data)["metadata"]["uid"])
+                    return str(measure.json_loads(cast(Any, resp).data)["metadata"]["uid"])
                 except client.ApiException as exc:
                     if exc.status not in (429, 500, 503, 504) or attempt == 4:
                         raise
@@ -161,7 +161,7 @@ class Stack:
         resp = self.custom.list_namespaced_custom_object(
             GROUP, VERSION, namespace, plural, _preload_content=False, _request_timeout=120
         )
-        items: list[dict[str, Any]] = measure.json_loads(resp.data)["items"]
+        items: list[dict[str, Any]] = measure.json_loads(cast(Any, resp).data)["items"]
         return items
 
     def delete_all(self, namespace: str) -> None:
@@ -180,7 +180,7 @@ class Stack:
         """The same, through the Python client (cheap enough to poll)."""
         params = self.api.param_serialize("GET", "/metrics", auth_settings=["BearerToken"])
         resp = self.api.call_api(*params, _request_timeout=30)
-        return bytes(resp.read()).decode()
+        return bytes(cast(Any, resp).read()).decode()
 
 
 class Scope:
@@ -191,7 +191,7 @@ class Scope:
         self.name = name
         self.dir = stack.workdir / name
         self.dir.mkdir(parents=True, exist_ok=True)
-        self._stoppers: list[Callable[[], None]] = []
+        self._stoppers: list[Callable[[], object]] = []
         self.procs: dict[str, ManagedProcess] = {}  # role -> the latest process in it
 
     def __enter__(self) -> Scope:
@@ -205,7 +205,7 @@ class Scope:
             with contextlib.suppress(Exception):
                 self._stoppers.pop()()
 
-    def defer(self, stop: Callable[[], None]) -> None:
+    def defer(self, stop: Callable[[], object]) -> None:
         self._stoppers.append(stop)
 
     def worker(

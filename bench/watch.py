@@ -12,7 +12,7 @@ import json
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import urllib3
 from kubernetes import client
@@ -57,7 +57,7 @@ class AddedWatch:
         resp = client.CustomObjectsApi(self.api).list_namespaced_custom_object(
             GROUP, VERSION, self.namespace, SCHEDULED_PLURAL, limit=1, _preload_content=False
         )
-        return str(json.loads(resp.data)["metadata"]["resourceVersion"])
+        return str(json.loads(cast(Any, resp).data)["metadata"]["resourceVersion"])
 
     def _run(self) -> None:
         version = self._list_version()
