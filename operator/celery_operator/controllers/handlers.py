@@ -26,12 +26,26 @@ logger = logging.getLogger(__name__)
 PREFIX = "celeryoperator.dev"
 
 
+class NoDiffBase(kopf.DiffBaseStorage):
+    """kopf builds a diff base (a deepcopy of the whole body) for every watch event, for
+    on.create/update handlers to diff against. We register only on.event handlers, so it
+    is never read: skip the copy (kopf's per-event processing, this copy included, took
+    about a fifth of the operator's CPU in the periodic benchmark)."""
+
+    def build(self, *, body: kopf.Body, extra_fields: Any = None) -> kopf.BodyEssence:
+        return kopf.BodyEssence()
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return None
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        return None
+
+
 def configure_kopf(settings: kopf.OperatorSettings) -> None:
     settings.persistence.finalizer = f"{PREFIX}/finalizer"
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=PREFIX)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=PREFIX, key="last-handled-configuration"
-    )
+    settings.persistence.diffbase_storage = NoDiffBase()
     settings.posting.enabled = False  # we post our own Events, one per state change
     settings.peering.standalone = True  # correctness comes from conditional writes
     settings.watching.server_timeout = 300
