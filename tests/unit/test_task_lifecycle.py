@@ -323,6 +323,36 @@ def test_unconfirmed_claim_is_taken_over_after_the_lease_with_the_same_id() -> N
     assert task.phase == "Queued"
 
 
+def test_an_unconfirmed_claim_is_not_taken_over_before_the_backend_was_read() -> None:
+    # The claimer published, the worker ran the task at its eta, and the claimer died
+    # before confirming. A restarted operator must look in the backend before it
+    # republishes: the same id published again would run again.
+    due = T0 + s(10)
+    task = Task(raw_spec={"task": TASK, "eta": iso(due)}, cfg=LifecycleConfig(holder="a"))
+    task.step(T0)
+    claim = task.step(due - CFG.dispatch_lead)
+    assert claim.publish is not None
+    task.cfg = LifecycleConfig(holder="b")
+    later = due + CFG.claim_lease + s(5)
+    step = task.plan(later, backend_read=False)
+    assert step.publish is None and step.status is None
+    assert step.track and step.wake_at is not None and step.wake_at <= later + s(1)
+    # Read: it ran. Adopted, not republished.
+    done = task.backend("SUCCESS", result=5, date_done=due + s(0.1), worker="w1")
+    step = task.step(later + s(1), backend=done, backend_read=True)
+    assert step.publish is None and task.phase == "Succeeded"
+
+
+def test_an_unconfirmed_claim_with_no_record_after_the_read_is_taken_over() -> None:
+    due = T0 + s(10)
+    task = Task(raw_spec={"task": TASK, "eta": iso(due)}, cfg=LifecycleConfig(holder="a"))
+    task.step(T0)
+    task.step(due - CFG.dispatch_lead)
+    task.cfg = LifecycleConfig(holder="b")
+    step = task.step(due + CFG.claim_lease, backend=None, backend_read=True)
+    assert step.publish is not None and step.publish.task_id == task_id_for(UID, 1)
+
+
 def test_broker_restart_republishes_a_task_no_worker_took() -> None:
     task = new(countdown=30)
     task.step(T0)

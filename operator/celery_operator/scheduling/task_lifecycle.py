@@ -77,6 +77,7 @@ class Observed:
     status: Mapping[str, Any]
     now: datetime
     backend: TaskState | None = None  # the record of status.taskId (None: nothing stored)
+    backend_read: bool = True  # False: this process has not read the backend for it yet
     broker_run_id: str | None = None  # the broker's current run id, if known
     published_here: str | None = None  # the task id this process published since its claim
     published_run_id: str | None = None  # the broker's run id just before that publish
@@ -403,6 +404,10 @@ def _unconfirmed(obs: Observed, cfg: LifecycleConfig, task_id: str, attempt: int
     claimed_at = parse_time(str(claim["time"])) if claim.get("time") else None
     if claimed_at is not None and obs.now < claimed_at + cfg.claim_lease:
         return Step(wake_at=claimed_at + cfg.claim_lease, track=True)
+    if not obs.backend_read:
+        # After a restart "no record" is not known yet: the message may have gone out
+        # and run (an ETA task often has) before the claimer died. Read first.
+        return Step(wake_at=obs.now + timedelta(seconds=1), track=True)
     # Nobody confirmed within the lease: the claimer died around its publish. Claim again
     # (conditional, so only one taker) and publish the same id.
     patch = _Patch(obs).set(claim={"holder": cfg.holder, "time": _precise(obs.now)})
