@@ -300,6 +300,7 @@ class TaskEngine:
             status=status,
             now=self.clock(),
             backend=backend,
+            backend_read=bool(task_id) and task_id in self._states,
             broker_run_id=self._broker_run_id,
             published_here=self._published.get(uid),
             published_run_id=self._published_run.get(uid),
@@ -353,6 +354,10 @@ class TaskEngine:
         if step.finished_outcome:
             queue = _queue(entry)
             metrics.FINISHED.labels(queue=queue, outcome=step.finished_outcome).inc()
+            # What this process published is only needed until the attempt ends.
+            self._published.pop(uid, None)
+            self._published_run.pop(uid, None)
+            self._published_at.pop(uid, None)
         if task_id and (step.track or phase in {p.value for p in IN_FLIGHT}) and not (
             step.finished_outcome
         ):
@@ -494,9 +499,10 @@ class TaskEngine:
                 if task_id not in ids:
                     continue
                 state = states.get(task_id)
+                first = task_id not in self._states  # a planner may be waiting for it
                 previous = self._states.get(task_id)
                 self._states[task_id] = state
-                changed = state != previous
+                changed = first or state != previous
                 if changed and state is not None and state.status in TERMINAL_STATES:
                     # Finishing writes are paced, and a burst's wait until the burst has
                     # run (as long after its due time as it was claimed before it): the
