@@ -257,8 +257,9 @@ def test_the_child_phase_shows_in_recent_runs_and_last_successful_time() -> None
 def test_two_hours_of_wake_ups_run_every_fire_time_exactly_once(
     schedule: dict[str, Any], policy: str
 ) -> None:
-    """Wake exactly when asked; runs take a minute. Every fire time runs once, on time,
-    nothing is missed or skipped, and after every step a restart is silent."""
+    """Wake exactly when asked, and when a run finishes (as the engine does: a child's
+    phase change wakes its parent); runs take a minute. Every fire time runs once, on
+    time, nothing is missed or skipped, and after every step a restart is silent."""
     p = new(schedule, concurrencyPolicy=policy)
     now = T0 + s(1)
     while now < m(120):
@@ -267,7 +268,9 @@ def test_two_hours_of_wake_ups_run_every_fire_time_exactly_once(
                 p.set_phase(child.name, "Succeeded")
         step = p.settle(now)
         assert step.wake_at is not None and step.wake_at > now
-        now = step.wake_at
+        finishing = [c.scheduled_time + s(60) for c in p.children.values()
+                     if c.phase != "Succeeded" and c.scheduled_time + s(60) > now]
+        now = min([step.wake_at, *finishing])
     times = [o.scheduled_time for o in p.created_runs]
     assert times == [m(10 * k) for k in range(1, 13)]  # 120m is created 2 s ahead
     assert [o.name for o in p.created_runs] == [run_name(t) for t in times]
@@ -428,7 +431,11 @@ def test_allow_runs_next_to_an_active_run() -> None:
 
 def test_forbid_skips_while_a_run_is_active() -> None:
     p = running_10m("Forbid")
-    step = p.settle(m(20) - AHEAD)
+    # Not judged ahead of the fire time: the run may still finish before it.
+    step = p.step(m(20) - AHEAD)
+    assert step.create == () and "skippedRuns" not in p.status
+    assert step.wake_at == m(20) + WAKE_SLACK
+    step = p.settle(m(20))
     assert step.create == ()
     assert p.status["skippedRuns"] == 1
     assert p.status["lastScheduleTime"] == iso(m(20))  # the skipped time is done with
@@ -443,22 +450,33 @@ def test_forbid_skips_while_a_run_is_active() -> None:
     assert p.status["skippedRuns"] == 1
 
 
+def test_forbid_creates_ahead_once_the_active_run_has_finished() -> None:
+    p = running_10m("Forbid")
+    p.set_phase(run_name(m(10)), "Succeeded")
+    step = p.settle(m(20) - AHEAD)
+    assert [o.name for o in step.create] == [run_name(m(20))]
+    assert "skippedRuns" not in p.status
+
+
 def test_replace_revokes_the_active_run_and_starts_the_new_one() -> None:
     p = running_10m("Replace")
+    # Not revoked ahead of the fire time: it may still finish on its own before it.
     step = p.step(m(20) - AHEAD)
+    assert step.revoke == () and step.create == ()
+    step = p.step(m(20))
     assert step.revoke == (run_name(m(10)),)
     assert [o.name for o in step.create] == [run_name(m(20))]
     assert p.status["active"] == [{"name": run_name(m(20)), "scheduledTime": iso(m(20))}]
     # The revoked child finishes as Revoked; it is not active and not revoked again.
     p.set_phase(run_name(m(10)), "Revoked")
-    p.settle(m(20) - s(1))
+    p.settle(m(20) + s(1))
     assert p.status["active"] == [{"name": run_name(m(20)), "scheduledTime": iso(m(20))}]
 
 
 def test_replace_restart_before_the_revoked_run_finishes_writes_nothing() -> None:
     p = running_10m("Replace")
-    p.step(m(20) - AHEAD)
-    p.assert_quiet(m(20) - AHEAD)  # the old child has spec.revoke but is still Started
+    p.step(m(20))
+    p.assert_quiet(m(20))  # the old child has spec.revoke but is still Started
 
 
 def test_a_child_being_revoked_does_not_count_as_active_for_forbid() -> None:

@@ -81,7 +81,7 @@ class PeriodicEngine:
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         threads: int = 16,
-        create_rate: float = 50.0,
+        create_rate: float = 20.0,
         max_extra_ahead: float = 60.0,
     ) -> None:
         self.kube = kube

@@ -124,6 +124,13 @@ def _conditions(
     )
 
 
+def _overlap_decided_at_fire_time(spec: PeriodicTaskSpec, active: Sequence[Child]) -> bool:
+    """Forbid and Replace judge the runs active at the fire time: a run that is active
+    now may finish before it. Creating ahead would skip (Forbid) or revoke (Replace) up to
+    create_ahead too early, so with a run active nothing is created ahead."""
+    return bool(active) and spec.concurrency_policy != "Allow"
+
+
 def plan_periodic(obs: PeriodicObserved, cfg: PeriodicConfig) -> PeriodicStep:
     """The next step for one PeriodicTask."""
     if isinstance(obs.spec, InvalidSpec):
@@ -206,6 +213,8 @@ def plan_periodic(obs: PeriodicObserved, cfg: PeriodicConfig) -> PeriodicStep:
                 patch["totalRuns"] = total_runs
         if ahead or next_time is None or next_time > obs.now + cfg.create_ahead:
             break
+        if _overlap_decided_at_fire_time(spec, active):
+            break
         horizon = next_time
 
     request = obs.annotations.get(RUN_REQUEST_ANNOTATION)
@@ -252,7 +261,10 @@ def plan_periodic(obs: PeriodicObserved, cfg: PeriodicConfig) -> PeriodicStep:
             patch["conditions"] = conditions
         patch["observedGeneration"] = obs.generation
 
-    wake = decision.next_time - cfg.create_ahead + WAKE_SLACK if decision.next_time else None
+    # Forbid/Replace with a run active: look again at the fire time itself (a child that
+    # finishes meanwhile wakes us sooner), not create_ahead before it.
+    lead = timedelta(0) if _overlap_decided_at_fire_time(spec, active) else cfg.create_ahead
+    wake = decision.next_time - lead + WAKE_SLACK if decision.next_time else None
     return PeriodicStep(
         create=tuple(creates),
         revoke=tuple(revokes),
