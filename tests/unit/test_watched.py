@@ -36,3 +36,11 @@ def test_slim_of_a_body_with_nothing_to_drop_is_an_equal_copy() -> None:
     body = {"metadata": {"name": "t"}, "spec": {}}
     kept = slim(body)
     assert kept == body and kept is not body
+
+
+def test_slim_is_a_deep_copy_sharing_nothing_mutable_with_the_body() -> None:
+    body = _body()
+    kept = slim(body)
+    kept["spec"]["task"] = "changed"
+    kept["metadata"]["labels"]["app"] = "y"
+    assert body == _body()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -11,24 +12,36 @@ from celery_operator.api import InvalidSpec
 SpecT = TypeVar("SpecT")
 
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+SHORT = 16  # strings up to this length are interned: names of phases, reasons, queues
 
 
 def slim(body: Mapping[str, Any]) -> dict[str, Any]:
     """A copy of `body` without what the engines never read but would hold for every
     object: `metadata.managedFields` (half of a decoded body) and kubectl's copy of the
-    last applied manifest. Shallow: nested values are shared, not copied."""
-    out = dict(body)
-    meta = out.get("metadata")
-    if not isinstance(meta, Mapping):
-        return out
-    annotations = meta.get("annotations") or {}
-    applied = LAST_APPLIED in annotations
-    if "managedFields" in meta or applied:
-        meta = {k: v for k, v in meta.items() if k != "managedFields"}
-        if applied:
-            meta["annotations"] = {k: v for k, v in annotations.items() if k != LAST_APPLIED}
-        out["metadata"] = meta
+    last applied manifest. A deep copy with interned keys and short strings: every
+    decoded body repeats the same few dozen keys and values ("status", "Ready", "True")
+    in strings of its own, and kept parts would share memory pages with the dropped
+    parts and the rest of their LIST chunk, pinning those pages (handlers.py lists in
+    chunks for the same reason)."""
+    meta = body.get("metadata")
+    out = {sys.intern(k): _compact(v) for k, v in body.items() if k != "metadata"}
+    if isinstance(meta, Mapping):
+        kept = {sys.intern(k): _compact(v) for k, v in meta.items() if k != "managedFields"}
+        annotations = kept.get("annotations")
+        if isinstance(annotations, dict) and LAST_APPLIED in annotations:
+            del annotations[LAST_APPLIED]
+        out["metadata"] = kept
     return out
+
+
+def _compact(value: Any) -> Any:
+    if isinstance(value, str):
+        return sys.intern(value) if len(value) <= SHORT else value
+    if isinstance(value, Mapping):
+        return {sys.intern(k): _compact(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_compact(v) for v in value]
+    return value
 
 
 @dataclass
