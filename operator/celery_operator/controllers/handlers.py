@@ -60,7 +60,7 @@ def configure_kopf(settings: kopf.OperatorSettings) -> None:
     # kopf keeps a worker task per object for this long after its last event. A LIST of
     # 10,000 objects held thousands at once at the default 5 s: memory that stayed taken
     # after they exited (bench scale). Our handlers only hand the body to an engine.
-    settings.queueing.idle_timeout = 0.5
+    settings.queueing.idle_timeout = 0.1
 
 
 @kopf.on.startup()
