@@ -215,6 +215,23 @@ def test_the_child_is_created_create_ahead_before_its_fire_time() -> None:
     p.assert_quiet(m(10) + s(1))
 
 
+def test_a_run_costs_the_parent_two_status_writes_not_one_per_child_step() -> None:
+    p = new()
+    p.step(m(1))
+    p.step(m(10) - AHEAD)
+    name = run_name(m(10))
+    writes = p.writes
+    for phase in ("Scheduled", "Dispatching", "Queued"):  # all "Pending" to the parent
+        p.set_phase(name, phase)
+        p.assert_quiet(m(10) - AHEAD + s(1))
+    assert p.status["recentRuns"][-1]["phase"] == "Pending"
+    p.set_phase(name, "Succeeded")
+    p.settle(m(10) + s(1))
+    assert p.writes == writes + 1
+    assert p.status["recentRuns"][-1]["phase"] == "Succeeded"
+    assert p.status["active"] == []
+
+
 def test_create_ahead_is_configurable() -> None:
     p = new()
     p.cfg = PeriodicConfig(create_ahead=s(30))

@@ -143,10 +143,10 @@ class PeriodicEngine:
                 return
             before = children.get(name)
             children[name] = child
-            if before is not None and before.phase == child.phase and (
+            if before is not None and before.shown_phase == child.shown_phase and (
                 before.revoke_requested == child.revoke_requested
             ):
-                return  # nothing the parent shows has changed
+                return  # nothing the parent shows or decides on has changed
         if entry is not None:
             self.queue.again(key)
 

@@ -36,6 +36,7 @@ NEXT_TIMES_SHOWN = 5
 RECENT_RUNS_KEPT = 10
 # Re-check a little after the next fire time, as the CronJob controller does (clock skew).
 WAKE_SLACK = timedelta(milliseconds=100)
+PENDING_PHASES = frozenset({Phase.SCHEDULED, Phase.DISPATCHING, Phase.QUEUED})
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,15 @@ class Child:
     @property
     def finished(self) -> bool:
         return self.phase is not None and Phase(self.phase) in FINISHED_PHASES
+
+    @property
+    def shown_phase(self) -> str:
+        """The phase the parent's status shows: every step before the worker starts it
+        (Scheduled, Dispatching, Queued) is "Pending", so a run costs the parent two
+        status writes (created, finished), not one per step of the child."""
+        if self.phase is None or Phase(self.phase) in PENDING_PHASES:
+            return "Pending"
+        return self.phase
 
 
 @dataclass(frozen=True)
@@ -312,8 +322,7 @@ def _status_view(
         if not c.finished and not c.revoke_requested and c.name not in revoking
     ]
     recent = [
-        {"name": c.name, "scheduledTime": format_time(c.scheduled_time), "phase": c.phase or
-         "Pending"}
+        {"name": c.name, "scheduledTime": format_time(c.scheduled_time), "phase": c.shown_phase}
         for c in ordered
     ][-RECENT_RUNS_KEPT:]
     view: dict[str, Any] = {
