@@ -25,7 +25,7 @@ import logging
 from typing import Any
 
 import redis
-from celery import Celery
+from celery import Celery, states
 from celery.exceptions import Ignore
 from celery.signals import task_prerun
 
@@ -67,9 +67,12 @@ def install_run_once_guard(
             client = redis.Redis.from_url(url)
         if not claim_run(client, task_id, ttl_seconds):
             logger.warning("task %s was delivered again; it already ran, dropping it", task_id)
-            # Mark the request so the task body is skipped (see _wrap_task_call).
+            # Mark the request so the task body is skipped (see _wrap_task_call) and so
+            # Celery does not overwrite the first run's record with STARTED next
+            # (task_track_started): the operator would wait on that record forever.
             if request is not None:
                 request.celeryoperator_duplicate = True
+                _skip_started_of_duplicates(task.backend)
 
     task_prerun.connect(guard, weak=False)
     _wrap_task_call(app)
@@ -85,6 +88,24 @@ def _default_url(app: Celery) -> str:
     if backend.startswith(("redis://", "rediss://", "unix://")):
         return backend
     return str(app.conf.broker_url)
+
+
+def _skip_started_of_duplicates(backend: Any) -> None:
+    """Wrap this backend's `store_result` (once) to drop the STARTED record of a delivery
+    the guard marked as a duplicate. Celery stores STARTED through the same backend object
+    right after task_prerun, with the marked request."""
+    if getattr(backend, "_celeryoperator_wrapped", False):
+        return
+    original = backend.store_result
+
+    def store_result(task_id: str, result: Any, state: str, *args: Any, **kwargs: Any) -> Any:
+        request = kwargs.get("request")
+        if state == states.STARTED and getattr(request, "celeryoperator_duplicate", False):
+            return result
+        return original(task_id, result, state, *args, **kwargs)
+
+    backend.store_result = store_result
+    backend._celeryoperator_wrapped = True
 
 
 def _wrap_task_call(app: Celery) -> None:

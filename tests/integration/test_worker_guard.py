@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from pathlib import Path
@@ -50,6 +51,11 @@ def test_republished_id_runs_once_with_the_guard_and_twice_without(
         if guarded:
             assert _wait_count(results, DROPPED_KEY + task_id, 1) == 1
             assert int(results.get(RUNS_KEY + task_id) or 0) == 1
+            # The dropped delivery leaves the first run's record, not a STARTED of its own
+            # (the demo app tracks started): the operator would wait on that forever.
+            time.sleep(0.5)
+            meta = json.loads(results.get(f"celery-task-meta-{task_id}") or b"{}")
+            assert meta.get("status") == "SUCCESS" and meta.get("result") == 3, meta
         else:
             assert _wait_count(results, RUNS_KEY + task_id, 2) == 2  # Celery alone: twice
     finally:
