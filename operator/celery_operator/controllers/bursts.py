@@ -59,3 +59,30 @@ class BurstTracker:
         if burst <= self.claim_rate:
             return timedelta(0)
         return min(timedelta(seconds=burst / self.claim_rate), self.max_extra_lead)
+
+
+class QuietWindows:
+    """Windows of time in which the operator leaves the machine to a burst's workers.
+
+    A window is admitted only if it keeps a cool-down as long as itself from every other
+    one (expanded by their lengths, the two do not overlap): whatever asks for windows,
+    they cover at most half of the time, so the work they postpone is never starved.
+    """
+
+    def __init__(self) -> None:
+        self._windows: dict[int, tuple[datetime, datetime]] = {}
+
+    def admit(self, key: int, start: datetime, end: datetime, now: datetime) -> bool:
+        if key in self._windows:
+            return False
+        self._windows = {k: (s, e) for k, (s, e) in self._windows.items() if e + (e - s) > now}
+        if any(start < e + (e - s) and end + (end - start) > s
+               for s, e in self._windows.values()):
+            return False
+        self._windows[key] = (start, end)
+        return True
+
+    def end_at(self, now: datetime) -> datetime | None:
+        """The end of the window `now` is in (None: not in one)."""
+        ends = [e for s, e in self._windows.values() if s <= now < e]
+        return max(ends) if ends else None

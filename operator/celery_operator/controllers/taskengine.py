@@ -40,7 +40,7 @@ from celery_operator.scheduling.task_lifecycle import (
     plan_step,
 )
 
-from .bursts import BurstTracker
+from .bursts import BurstTracker, QuietWindows
 from .duequeue import DueQueue
 from .kubeio import KubeIO, WriteOutcome, resource_version
 from .ports import Backend, Kube
@@ -53,6 +53,7 @@ TERMINAL_STATES = frozenset({"SUCCESS", "FAILURE", "REVOKED"})
 # time, for as long as it was claimed early, at most QUIET_MAX.
 QUIET_BEFORE = timedelta(seconds=0.5)
 QUIET_MAX = timedelta(seconds=10)
+QUIET_MIN_EXTRA = timedelta(seconds=5)  # 250 tasks in three seconds at 50 claims/s
 T = TypeVar("T")
 
 Clock = Callable[[], datetime]
@@ -121,7 +122,7 @@ class TaskEngine:
         self._tracked: dict[str, str] = {}  # uid -> task id to follow in the backend
         self._uid_of: dict[str, str] = {}  # task id -> uid, for events (O(1) per event)
         self._hints = Hints()
-        self._quiet: dict[int, tuple[datetime, datetime]] = {}  # burst second -> window
+        self._quiet = QuietWindows()  # keyed by the burst's due second
         self._broker_run_id: str | None = None
         self.io = KubeIO(kube, kube_threads)
         self._publish_pool = ThreadPoolExecutor(publish_threads, thread_name_prefix="publish")
@@ -443,25 +444,21 @@ class TaskEngine:
         metrics.DISPATCHED.labels(queue=spec.task.queue or "celery").inc()
 
     def _quiet_for_burst(self, uid: str, due: datetime) -> None:
-        """At a burst's due time its workers need the machine, and its final writes wait
-        until it has run anyway (`_burst_settled`): so from just before the due time the
-        operator reads neither event hints nor results for a while (up to QUIET_MAX);
-        what arrives meanwhile is handled after."""
+        """At a big burst's due time its workers need the machine, and its final writes
+        wait until it has run anyway (`_burst_settled`): so from just before the due time
+        the operator reads neither event hints nor results for a while (up to QUIET_MAX);
+        what arrives meanwhile is handled after. Only for bursts claimed QUIET_MIN_EXTRA
+        early or more, and never more than half the time: a steady stream of tasks (a few
+        dozen a second look like small bursts) must not starve the result reads."""
         extra = self.bursts.extra_lead(uid)
-        second = int(due.timestamp())
-        if not extra or second in self._quiet:
+        if extra < QUIET_MIN_EXTRA:
             return
-        now = self.clock()
-        self._quiet = {s: w for s, w in self._quiet.items() if w[1] > now}
         start, end = due - QUIET_BEFORE, due + min(extra, QUIET_MAX)
-        self._quiet[second] = (start, end)
+        if not self._quiet.admit(int(due.timestamp()), start, end, self.clock()):
+            return
         self.backend.quiet_events(start.timestamp(), end.timestamp())
         logger.info("burst due %s: quiet (no event hints, no result reads) until %s",
                     due.isoformat(), end.isoformat())
-
-    def _quiet_end(self, now: datetime) -> datetime | None:
-        ends = [end for start, end in self._quiet.values() if start <= now < end]
-        return max(ends) if ends else None
 
     # ---- the result tracker --------------------------------------------------------------
 
@@ -474,7 +471,7 @@ class TaskEngine:
             self._check_workers()
             if not self._tracked:
                 continue
-            if (quiet := self._quiet_end(self.clock())) is not None:
+            if (quiet := self._quiet.end_at(self.clock())) is not None:
                 await asyncio.sleep((quiet - self.clock()).total_seconds())
                 continue
             await asyncio.sleep(0.02)  # let a burst of event hints gather into one read
