@@ -120,6 +120,7 @@ class OperatorSide:
         t = time.time()
         stack.create_many(self.ns, PERIODIC_PLURAL, [_periodic(self.ns, i) for i in range(n)])
         self.create_seconds = time.time() - t
+        self.created_at = time.time()
         if not measure.wait_for(lambda: _periodic_patches(stack) - before >= n,
                                 60 + n * 0.05, 0.5):
             self.notes.append(f"the operator had not written all {n} first statuses")
@@ -148,6 +149,13 @@ class OperatorSide:
             "worker_start": measure.summary([starts[t] - due for t, due in ids.items()
                                              if t in starts]),
             "children_per_minute": [per_minute.get(b, 0) for b in bounds],
+            # Minute by minute: the first follows the creation of all N by seconds.
+            "child_creation_by_minute": [
+                measure.summary([s.at - b for s in measured if nominal[s.name] == b])
+                for b in bounds
+            ],
+            "seconds_from_creation_to_first_minute": (
+                bounds[0] - self.created_at if bounds else None),
             "not_started": len(ids) - len(starts),
             "cpu": self.cpu,
             "cpu_seconds_per_minute": _per_minute(self.cpu, "operator"),

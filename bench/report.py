@@ -718,6 +718,8 @@ def _periodic_md(d: Mapping[str, Any]) -> str:
         _lateness_row("operator: child created (watch, local clock) - nominal",
                       op.get("child_creation")),
         _lateness_row("operator: worker start - nominal", op.get("worker_start")),
+        *[_lateness_row(f"operator: child created - nominal, minute {i + 1} only", minute)
+          for i, minute in enumerate(op.get("child_creation_by_minute") or [])],
         _lateness_row("celery beat: message sent - minute boundary", beat.get("send")),
         _lateness_row("celery beat: worker start - minute boundary", beat.get("worker_start")),
     ]
@@ -728,7 +730,10 @@ def _periodic_md(d: Mapping[str, Any]) -> str:
         f"celery beat (default PersistentScheduler, `bench/beat_app.py`) with the same "
         f"{d.get('entries')} `crontab()` entries for as many minutes, sequentially on the same "
         "stack and worker. Children are created up to the dispatch lead (2 s) *before* their "
-        "nominal time on purpose: negative lateness.",
+        "nominal time on purpose: negative lateness."
+        + (f" The first minute began {op['seconds_from_creation_to_first_minute']:.0f} s after "
+           "all PeriodicTasks had been created (and had their first status)."
+           if op.get("seconds_from_creation_to_first_minute") is not None else ""),
         "",
         table(LATENESS_HEADER, rows),
         "",
