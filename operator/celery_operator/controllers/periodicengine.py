@@ -80,7 +80,7 @@ class PeriodicEngine:
         config: PeriodicConfig,
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-        threads: int = 16,
+        threads: int = 24,
         create_rate: float = 20.0,
         max_extra_ahead: float = 60.0,
     ) -> None:
