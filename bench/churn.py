@@ -59,8 +59,9 @@ def run(stack: Stack, sizes: Sizes) -> dict[str, Any]:
 
 
 class Supervisor:
-    """Keeps one worker running, as a Deployment would: a worker that exits (Celery's
-    worker can die of an "Unrecoverable error" when its broker goes away) is replaced."""
+    """Keeps one worker running, as a Deployment with a liveness probe would: a worker
+    that exits, or that logged Celery's "Unrecoverable error" (its broker went away) and
+    hangs without exiting, is replaced."""
 
     def __init__(self, start: Callable[[], CeleryWorker]) -> None:
         self.start = start
@@ -79,10 +80,14 @@ class Supervisor:
 
     def _run(self) -> None:
         while not self._stop.wait(1.0):
-            if self.worker.process.running():
+            running = self.worker.process.running()
+            if running and "Unrecoverable error" not in self.worker.process.log_tail(400):
                 continue
-            log("churn: the worker exited; starting a new one (as a Deployment would)")
+            what = "hangs after an unrecoverable error" if running else "exited"
+            log(f"churn: the worker {what}; starting a new one (as a Deployment would)")
             self.restarts.append(time.time())
+            with contextlib.suppress(Exception):
+                self.worker.stop()
             with contextlib.suppress(Exception):
                 self.worker = self.start()
 
