@@ -66,6 +66,16 @@ def utcnow() -> datetime:
 Entry = Watched[ScheduledTaskSpec]
 
 
+@dataclass(frozen=True)
+class Published:
+    """A publish by this process, until its attempt ends: the confirm needs the id and
+    the broker's run id just before it; queuedTime is its time."""
+
+    task_id: str
+    run_id: str | None
+    at: datetime
+
+
 @dataclass
 class Hints:
     """Low-latency signs from Celery events: task starts by id, workers by host name."""
@@ -113,9 +123,7 @@ class TaskEngine:
             on_depth=metrics.DUE_QUEUE_DEPTH.set,
         )
         self._poll_now = asyncio.Event()
-        self._published: dict[str, str] = {}  # uid -> task id published by this process
-        self._published_run: dict[str, str | None] = {}  # uid -> broker run id at publish
-        self._published_at: dict[str, datetime] = {}  # uid -> when it was published
+        self._published: dict[str, Published] = {}  # uid -> what this process published
         self._states: dict[str, TaskState | None] = {}  # task id -> last backend record
         # Final records held back until their paced time: task id -> (record, time).
         self._deferred: dict[str, tuple[TaskState, datetime]] = {}
@@ -227,8 +235,6 @@ class TaskEngine:
         self.queue.forget(uid)
         task_id = self._untrack(uid)
         self._published.pop(uid, None)
-        self._published_run.pop(uid, None)
-        self._published_at.pop(uid, None)
         status = (entry.body if entry else body).get("status") or {}
         phase = status.get("phase")
         if task_id and phase in {p.value for p in IN_FLIGHT}:
@@ -290,6 +296,7 @@ class TaskEngine:
             self._states[str(task_id)] = held[0]
         backend = self._states.get(task_id) if task_id else None
         started = self._hints.started.get(task_id) if task_id else None
+        published = self._published.get(uid)
         worker = (backend.worker if backend else None) or status.get("worker")
         if started is None and backend is not None and backend.status in ("STARTED", "RETRY"):
             started = self._hints.started.setdefault(str(task_id), self.clock())
@@ -303,9 +310,9 @@ class TaskEngine:
             backend=backend,
             backend_read=bool(task_id) and task_id in self._states,
             broker_run_id=self._broker_run_id,
-            published_here=self._published.get(uid),
-            published_run_id=self._published_run.get(uid),
-            published_at=self._published_at.get(uid),
+            published_here=published.task_id if published else None,
+            published_run_id=published.run_id if published else None,
+            published_at=published.at if published else None,
             started_hint=started,
             worker_alive=self.worker_alive(worker),
             extra_lead=self.bursts.extra_lead(uid),
@@ -357,8 +364,6 @@ class TaskEngine:
             metrics.FINISHED.labels(queue=queue, outcome=step.finished_outcome).inc()
             # What this process published is only needed until the attempt ends.
             self._published.pop(uid, None)
-            self._published_run.pop(uid, None)
-            self._published_at.pop(uid, None)
         if task_id and (step.track or phase in {p.value for p in IN_FLIGHT}) and not (
             step.finished_outcome
         ):
@@ -431,9 +436,7 @@ class TaskEngine:
             # The claim stays; after its lease it is taken over and published again.
             self.schedule(uid, self.clock() + self.config.claim_lease)
             return
-        self._published[uid] = order.task_id
-        self._published_run[uid] = run_id
-        self._published_at[uid] = self.clock()
+        self._published[uid] = Published(order.task_id, run_id, self.clock())
         logger.info(
             "published %s attempt %d as %s (eta %s, rv %s)", _name(entry.body), order.attempt,
             order.task_id, order.eta.isoformat(), entry.meta.get("resourceVersion"),
