@@ -6,7 +6,8 @@
 --   Stalled=True (Failed, Expired, Invalid)          Degraded
 --   Scheduled                                        Healthy: waiting for its due time is
 --                                                    the desired state, maybe for days
---   Dispatching, Queued, Started, Retrying           Progressing
+--   Dispatching, Queued, Started, Retrying,          Progressing
+--   Revoking
 --   Succeeded                                        Healthy
 --   Revoked                                          Healthy: cancelled as spec.revoke asked;
 --                                                    final, so not Suspended (not resumable)
@@ -78,7 +79,8 @@ if phase == "Revoked" then
   return hs
 end
 
-if phase == "Dispatching" or phase == "Queued" or phase == "Started" or phase == "Retrying" then
+if phase == "Dispatching" or phase == "Queued" or phase == "Started" or phase == "Retrying"
+    or phase == "Revoking" then
   hs.status = "Progressing"
   hs.message = phase
   if status.attempt ~= nil then

@@ -14,6 +14,9 @@ RETRY = "RETRY"
 SUCCESS = "SUCCESS"
 FAILURE = "FAILURE"
 REVOKED = "REVOKED"
+# Not Celery's: the record exists but cannot be decoded (pickle, msgpack, garbage);
+# TaskState.result then holds the reason. Quarantined: it stops only its own task.
+UNREADABLE = "UNREADABLE"
 
 
 @dataclass(frozen=True)

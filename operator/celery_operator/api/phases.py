@@ -13,6 +13,7 @@ class Phase(StrEnum):
     QUEUED = "Queued"  # published to the broker
     STARTED = "Started"  # a worker runs it
     RETRYING = "Retrying"  # waiting for a retry (Celery's or spec.retry's)
+    REVOKING = "Revoking"  # revoke sent, enforced until known to have taken effect
     SUCCEEDED = "Succeeded"
     FAILED = "Failed"
     REVOKED = "Revoked"

@@ -6,6 +6,7 @@ counted by verb so benchmarks can hold the operator to its write budget.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -26,6 +27,37 @@ class Conflict(Exception):
 
 class Gone(Exception):
     """The object no longer exists (404), or was replaced by one with another uid."""
+
+
+class Rejected(Exception):
+    """The API server refused the request itself, and sending it again will not help:
+    400 (malformed), 403 (forbidden), 422 (invalid: a schema limit or CEL rule), or 404
+    on a create (the namespace is gone). The step ends with a condition and an Event.
+
+    `message` is the API server's own message (it names the field), without our URL."""
+
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        super().__init__(f"{status} {reason}: {message}")
+        self.status = status
+        self.reason = reason
+        self.message = message
+
+
+FINAL_STATUSES = frozenset({400, 403, 422})
+
+
+def api_message(exc: ApiException) -> str:
+    """The `message` of the Status object the API server returned (else its reason)."""
+    try:
+        body = json.loads(exc.body) if exc.body else {}
+    except (TypeError, ValueError):
+        body = {}
+    message = body.get("message") if isinstance(body, dict) else None
+    return str(message or exc.reason or "")
+
+
+def rejected(exc: ApiException) -> Rejected:
+    return Rejected(int(exc.status or 0), str(exc.reason or ""), api_message(exc))
 
 
 # Both engines' kube and Event threads (32 + 24 + 2 + 2): no discarded connections.
@@ -90,12 +122,16 @@ class KubeClient:
                 GROUP, VERSION, namespace, plural, name, body
             ))
         except ApiException as exc:
-            if exc.status in (409, 422) and resource_version is not None:
+            # A merge patch carrying metadata.resourceVersion fails with 409 when the
+            # object moved on; 422 is the API server refusing the content (never retried).
+            if exc.status == 409 and resource_version is not None:
                 raise Conflict(f"{plural} {namespace}/{name} changed: {exc.reason}") from exc
             if exc.status == 404:
                 raise Gone(f"{plural} {namespace}/{name} not found") from exc
             if exc.status == 409 and uid is not None:
                 raise Gone(f"{plural} {namespace}/{name} was replaced") from exc
+            if exc.status in FINAL_STATUSES:
+                raise rejected(exc) from exc
             raise
         return obj
 
@@ -111,6 +147,8 @@ class KubeClient:
         except ApiException as exc:
             if exc.status == 404:
                 raise Gone(f"{plural} {namespace}/{name} not found") from exc
+            if exc.status in FINAL_STATUSES:
+                raise rejected(exc) from exc
             raise
         return obj
 
@@ -145,6 +183,8 @@ class KubeClient:
         except ApiException as exc:
             if exc.status == 409:
                 return None
+            if exc.status in FINAL_STATUSES or exc.status == 404:
+                raise rejected(exc) from exc
             raise
         return obj
 
