@@ -294,18 +294,21 @@ def _batch(stack: Stack, backend_url: str) -> Run:
         return done
 
     def wait(until: Callable[[], bool], timeout: float, what: str) -> None:
-        """Poll `until`, judging the batch on every round (its clock is running)."""
+        """Poll `until`, judging the batch on every round (its clock is running). A step
+        that does not come is noted, not fatal: the tests below say what it broke."""
         def judged_then(until: Callable[[], bool] = until) -> bool:
             settle()
             return until()
 
-        assert _poll(judged_then, timeout), what
+        if not _poll(judged_then, timeout):
+            scenario.setdefault("missed", []).append(what)
 
     # Multi-step attacks. Victims run in the bystander namespace; the attacker writes
     # their task ids into its own status (tenants may patch `scheduledtasks/status`),
-    # then cancels or deletes its own object.
+    # then cancels or deletes its own object. The victims are due later, so a revoke
+    # sent for their ids would reach the worker first and make it drop them.
     victims = {v: _create(custom, b, v, {"task": {"name": "demo.sleep", "args": [2]},
-                                         "countdown": 3})
+                                         "countdown": 12})
                for v in ("victim-revoke", "victim-delete")}
     scenario["victim_ids"] = {v: task_id_for(o["metadata"]["uid"], 1)
                               for v, o in victims.items()}
@@ -339,8 +342,8 @@ def _batch(stack: Stack, backend_url: str) -> Run:
             custom.delete_namespaced_custom_object(GROUP, VERSION, h, SCHEDULED_PLURAL, forger)
 
     wait(lambda: phase("garbage") == "Queued", 15, "the garbage task was never Queued")
-    garbage_id = str(current[(ST, "garbage")].status["taskId"])
-    garbage_key = f"celery-task-meta-{garbage_id}"
+    garbage_row = current.get((ST, "garbage"))
+    garbage_key = f"celery-task-meta-{task_id_for(garbage_row.uid if garbage_row else '', 1)}"
     results.set(garbage_key, b"\x80\x04\x95\x0b\x00garbage\x94.")  # a pickle, say
     scenario["garbage_planted"] = time.monotonic()
 
@@ -418,6 +421,10 @@ def test_hostile_manifest(run: Run, case: Case) -> None:
 
 
 # --- the attacks that take more than one step -------------------------------------------------
+
+
+def test_the_attacks_could_be_made(run: Run) -> None:
+    assert not run.scenario.get("missed"), run.scenario["missed"]
 
 
 def test_a_forged_status_task_id_cannot_revoke_another_tenants_task(run: Run) -> None:
