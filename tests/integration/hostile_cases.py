@@ -209,10 +209,12 @@ SCHEDULED_CASES = [
        task={"name": "a" * 201}),
     st("st-kwargs-101", REFUSED, "spec.task.kwargs", "over 100 entries",
        task={"name": "demo.echo_json", "kwargs": {f"k{i}": i for i in range(101)}}),
-    raw_case("st-args-infinity", EITHER, "spec.task.args",
+    # The API server's JSON decoder refuses these before any schema is consulted: its
+    # message names the value, not the field (nothing of ours can change that).
+    raw_case("st-args-infinity", EITHER, "cannot unmarshal number 1e400",
              "1e400 is Infinity to Python's json: not JSON when published",
              '{"name": "demo.add", "args": [1e400, 1]}'),
-    raw_case("st-kwargs-nested-infinity", EITHER, "spec.task.kwargs",
+    raw_case("st-kwargs-nested-infinity", EITHER, "cannot unmarshal number -1e400",
              "-1e400 deep in kwargs", '{"name": "demo.echo_json", '
              '"kwargs": {"a": {"b": [0, -1e400]}}}'),
     raw_case("st-args-nested-2000", EITHER, "spec.task.args",

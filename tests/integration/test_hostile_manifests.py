@@ -52,7 +52,8 @@ pytestmark = pytest.mark.integration
 
 REPORT_WITHIN = 10.0  # seconds from apply to Invalid / Stalled / Warning Event
 RUN_WITHIN = 40.0  # seconds from apply to the final phase of a RUNS case
-DUE_IN = 20  # bystanders' countdown: due after every attack has been made
+DUE_IN = 24  # bystanders' countdown: due after every attack has been made
+GARBAGE_BY = 16.0  # seconds after the batch: the result record is made garbage by then
 ON_TIME = 3.0  # seconds a bystander may start after its due time (2 busy cores)
 WINDOW = (5.0, 45.0)  # seconds after the batch: the window retries are counted in
 MAX_RETRIES = 4  # writes, Warning Events or failed reconciles of one object in WINDOW
@@ -307,8 +308,8 @@ def _batch(stack: Stack, backend_url: str) -> Run:
     # their task ids into its own status (tenants may patch `scheduledtasks/status`),
     # then cancels or deletes its own object. The victims are due later, so a revoke
     # sent for their ids would reach the worker first and make it drop them.
-    victims = {v: _create(custom, b, v, {"task": {"name": "demo.sleep", "args": [2]},
-                                         "countdown": 12})
+    victims = {v: _create(custom, b, v, {"task": {"name": "demo.sleep", "args": [1]},
+                                         "countdown": 8})
                for v in ("victim-revoke", "victim-delete")}
     scenario["victim_ids"] = {v: task_id_for(o["metadata"]["uid"], 1)
                               for v, o in victims.items()}
@@ -342,6 +343,19 @@ def _batch(stack: Stack, backend_url: str) -> Run:
             custom.delete_namespaced_custom_object(GROUP, VERSION, h, SCHEDULED_PLURAL, forger)
 
     wait(lambda: phase("garbage") == "Queued", 15, "the garbage task was never Queued")
+
+    # The garbage record stops nothing else: it is planted once the other tasks have run
+    # (their outcomes are judged on their own), and before the bystanders are due.
+    def others_done() -> bool:
+        runs = all(s.finished_after is not None for s in seen.values()
+                   if s.accepted and Outcome.RUNS in s.case.expect)
+        finished = {"Succeeded", "Failed", "Revoked", "Expired"}
+        bystanders = snapshot(kube, b)
+        return runs and phase("forged-child") in finished and all(
+            bystanders[(ST, v)].phase in finished for v in victims)
+
+    _poll(lambda: (settle() and False) or others_done(),
+          max(0.0, started + GARBAGE_BY - time.monotonic()))
     garbage_row = current.get((ST, "garbage"))
     garbage_key = f"celery-task-meta-{task_id_for(garbage_row.uid if garbage_row else '', 1)}"
     results.set(garbage_key, b"\x80\x04\x95\x0b\x00garbage\x94.")  # a pickle, say
