@@ -45,7 +45,8 @@ from celery_operator.scheduling.task_lifecycle import task_id_for
 
 from ..conftest import BROKER_DB
 from .broker_tap import BrokerTap
-from .hostile_cases import CASES, FORGED_ID, PT, ST, Case, Outcome
+from .conftest import StartOperator
+from .hostile_cases import CASES, DEEP, FORGED_ID, PT, ST, Case, Outcome
 from .hostile_watch import Row, WriteWatch, snapshot
 
 pytestmark = pytest.mark.integration
@@ -441,13 +442,17 @@ def test_the_attacks_could_be_made(run: Run) -> None:
     assert not run.scenario.get("missed"), run.scenario["missed"]
 
 
-def test_a_forged_status_task_id_cannot_revoke_another_tenants_task(run: Run) -> None:
+@pytest.mark.parametrize("then", ["revoke", "delete"])
+def test_a_forged_status_task_id_cannot_cancel_another_tenants_task(run: Run, then: str) -> None:
+    """The forger writes the victim's task id into its own status, then cancels (spec.revoke
+    with terminate) or deletes its own object: the victim must run all the same."""
     victims = run.rows[next(ns for ns in run.rows if ns.startswith("bystander"))]
-    for victim, task_id in run.scenario["victim_ids"].items():
-        row = victims[(ST, victim)]
-        assert row.phase == "Succeeded", f"{victim} (attacked by forged taskId): {row.status}"
-        assert row.status.get("result") == 2
-        assert run.published[task_id] == 1, (victim, run.published[task_id])
+    victim = f"victim-{then}"
+    row = victims[(ST, victim)]
+    assert row.phase == "Succeeded", f"{victim}: {row.status}"
+    assert row.status.get("result") == 1
+    task_id = run.scenario["victim_ids"][victim]
+    assert run.published[task_id] == 1, (victim, run.published[task_id])
 
 
 def test_a_scheduledtask_with_a_periodic_child_label_is_not_adopted(run: Run) -> None:
@@ -497,4 +502,36 @@ def test_the_operator_survives_the_batch(run: Run) -> None:
     tracebacks = run.operator_log.count("Traceback (most recent call last)")
     assert tracebacks == 0, run.operator_log[-6000:]
 
+
+# --- a manifest that could bring the whole operator down ------------------------------------
+
+
+def test_a_manifest_nested_deeper_than_pythons_recursion_limit_stalls_nothing(
+    kube: KubeEnv, namespace: str, start_operator: StartOperator, broker_tap: BrokerTap,
+    celery_worker: CeleryWorker, custom: client.CustomObjectsApi, core: client.CoreV1Api,
+) -> None:
+    operator = start_operator()
+    refusal = _apply(kube, custom, namespace, DEEP)
+    if refusal is not None:
+        assert DEEP.field in refusal, refusal
+    _create(custom, namespace, "after-deep", {"task": {"name": "demo.add", "args": [2, 2]}})
+    rows: dict[tuple[str, str], Row] = {}
+
+    def settled() -> bool:
+        nonlocal rows
+        if not operator.process.running():
+            return True
+        rows = snapshot(kube, namespace)
+        deep = rows.get((ST, DEEP.name))
+        reported = deep is None or _reported(deep, _events(core, namespace).get(DEEP.name, []))
+        return reported and rows[(ST, "after-deep")].phase == "Succeeded"
+
+    _poll(settled, 20)
+    assert operator.process.running(), f"the operator died: {operator.log_tail(30)}"
+    assert rows[(ST, "after-deep")].phase == "Succeeded", rows[(ST, "after-deep")].status
+    deep = rows.get((ST, DEEP.name))
+    if deep is not None:
+        assert _reported(deep, _events(core, namespace).get(DEEP.name, [])), deep.status
+        broker_tap.sync()
+        assert sum(broker_tap.published_of(_task_ids(deep.uid)).values()) == 0
 
