@@ -28,9 +28,11 @@ import pytest
 import redis as redis_lib
 from kubernetes import client
 
-from celery_operator.api import parse_time
+from celery_operator.api import GROUP, SCHEDULED_PLURAL, VERSION, TaskCall, format_time, parse_time
 from celery_operator.devstack import CeleryWorker, ControlPlane, KubeEnv, RedisServer
 from celery_operator.devstack.demo_app import Executions, read_executions
+from celery_operator.dispatch.publisher import Publication, Publisher
+from celery_operator.scheduling.task_lifecycle import task_id_for
 
 from .broker_tap import BrokerTap
 from .conftest import StartOperator, Tasks, wait_for_events
@@ -156,6 +158,14 @@ class Ledger:
             )
             if not honest:
                 wrong[task_id] = account
+        extra = sum(published.values()) - len(ids)
+        print(  # shown with the failure, or with -s: what this run exercised
+            f"ledger: {len(ids)} ids, {extra} extra publishes, "
+            f"{sum(a.takeovers for a in allowed.values())} takeovers, "
+            f"{sum(a.republishes for a in allowed.values())} republishes, "
+            f"{sum(seen.dropped.values())} dropped by the guard, "
+            f"{self.history.gaps} gaps in the status history"
+        )
         assert not wrong, f"{len(wrong)} of {len(ids)} task ids: {dict(list(wrong.items())[:10])}"
         # Nothing ran that was not one of ours.
         assert set(seen.runs) <= set(ids)
@@ -201,6 +211,43 @@ def test_operator_sigkilled_while_200_tasks_are_due_loses_and_doubles_nothing(
         started = seen.first_start[item["status"]["taskId"]]
         assert started >= due.timestamp() - 0.05
         assert started <= due.timestamp() + 30  # late only by the outage, never by a restart
+
+
+def test_a_claim_published_but_never_confirmed_is_taken_over_and_published_once_more(
+    start_operator: StartOperator, tasks: Tasks, start_worker: StartWorker, queue: str,
+    custom: client.CustomObjectsApi, namespace: str, broker_url: str,
+    broker_tap: BrokerTap, status_history: StatusHistory, ledger: Ledger,
+) -> None:
+    """The documented takeover, made to happen: an operator claimed the task, published
+    it and died before confirming (its claim and its message are written here exactly as
+    it writes them). The next operator waits out the claim lease, reads the backend (no
+    record: no worker yet), takes the claim over and publishes the same id again."""
+    created = tasks.create("crashed", {"task": {"name": "demo.add", "args": [1, 1],
+                                                "queue": queue}})
+    uid = created["metadata"]["uid"]
+    task_id = task_id_for(uid, 1)
+    now = parse_time(created["metadata"]["creationTimestamp"])
+    custom.patch_namespaced_custom_object_status(
+        GROUP, VERSION, namespace, SCHEDULED_PLURAL, "crashed",
+        {"status": {"phase": "Dispatching", "dueTime": format_time(now), "taskId": task_id,
+                    "attempt": 1, "claim": {"holder": "celery-operator",
+                                            "time": format_time(now)}}},
+    )
+    Publisher(broker_url).publish(Publication(
+        call=TaskCall(name="demo.add", args=(1, 1), queue=queue), task_id=task_id, eta=now,
+        headers={"celeryoperator_uid": uid, "celeryoperator_namespace": namespace,
+                 "celeryoperator_name": "crashed", "celeryoperator_attempt": "1"},
+    ))
+    start_operator()
+    deadline = time.monotonic() + 30
+    while status_history.allowance(task_id).takeovers < 1 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert status_history.allowance(task_id).takeovers == 1
+    start_worker()
+    done = tasks.wait_phase("crashed", "Succeeded", timeout=30)
+    assert done["status"]["result"] == 2
+    ledger.check([done], takeovers=1, republishes=0)
+    assert broker_tap.published(task_id) == 2  # the crashed one's and the takeover's
 
 
 def test_api_server_restart_loses_and_doubles_nothing(
