@@ -97,6 +97,7 @@ class BrokerTap:
         self._published: Counter[str] = Counter()
         self._restored: Counter[str] = Counter()
         self._queues: dict[str, set[bytes]] = {}
+        self._sessions: dict[str, list[int]] = {}
         self._markers: set[bytes] = set()
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -179,6 +180,12 @@ class BrokerTap:
         with self._lock:
             return Counter(self._published)
 
+    def sessions_of(self, task_id: str) -> list[int]:
+        """For each publish of the task id, in order, the MONITOR session that saw it
+        (1 before the first server restart, 2 after it, ...): which server got it."""
+        with self._lock:
+            return list(self._sessions.get(task_id, []))
+
     def queues_of(self, task_id: str) -> set[str]:
         """The Redis list keys the task id was pushed onto (queue name, maybe + priority)."""
         with self._lock:
@@ -244,5 +251,9 @@ class BrokerTap:
             if task_id is None:
                 continue
             with self._lock:
-                (self._restored if redelivered else self._published)[task_id] += 1
+                if redelivered:
+                    self._restored[task_id] += 1
+                    continue
+                self._published[task_id] += 1
+                self._sessions.setdefault(task_id, []).append(self._connections)
                 self._queues.setdefault(task_id, set()).add(key)

@@ -17,6 +17,7 @@ from celery_operator.devstack.operatorproc import OperatorProcess
 
 from ..conftest import BROKER_DB
 from .broker_tap import BrokerTap
+from .history import StatusHistory
 
 StartOperator = Callable[..., OperatorProcess]
 
@@ -53,6 +54,16 @@ def broker_tap(redis_server: RedisServer) -> Iterator[BrokerTap]:
         yield tap
     finally:
         tap.stop()
+
+
+@pytest.fixture
+def status_history(kube: KubeEnv, namespace: str) -> Iterator[StatusHistory]:
+    """Every status this namespace's ScheduledTasks went through (claims, broker run ids)."""
+    history = StatusHistory(kube.api_client(), namespace).start()
+    try:
+        yield history
+    finally:
+        history.stop()
 
 
 @pytest.fixture

@@ -41,6 +41,7 @@ def test_counts_every_publish_per_task_id_across_a_restart(server: RedisServer) 
         assert tap.all_published() == {"a": 2, "b": 1}
         assert tap.queues_of("a") == {'odd "queue"\n', "celery"}
         assert tap.connections == 2
+        assert tap.sessions_of("a") == [1, 2]
 
 
 def test_parses_redis_quoting() -> None:
