@@ -12,6 +12,12 @@ _RFC3339 = re.compile(
 )
 
 
+def written_year(text: str) -> int | None:
+    """The year as written in an RFC 3339 date-time (before its offset), or None."""
+    match = _RFC3339.fullmatch(text)
+    return None if match is None else int(match.group(1))
+
+
 def parse_time(text: str) -> datetime:
     """Parse an RFC 3339 date-time into an aware UTC datetime; raise ValueError otherwise.
 
@@ -35,9 +41,10 @@ def parse_time(text: str) -> datetime:
         parsed = datetime(
             int(year), int(month), int(day), int(hour), int(minute), int(second), micro, tz
         )
-    except ValueError as exc:
+        # The offset can move year 1 or 9999 out of range ("0001-01-01T00:00:00+01:00").
+        return parsed.astimezone(UTC)
+    except (ValueError, OverflowError) as exc:
         raise ValueError(f"not an RFC 3339 date-time: {text!r} ({exc})") from None
-    return parsed.astimezone(UTC)
 
 
 def format_time(dt: datetime, *, fraction: bool = False) -> str:

@@ -20,6 +20,7 @@ from celery_operator.api import (
     render_periodic_task_spec,
     render_scheduled_task_spec,
 )
+from celery_operator.api.headers import reserved_header_reason
 
 EXAMPLES = sorted((REPO_ROOT / "examples").glob("*.yaml"))
 
@@ -48,7 +49,11 @@ def task_objects(draw: st.DrawFn) -> dict[str, Any]:
         "exchange": st.just("ex"),
         "priority": st.integers(0, 255),
         "headers": st.dictionaries(
-            st.text(min_size=1, max_size=8), st.text(max_size=8), max_size=3
+            st.text(min_size=1, max_size=8).filter(
+                lambda k: reserved_header_reason(k, periodic=True) is None
+            ),
+            st.text(max_size=8),
+            max_size=3,
         ),
     }
     for key, strategy in optional.items():
