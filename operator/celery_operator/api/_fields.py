@@ -11,14 +11,9 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from celery_operator.api.bounds import (
-    JSON_DEPTH_MAX,
-    TIME_MAX_YEAR,
-    TIME_MIN_YEAR,
-    TIME_YEAR_MESSAGE,
-)
+from celery_operator.api.bounds import JSON_DEPTH_MAX, TIME_END, TIME_MIN, TIME_RANGE_MESSAGE
 from celery_operator.api.errors import FieldError, InvalidSpec
-from celery_operator.api.timefmt import parse_time, written_year
+from celery_operator.api.timefmt import TimeOutOfRange, parse_time
 
 _INT64_MIN = -(2**63)
 _INT64_MAX = 2**63 - 1
@@ -213,16 +208,17 @@ class Reader:
 
     def time_text(self, field: str, value: str) -> datetime | None:
         """Parse a date-time string found at `field`, within the years the CRD allows."""
-        # The CRD bounds the year as written (before any offset), so do the same here.
-        year = written_year(value)
-        if year is not None and not TIME_MIN_YEAR <= year <= TIME_MAX_YEAR:
-            self.error(field, f'Invalid value: "{value}": {TIME_YEAR_MESSAGE}')
-            return None
         try:
-            return parse_time(value)
+            parsed = parse_time(value)
+        except TimeOutOfRange:
+            parsed = None
         except ValueError:
             self.error(field, f'Invalid value: "{value}": {TIME_MESSAGE}')
             return None
+        if parsed is None or not TIME_MIN <= parsed < TIME_END:
+            self.error(field, f'Invalid value: "{value}": {TIME_RANGE_MESSAGE}')
+            return None
+        return parsed
 
     def json_value(self, value: Any, path: str) -> bool:
         """Check that `value` (found at `path`) is plain JSON; record the first problem."""

@@ -12,7 +12,7 @@ from celery_operator.api import defaults
 from celery_operator.api._fields import Reader, describe, join
 from celery_operator.api.bounds import BACKOFF_FACTOR_MAX, SECONDS_MAX
 from celery_operator.api.task import TaskCall, read_task, render_task
-from celery_operator.api.timefmt import format_time, written_year
+from celery_operator.api.timefmt import format_time, looks_like_time
 
 RETRY_ON_FAILED = "Failed"
 RETRY_ON_LOST = "Lost"
@@ -112,7 +112,7 @@ def _read_expires(
             return None, None
         return float(value), None
     if isinstance(value, str):
-        if written_year(value) is None:
+        if not looks_like_time(value):
             reader.error(field, f'Invalid value: "{value}": {message}')
             return None, None
         return None, reader.time_text(field, value)

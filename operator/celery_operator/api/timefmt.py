@@ -12,10 +12,13 @@ _RFC3339 = re.compile(
 )
 
 
-def written_year(text: str) -> int | None:
-    """The year as written in an RFC 3339 date-time (before its offset), or None."""
-    match = _RFC3339.fullmatch(text)
-    return None if match is None else int(match.group(1))
+class TimeOutOfRange(ValueError):
+    """An RFC 3339 date-time whose instant lies outside what datetime can hold."""
+
+
+def looks_like_time(text: str) -> bool:
+    """True when `text` has the shape of an RFC 3339 date-time (its values unchecked)."""
+    return _RFC3339.fullmatch(text) is not None
 
 
 def parse_time(text: str) -> datetime:
@@ -41,10 +44,13 @@ def parse_time(text: str) -> datetime:
         parsed = datetime(
             int(year), int(month), int(day), int(hour), int(minute), int(second), micro, tz
         )
-        # The offset can move year 1 or 9999 out of range ("0001-01-01T00:00:00+01:00").
-        return parsed.astimezone(UTC)
-    except (ValueError, OverflowError) as exc:
+    except ValueError as exc:
         raise ValueError(f"not an RFC 3339 date-time: {text!r} ({exc})") from None
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:
+        # The offset moves year 1 or 9999 out of range ("0001-01-01T00:00:00+01:00").
+        raise TimeOutOfRange(f"date-time out of range: {text!r}") from None
 
 
 def format_time(dt: datetime, *, fraction: bool = False) -> str:

@@ -13,15 +13,17 @@ from celery.app.task import Context
 from celery_operator.api import (
     InvalidSpec,
     bounds,
+    format_time,
     headers,
     parse_periodic_task_spec,
     parse_scheduled_task_spec,
+    parse_time,
 )
 
 TASK = {"name": "demo.add"}
 LE_SECONDS = f": must be less than or equal to {bounds.SECONDS_MAX}"
 LE_TIME_LIMIT = f": must be less than or equal to {bounds.TIME_LIMIT_SECONDS_MAX}"
-YEARS = ": must be a date-time from year 1970 to 8999"
+YEARS = ": " + bounds.TIME_RANGE_MESSAGE
 BAD_NAME = "Invalid value: header names must be 1-128 characters long"
 SCHEDULE = {"cron": "* * * * *"}
 
@@ -144,10 +146,8 @@ def test_spec_maxima_match_the_crd(kind: str, path: str, key: str, value: int) -
 
 def test_expires_rule_carries_the_same_bounds() -> None:
     expires_rules = rules("ScheduledTask", "spec.expires")
-    assert any(
-        f"self <= {bounds.SECONDS_MAX}" in r and bounds.TIME_YEAR_PATTERN in r
-        for r in expires_rules
-    )
+    in_range = bounds.TIME_RANGE_RULE.replace("self", "timestamp(self)")
+    assert any(f"self <= {bounds.SECONDS_MAX}" in r and in_range in r for r in expires_rules)
 
 
 @pytest.mark.parametrize(
@@ -158,14 +158,31 @@ def test_expires_rule_carries_the_same_bounds() -> None:
         ("PeriodicTask", "spec.endTime"),
     ],
 )
-def test_dates_carry_the_year_rule(kind: str, path: str) -> None:
-    assert f"self.matches('{bounds.TIME_YEAR_PATTERN}')" in rules(kind, path)
+def test_dates_carry_the_range_rule(kind: str, path: str) -> None:
+    assert bounds.TIME_RANGE_RULE in rules(kind, path)
+    assert format_time(bounds.TIME_MIN) == bounds.TIME_MIN_TEXT
+    assert format_time(bounds.TIME_END) == bounds.TIME_END_TEXT
 
 
-def test_the_year_pattern_is_the_model_range() -> None:
-    pattern = re.compile(bounds.TIME_YEAR_PATTERN)
-    accepted = [y for y in range(1, 10_000) if pattern.match(f"{y:04d}-01-01T00:00:00Z")]
-    assert accepted == list(range(bounds.TIME_MIN_YEAR, bounds.TIME_MAX_YEAR + 1))
+@pytest.mark.parametrize(
+    ("text", "accepted"),
+    [
+        ("1970-01-01T00:00:00Z", True),
+        ("1970-01-01T00:00:00+01:00", False),
+        ("1969-12-31T23:00:00-01:00", True),
+        ("8999-12-31T23:59:59.999999Z", True),
+        ("8999-12-31T23:59:59-00:01", False),
+        ("9000-01-01T00:00:00+00:01", True),
+    ],
+)
+def test_the_date_range_is_in_utc_as_in_the_crd(text: str, accepted: bool) -> None:
+    spec = {"task": TASK, "eta": text}
+    if accepted:
+        assert parse_scheduled_task_spec(spec).eta == parse_time(text)
+    else:
+        assert _errors(parse_scheduled_task_spec, spec) == [
+            f'spec.eta: Invalid value: "{text}"{YEARS}'
+        ]
 
 
 @pytest.mark.parametrize(
@@ -248,7 +265,7 @@ def test_the_largest_values_are_accepted() -> None:
     spec = parse_scheduled_task_spec(
         {
             "task": {**TASK, "timeLimit": bounds.TIME_LIMIT_SECONDS_MAX},
-            "eta": "8999-12-31T23:59:59+23:59",
+            "eta": "8999-12-31T23:59:59Z",
             "expires": bounds.SECONDS_MAX,
             "retry": {"backoff": {"factor": 10, "maxSeconds": bounds.SECONDS_MAX}},
             "ttlSecondsAfterFinished": bounds.SECONDS_MAX,
