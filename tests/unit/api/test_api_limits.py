@@ -141,3 +141,13 @@ def test_any_patch_fits_after_fit_status(kind: str, data: st.DataObject) -> None
     plural = next(p for p, k in KINDS.items() if k == kind)
     patch = data.draw(_STATUS[kind]) or {}
     assert violations(schema_at(kind, "status"), fit_status(plural, patch)) == []
+
+
+def test_maps_keep_their_first_entries_and_cut_their_values() -> None:
+    # No status map has a maxProperties today; the walker handles one when it comes.
+    from celery_operator.api.limits import _fit, _prefixes
+
+    limits = {"labels": ("maxProperties", 2), "labels{}": ("maxLength", 3)}
+    prefixes = _prefixes(SCHEDULED_PLURAL) | {"labels", "labels{}"}
+    fitted = _fit({"a": "long", "b": "ok", "c": "x"}, "labels", limits, prefixes)
+    assert fitted == {"a": "lo…", "b": "ok"}
