@@ -24,7 +24,7 @@ from celery_operator.scheduling.periodic_plan import (
     run_request_token,
 )
 
-from .test_periodic_plan import condition, iso, m, new, reasons, s
+from .test_periodic_plan import AHEAD, condition, iso, m, new, reasons, s
 
 # ---- run-requested-at ------------------------------------------------------------------------
 
@@ -217,3 +217,28 @@ def test_a_first_conflict_is_retried_at_once_and_later_ones_back_off() -> None:
 
 def test_no_failure_no_delay() -> None:
     assert Backoff(s(5), s(60)).delay(0) == timedelta(0)
+
+
+# ---- a step carried out in part ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("policy", ["Forbid", "Replace", "Allow"])
+def test_a_run_created_before_a_lost_status_write_is_not_an_overlap_with_itself(
+    policy: str,
+) -> None:
+    p = new(concurrencyPolicy=policy)
+    p.settle(m(1))
+    before = dict(p.status)
+    first = p.step(m(10) - AHEAD)
+    assert [o.scheduled_time for o in first.create] == [m(10)]
+    p.status = before  # the run was created, the status write after it was lost
+    for now in (m(10) - AHEAD + s(1), m(10) + s(1)):
+        again = p.plan(now)
+        assert [o.scheduled_time for o in again.create] == [m(10)]  # AlreadyExists: adopted
+        assert again.revoke == ()
+        assert again.status is not None and "skippedRuns" not in again.status
+        assert again.notices == ()
+    p.step(m(10) + s(1))
+    assert p.status["totalRuns"] == 1 and len(p.created_runs) == 1
+    assert p.status["active"] == [{"name": f"report-{int(m(10).timestamp())}",
+                                   "scheduledTime": iso(m(10))}]

@@ -235,27 +235,32 @@ def plan_periodic(obs: PeriodicObserved, cfg: PeriodicConfig) -> PeriodicStep:
                     "Warning", reason, f"missed {skipped_now} scheduled run(s){more}{why}",
                 ))
         if decision.fire_time is not None:
-            action = overlap_action(spec.concurrency_policy, active_count=len(active))
+            run = child_name(obs.name, decision.fire_time)
+            # The run itself may exist already (created, then the status write was lost or
+            # refused): it is not another run active at its own fire time.
+            others = [c for c in active if c.name != run]
+            action = overlap_action(spec.concurrency_policy, active_count=len(others))
             if action == "skip":
                 skipped += 1
                 patch["skippedRuns"] = skipped
                 notices.append(PeriodicNotice(
                     "Normal", "SkippedRun",
                     f"skipped {format_time(decision.fire_time)}: concurrencyPolicy Forbid "
-                    f"and {len(active)} run(s) still active",
+                    f"and {len(others)} run(s) still active",
                 ))
             else:
                 if action == "replace":
-                    revokes += [c.name for c in active]
-                    active = []
-                order = ChildOrder(child_name(obs.name, decision.fire_time), decision.fire_time)
+                    revokes += [c.name for c in others]
+                order = ChildOrder(run, decision.fire_time)
                 creates.append(order)
+                active = [] if action == "replace" else others
                 active.append(Child(order.name, order.scheduled_time, None))
                 total_runs += 1
                 patch["totalRuns"] = total_runs
         if ahead or next_time is None or next_time > obs.now + cfg.create_ahead:
             break
-        if _overlap_decided_at_fire_time(spec, active):
+        upcoming_run = child_name(obs.name, next_time)
+        if _overlap_decided_at_fire_time(spec, [c for c in active if c.name != upcoming_run]):
             break
         horizon = next_time
 
