@@ -81,18 +81,20 @@ class PeriodicEntry(Watched[PeriodicTaskSpec]):
     children_listed: bool = False
     children: dict[str, Child] = field(default_factory=dict)
     retry: Retry | None = None
-    warned: tuple[str, str] | None = None  # the last failure a Warning was posted for
+    warned: tuple[str, str] | None = None  # the last refusal a Warning was posted for
     conflicts: int = 0  # status writes lost to another writer in a row
 
 
 class StepRefused(Exception):
     """A step that sending again will not fix: reported on the parent, retried slowly."""
 
-    def __init__(self, reason: str, message: str, event: str) -> None:
+    def __init__(self, reason: str, message: str, event: str, *, run: str | None = None) -> None:
         super().__init__(event)
         self.reason = reason
         self.message = message
         self.event = event
+        # The same refusal of the next run names another run: one Warning for all of them.
+        self.kind = message.replace(run, "<run>") if run else message
 
 
 def child_from_body(body: Mapping[str, Any]) -> Child | None:
@@ -278,8 +280,8 @@ class PeriodicEngine:
 
     async def _report_refused(self, key: str, entry: PeriodicEntry, refused: StepRefused) -> None:
         """Ready=False with the API server's message, and one Warning per distinct one."""
-        if entry.warned != (refused.reason, refused.message):
-            entry.warned = (refused.reason, refused.message)
+        if entry.warned != (refused.reason, refused.kind):
+            entry.warned = (refused.reason, refused.kind)
             self.io.post_event(entry.body, "Warning", refused.reason, refused.event)
         conditions = failed_step_conditions(
             entry.status, generation=int(entry.meta.get("generation") or 0), now=self.clock(),
@@ -375,8 +377,8 @@ class PeriodicEngine:
             return
         except Rejected as exc:
             raise StepRefused("RevokeRejected", exc.message,
-                              f"revoking run {name} refused by the API server: {exc.message}"
-                              ) from exc
+                              f"revoking run {name} refused by the API server: {exc.message}",
+                              run=name) from exc
         if old is not None:
             entry.children[name] = replace(old, revoke_requested=True)
 
@@ -397,8 +399,8 @@ class PeriodicEngine:
         try:
             task["headers"] = child_headers(task.get("headers") or {}, str(meta["name"]))
         except ValueError as exc:
-            raise StepRefused("InvalidSpec", str(exc), f"run {order.name} not created: {exc}"
-                              ) from exc
+            raise StepRefused("InvalidSpec", str(exc), f"run {order.name} not created: {exc}",
+                              run=order.name) from exc
         labels = {PARENT_LABEL: str(meta["name"])}
         if order.manual:
             labels[MANUAL_LABEL] = "true"
@@ -428,7 +430,7 @@ class PeriodicEngine:
         except Rejected as exc:
             raise StepRefused("ChildRejected", exc.message,
                               f"creating run {order.name} refused by the API server: "
-                              f"{exc.message}") from exc
+                              f"{exc.message}", run=order.name) from exc
         if created is None:
             existing = await self.io.call(self.kube.get, SCHEDULED_PLURAL, namespace, order.name)
             if controller_uid(existing.get("metadata") or {}) != meta.get("uid"):
