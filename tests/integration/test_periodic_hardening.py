@@ -388,3 +388,34 @@ def test_a_run_request_that_is_no_time_is_one_warning_and_no_write_loop(
     assert "must be an RFC 3339 time" in events[0][2] and len(events[0][2]) < 300
     assert _children(tasks, "noise") == []
     assert _condition(periodic.get("noise"), "Ready")["status"] == "True"
+
+
+# ---- a run that would not fit a ScheduledTask ---------------------------------------------------
+
+
+def test_thirty_two_headers_are_refused_at_apply_or_reported_without_a_create(
+    start_operator: StartOperator, tasks: Tasks, periodic: Tasks, core: client.CoreV1Api,
+    namespace: str,
+) -> None:
+    """Every run gets `periodic_task_name` on top of the parent's headers, and a
+    ScheduledTask takes 32: a parent with 32 would make runs the API server refuses."""
+    operator = start_operator()
+    headers = {f"h{i}": "v" for i in range(32)}
+    try:
+        periodic.create("crowded", {
+            "schedule": {"interval": "2s"},
+            "task": {"name": "demo.add", "args": [1, 1], "headers": headers},
+        })
+    except ApiException as exc:  # the schema refuses it: the field is named
+        assert exc.status == 422 and "spec.task.headers" in str(exc.body)
+        return
+    _wait(lambda: _condition(periodic.get("crowded"), "Ready").get("reason") == "InvalidSpec",
+          10, "Ready=False, InvalidSpec")
+    ready = _condition(periodic.get("crowded"), "Ready")
+    assert ready["status"] == "False"
+    assert "spec.task.headers: at most 31 headers" in ready["message"]
+    events = wait_for_events(core, namespace, "crowded",
+                             lambda es: "InvalidSpec" in [r for _, r, _ in es])
+    assert [t for t, r, _ in events if r == "InvalidSpec"] == ["Warning"]
+    _holds_for(lambda: _child_creates(operator) == 0, 6, "no create sent to be refused")
+    assert _children(tasks, "crowded") == []
