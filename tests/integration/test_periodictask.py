@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 import redis as redis_lib
+from kubernetes.client.exceptions import ApiException
 
-from celery_operator.api import parse_time
+from celery_operator.api import format_time, parse_time
 from celery_operator.devstack import CeleryWorker
 from celery_operator.devstack.demo_app import RUNS_KEY
 
@@ -39,6 +40,30 @@ def _wait(predicate: Any, timeout: float, what: str) -> None:
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def _holds_for(predicate: Any, seconds: float, what: str) -> None:
+    """Something must NOT happen: check it all along a window, fail at the first miss."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert predicate(), f"no longer true: {what}"
+        time.sleep(0.25)
+    assert predicate(), f"no longer true: {what}"
+
+
+def _gone(tasks: Tasks, name: str) -> bool:
+    try:
+        tasks.get(name)
+    except ApiException as exc:
+        if exc.status == 404:
+            return True
+        raise
+    return False
+
+
+def _succeeded(tasks: Tasks, parent: str) -> list[dict[str, Any]]:
+    return [c for c in _children(tasks, parent)
+            if (c.get("status") or {}).get("phase") == "Succeeded"]
+
+
 def test_interval_schedule_runs_on_time_and_children_succeed(
     celery_worker: CeleryWorker, start_operator: StartOperator, tasks: Tasks, periodic: Tasks,
     results: redis_lib.Redis,
@@ -50,24 +75,29 @@ def test_interval_schedule_runs_on_time_and_children_succeed(
         "successfulRunsHistoryLimit": 20,
     })
     start = parse_time(created["metadata"]["creationTimestamp"])
-    time.sleep(10.5)
-    children = [c for c in _children(tasks, "every2s") if _nominal(c) <= start + timedelta(
-        seconds=10)]
-    assert 4 <= len(children) <= 6, [c["metadata"]["name"] for c in children]
-    nominals = [_nominal(c) for c in children]
-    # Anchored at creation: start + k·2 s exactly, no drift.
-    assert [(n - start).total_seconds() for n in nominals] == [2.0 * k for k in range(
-        1, len(nominals) + 1)]
+    # Anchored at creation: start + k·2 s exactly, no drift, none missed.
+    _wait(lambda: any(_nominal(c) >= start + timedelta(seconds=10)
+                      for c in _children(tasks, "every2s")), 20, "the run at start + 10 s")
+    children = [c for c in _children(tasks, "every2s")
+                if _nominal(c) <= start + timedelta(seconds=10)]
+    assert [(_nominal(c) - start).total_seconds() for c in children] == [2.0, 4.0, 6.0, 8.0,
+                                                                          10.0]
     for child in children:
         done = tasks.wait_phase(child["metadata"]["name"], "Succeeded", timeout=20)
         assert done["status"]["result"] == 4
         assert int(results.get(RUNS_KEY + done["status"]["taskId"])) == 1
-        assert done["metadata"]["ownerReferences"][0]["name"] == "every2s"
+        owner = done["metadata"]["ownerReferences"][0]
+        assert (owner["kind"], owner["name"], owner["uid"], owner["controller"]) == (
+            "PeriodicTask", "every2s", created["metadata"]["uid"], True)
         assert done["spec"]["task"]["headers"]["periodic_task_name"] == "every2s"
     status = periodic.get("every2s")["status"]
-    assert status["totalRuns"] >= len(children)
+    # totalRuns and lastScheduleTime are written together: one run per 2 s since start.
+    last = parse_time(status["lastScheduleTime"])
+    assert status["totalRuns"] == int((last - start).total_seconds() // 2)
+    assert status.get("missedRuns", 0) == 0
     assert len(status["nextScheduleTimes"]) == 5
-    assert status["lastSuccessfulTime"]
+    assert parse_time(status["nextScheduleTimes"][0]) == last + timedelta(seconds=2)
+    assert parse_time(status["lastSuccessfulTime"]) >= start + timedelta(seconds=10)
     assert {c["type"]: c["status"] for c in status["conditions"]}["Ready"] == "True"
 
 
@@ -75,15 +105,36 @@ def test_history_limits_delete_old_children(
     celery_worker: CeleryWorker, start_operator: StartOperator, tasks: Tasks, periodic: Tasks
 ) -> None:
     start_operator()
-    periodic.create("trimmed", {
+    created = periodic.create("trimmed", {
         "schedule": {"interval": "1s"},
         "task": {"name": "demo.add", "args": [1, 1]},
         "successfulRunsHistoryLimit": 2,
     })
-    time.sleep(8)
-    _wait(lambda: len([c for c in _children(tasks, "trimmed")
-                       if (c.get("status") or {}).get("phase") == "Succeeded"]) <= 2,
-          10, "history trimmed to 2")
+    start = parse_time(created["metadata"]["creationTimestamp"])
+    first_three = [f"trimmed-{int((start + timedelta(seconds=k)).timestamp())}"
+                   for k in (1, 2, 3)]
+    # The first runs succeed, then the operator deletes them (it, not a test, does).
+    seen: list[dict[str, Any]] = []
+
+    def first_succeeded() -> bool:
+        try:
+            seen[:] = [tasks.get(first_three[0])]
+        except ApiException as exc:
+            if exc.status == 404:
+                return False  # not created yet
+            raise
+        return (seen[0].get("status") or {}).get("phase") == "Succeeded"
+    _wait(first_succeeded, 15, f"{first_three[0]} Succeeded")
+    assert seen[0]["status"]["result"] == 2
+    _wait(lambda: all(_gone(tasks, name) for name in first_three), 20,
+          "the first three runs deleted by the history limit")
+    # At rest between two runs exactly two successful runs are kept: the newest ones.
+    def kept_two() -> bool:
+        done = _succeeded(tasks, "trimmed")
+        newest = max((_nominal(c) for c in _children(tasks, "trimmed")), default=start)
+        return len(done) == 2 and all(_nominal(c) >= newest - timedelta(seconds=3)
+                                      for c in done)
+    _wait(kept_two, 15, "exactly the two newest successful runs kept")
     assert periodic.get("trimmed")["status"]["totalRuns"] >= 5
 
 
@@ -111,8 +162,9 @@ def test_operator_down_for_three_intervals_catches_up_once_or_not_at_all(
     time.sleep(max((back - datetime.now(UTC)).total_seconds(), 0))
     start_operator()
     up_at = datetime.now(UTC)
-    _wait(lambda: len(_children(tasks, "catchup")) > len(before), 15, "a run after restart")
-    time.sleep(0.5)
+    # The catch-up decision is made at once; the next regular run comes after it.
+    _wait(lambda: any(_nominal(c) > up_at for c in _children(tasks, "catchup")), 15,
+          "the first regular run after the restart")
     new = [c for c in _children(tasks, "catchup") if c["metadata"]["name"] not in before]
     caught = [c for c in new if _nominal(c) <= up_at]
     assert len(caught) == catch_up, [c["metadata"]["name"] for c in new]
@@ -126,30 +178,34 @@ def test_operator_down_for_three_intervals_catches_up_once_or_not_at_all(
     assert never_ran == 3 - catch_up
     _wait(lambda: periodic.get("catchup")["status"].get("missedRuns", 0) == never_ran, 10,
           "missedRuns")
-    # Never a duplicate execution: each child's task ran once.
-    time.sleep(2)
-    for child in _children(tasks, "catchup"):
-        task_id = (child.get("status") or {}).get("taskId")
-        if task_id and child["status"].get("phase") == "Succeeded":
-            assert int(results.get(RUNS_KEY + task_id)) == 1
+    # Never a duplicate execution: each run's task ran once.
+    for name in [*before, *(c["metadata"]["name"] for c in new)]:
+        done = tasks.wait_phase(name, "Succeeded", timeout=20)
+        assert int(results.get(RUNS_KEY + done["status"]["taskId"])) == 1
 
 
 def test_forbid_skips_while_a_run_is_active(
     celery_worker: CeleryWorker, start_operator: StartOperator, tasks: Tasks, periodic: Tasks
 ) -> None:
     start_operator()
-    periodic.create("forbid", {
-        "schedule": {"interval": "1s"},
+    # Every run takes 4 s of a 3 s interval: each run's next fire time falls in it (1 s
+    # before it ends) and is skipped, the one after comes 2 s after it ended and runs.
+    created = periodic.create("forbid", {
+        "schedule": {"interval": "3s"},
         "task": {"name": "demo.sleep", "args": [4]},
         "concurrencyPolicy": "Forbid",
         "successfulRunsHistoryLimit": 50,
     })
-    time.sleep(9)
-    children = _children(tasks, "forbid")
+    start = parse_time(created["metadata"]["creationTimestamp"])
+    third = start + timedelta(seconds=15)
+    _wait(lambda: (periodic.get("forbid").get("status") or {}).get("lastScheduleTime")
+          == format_time(third), 30, "the third run (start + 15 s)")
     status = periodic.get("forbid")["status"]
-    assert status.get("skippedRuns", 0) >= 3
-    assert len(children) <= 3
-    assert len(status.get("active") or []) <= 1
+    assert [(_nominal(c) - start).total_seconds() for c in _children(tasks, "forbid")] == [
+        3.0, 9.0, 15.0]
+    assert (status["totalRuns"], status["skippedRuns"]) == (3, 2)
+    assert status["active"] == [{"name": f"forbid-{int(third.timestamp())}",
+                                 "scheduledTime": format_time(third)}]
 
 
 def test_replace_revokes_the_running_one(
@@ -164,9 +220,14 @@ def test_replace_revokes_the_running_one(
         "failedRunsHistoryLimit": 50,
     })
     _wait(lambda: len(_children(tasks, "replace")) >= 2, 15, "a second run")
-    first = _children(tasks, "replace")[0]["metadata"]["name"]
+    first, second = (c["metadata"]["name"] for c in _children(tasks, "replace")[:2])
     revoked = tasks.wait_phase(first, "Revoked", timeout=15)
     assert revoked["spec"]["revoke"]["terminate"] is True
+    # The replacement runs; only it is active until the next fire time replaces it too.
+    assert "revoke" not in tasks.wait_phase(second, "Started", timeout=15)["spec"]
+    _wait(lambda: [a["name"] for a in periodic.get("replace")["status"]["active"]] in (
+        [second], [c["metadata"]["name"] for c in _children(tasks, "replace")[2:3]]), 10,
+        "exactly one active run")
 
 
 def test_suspend_pauses_and_resume_catches_up_once(
@@ -181,16 +242,19 @@ def test_suspend_pauses_and_resume_catches_up_once(
     })
     _wait(lambda: len((periodic.get("pausable").get("status") or {}).get(
         "nextScheduleTimes") or []) == 5, 10, "next times shown while suspended")
-    time.sleep(7)
-    assert _children(tasks, "pausable") == []
+    _holds_for(lambda: _children(tasks, "pausable") == [], 7, "no run while suspended")
     periodic.patch_spec("pausable", {"suspend": False})
     resumed_at = datetime.now(UTC)
-    _wait(lambda: len(_children(tasks, "pausable")) >= 1, 10, "a run after resuming")
-    time.sleep(0.5)
+    _wait(lambda: any(_nominal(c) > resumed_at for c in _children(tasks, "pausable")), 10,
+          "the first regular run after resuming")
     caught_up = [c for c in _children(tasks, "pausable") if _nominal(c) <= resumed_at]
     assert len(caught_up) == 1  # the most recent missed time, not one per missed time
-    _wait(lambda: periodic.get("pausable")["status"].get("missedRuns", 0) >= 2, 10,
-          "missedRuns")
+    # Every fire time before it, from the first one (start + 2 s), was missed.
+    start = parse_time(periodic.get("pausable")["metadata"]["creationTimestamp"])
+    missed = int((_nominal(caught_up[0]) - start).total_seconds() // 2) - 1
+    assert missed >= 3
+    _wait(lambda: periodic.get("pausable")["status"].get("missedRuns") == missed, 10,
+          f"missedRuns == {missed}")
 
 
 def test_run_now_annotation_creates_one_extra_run(
@@ -211,8 +275,7 @@ def test_run_now_annotation_creates_one_extra_run(
     child = _children(tasks, "manual")[0]
     assert tasks.wait_phase(child["metadata"]["name"], "Succeeded", 20)["status"]["result"] == 10
     assert periodic.get("manual")["status"]["lastHandledRunRequest"] == stamp
-    time.sleep(2)
-    assert len(_children(tasks, "manual")) == 1  # acknowledged: not run again
+    _holds_for(lambda: len(_children(tasks, "manual")) == 1, 3, "acknowledged: not run again")
     events = wait_for_events(core, namespace, "manual",
                              lambda es: "RunRequested" in [r for _, r, _ in es])
     assert "RunRequested" in [r for _, r, _ in events]

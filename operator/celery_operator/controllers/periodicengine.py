@@ -3,6 +3,12 @@
 The children do the dispatching (one dispatch path). This engine keeps every
 PeriodicTask and its children in memory (fed by watch events), wakes each PeriodicTask
 at its next fire time from one due-time queue, and carries out `plan_periodic`.
+
+A child is a ScheduledTask whose controller ownerReference names the parent's uid (the
+label only makes listing cheap: anyone may write it). A step the API server refuses ends
+there: the parent gets Ready=False with the server's message and one Warning per distinct
+message, and the step is tried again with capped exponential backoff, at once only when
+the user changes the spec or the run request.
 """
 
 from __future__ import annotations
@@ -20,15 +26,25 @@ from celery_operator.api import (
     VERSION,
     InvalidSpec,
     PeriodicTaskSpec,
+    Phase,
     format_time,
     parse_periodic_task_spec,
     parse_time,
 )
+from celery_operator.kube.client import Gone, Rejected
 from celery_operator.scheduling.periodic_plan import (
+    CONFLICT_BACKOFF,
+    ERROR_BACKOFF,
+    REJECTED_BACKOFF,
+    RUN_REQUEST_ANNOTATION,
+    Backoff,
     Child,
     ChildOrder,
     PeriodicConfig,
     PeriodicObserved,
+    child_headers,
+    controller_uid,
+    failed_step_conditions,
     plan_periodic,
 )
 
@@ -43,6 +59,8 @@ logger = logging.getLogger(__name__)
 PARENT_LABEL = "celeryoperator.dev/periodic-task"
 SCHEDULED_TIME_ANNOTATION = "celeryoperator.dev/scheduled-time"
 MANUAL_LABEL = "celeryoperator.dev/manual-run"
+# A phase we do not know (status is writable by others) is read as "not started".
+KNOWN_PHASES = frozenset(p.value for p in Phase)
 
 
 def _key(namespace: str, name: str) -> str:
@@ -50,9 +68,33 @@ def _key(namespace: str, name: str) -> str:
 
 
 @dataclass
+class Retry:
+    """A failed step: not tried again before `until` unless the user changes `inputs`."""
+
+    failures: int
+    until: datetime
+    inputs: tuple[Any, ...]
+
+
+@dataclass
 class PeriodicEntry(Watched[PeriodicTaskSpec]):
     children_listed: bool = False
     children: dict[str, Child] = field(default_factory=dict)
+    retry: Retry | None = None
+    warned: tuple[str, str] | None = None  # the last refusal a Warning was posted for
+    conflicts: int = 0  # status writes lost to another writer in a row
+
+
+class StepRefused(Exception):
+    """A step that sending again will not fix: reported on the parent, retried slowly."""
+
+    def __init__(self, reason: str, message: str, event: str, *, run: str | None = None) -> None:
+        super().__init__(event)
+        self.reason = reason
+        self.message = message
+        self.event = event
+        # The same refusal of the next run names another run: one Warning for all of them.
+        self.kind = message.replace(run, "<run>") if run else message
 
 
 def child_from_body(body: Mapping[str, Any]) -> Child | None:
@@ -64,13 +106,21 @@ def child_from_body(body: Mapping[str, Any]) -> Child | None:
         scheduled = parse_time(stamp)
     except ValueError:
         return None
+    phase = (body.get("status") or {}).get("phase")
     return Child(
         name=str(meta.get("name")),
         scheduled_time=scheduled,
-        phase=(body.get("status") or {}).get("phase"),
+        phase=phase if phase in KNOWN_PHASES else None,
         manual=(meta.get("labels") or {}).get(MANUAL_LABEL) == "true",
         revoke_requested=bool((body.get("spec") or {}).get("revoke")),
+        uid=str(meta["uid"]) if meta.get("uid") else None,
     )
+
+
+def _inputs(entry: PeriodicEntry) -> tuple[Any, ...]:
+    """What the user may change to have a refused step tried again at once."""
+    annotations = entry.meta.get("annotations") or {}
+    return (entry.meta.get("generation"), annotations.get(RUN_REQUEST_ANNOTATION))
 
 
 class PeriodicEngine:
@@ -91,8 +141,10 @@ class PeriodicEngine:
         self.clock = clock
         self.io = KubeIO(kube, threads)
         self.entries: dict[str, PeriodicEntry] = {}
-        # Children seen before their parent (watch order is not guaranteed).
-        self._orphans: dict[str, dict[str, Child]] = {}
+        self._key_of_uid: dict[str, str] = {}
+        # Children seen before their parent (watch order is not guaranteed), by the
+        # parent uid they name, with the parent name their label names.
+        self._orphans: dict[str, dict[str, tuple[str, Child]]] = {}
         self.queue = DueQueue(self.reconcile, clock, concurrency=threads,
                               name="periodictask-due-queue")
 
@@ -109,16 +161,26 @@ class PeriodicEngine:
         meta = body.get("metadata") or {}
         key = _key(str(meta.get("namespace")), str(meta.get("name")))
         if event_type == "DELETED":
-            self.entries.pop(key, None)
+            # Its runs are left to Kubernetes' garbage collector (they carry the parent's
+            # ownerReference); each deleted run is then handled as any deleted ScheduledTask.
+            gone = self.entries.pop(key, None)
+            if gone is not None:
+                self._key_of_uid.pop(str(gone.meta.get("uid")), None)
             self.queue.forget(key)
             self.bursts.set(key, None)
             return
         entry = self.entries.get(key)
         if entry is not None and entry.meta.get("uid") != meta.get("uid"):
-            entry = None  # deleted and created again under the same name
+            # Deleted and created again under the same name: a new object, new children.
+            self._key_of_uid.pop(str(entry.meta.get("uid")), None)
+            entry = None
         if entry is None:
             entry = self.entries[key] = PeriodicEntry(body=slim(body))
-            entry.children.update(self._orphans.pop(key, {}))
+            uid = str(meta.get("uid"))
+            self._key_of_uid[uid] = key
+            for name, (parent, child) in self._orphans.pop(uid, {}).items():
+                if parent == meta.get("name"):
+                    entry.children[name] = child
         elif resource_version(entry.body) > resource_version(body):
             return
         else:
@@ -126,28 +188,42 @@ class PeriodicEngine:
         self.queue.now(key)
 
     def observe_child(self, event_type: str | None, body: Mapping[str, Any]) -> None:
-        """A ScheduledTask event; only children of a PeriodicTask matter here."""
+        """A ScheduledTask event; only children of a PeriodicTask matter here: those whose
+        controller ownerReference is a PeriodicTask's uid and whose label names it."""
         meta = body.get("metadata") or {}
         parent = (meta.get("labels") or {}).get(PARENT_LABEL)
-        if not parent:
-            return
-        key = _key(str(meta.get("namespace")), parent)
-        entry = self.entries.get(key)
-        children = entry.children if entry is not None else self._orphans.setdefault(key, {})
-        name = str(meta.get("name"))
-        if event_type == "DELETED":
-            children.pop(name, None)
-        else:
+        owner = controller_uid(meta)
+        if not parent and owner is None:
+            return  # a plain ScheduledTask (most of them): nothing to look up
+        namespace, name = str(meta.get("namespace")), str(meta.get("name"))
+        child = None
+        if event_type != "DELETED" and parent and owner is not None:
             child = child_from_body(body)
-            if child is None:
-                return
-            before = children.get(name)
-            children[name] = child
-            if before is not None and before.shown_phase == child.shown_phase and (
-                before.revoke_requested == child.revoke_requested
-            ):
-                return  # nothing the parent shows or decides on has changed
-        if entry is not None:
+        labelled = _key(namespace, parent) if parent else None
+        woken: list[str] = []
+        # The entry it names by label and the one it names by owner: it is a child of the
+        # one it names both ways; the other forgets it (a label or owner can change).
+        for key in {labelled, self._key_of_uid.get(owner or "")} - {None}:
+            assert key is not None
+            entry = self.entries.get(key)
+            if entry is None:
+                continue
+            if child is not None and key == labelled and entry.meta.get("uid") == owner:
+                before = entry.children.get(name)
+                entry.children[name] = child
+                if before is not None and before.shown_phase == child.shown_phase and (
+                    before.revoke_requested == child.revoke_requested
+                ):
+                    continue  # nothing the parent shows or decides on has changed
+                woken.append(key)
+            elif entry.children.pop(name, None) is not None:
+                woken.append(key)
+        if owner is not None:
+            if child is not None and labelled not in self.entries and parent:
+                self._orphans.setdefault(owner, {})[name] = (parent, child)
+            else:
+                self._orphans.get(owner, {}).pop(name, None)
+        for key in woken:
             self.queue.again(key)
 
     # ---- one PeriodicTask ------------------------------------------------------------------
@@ -163,6 +239,8 @@ class PeriodicEngine:
             f"{PARENT_LABEL}={meta['name']}",
         )
         for item in items:
+            if controller_uid(item.get("metadata") or {}) != meta.get("uid"):
+                continue  # carries the label, but is not ours
             child = child_from_body(item)
             if child is not None:
                 entry.children.setdefault(child.name, child)
@@ -172,6 +250,63 @@ class PeriodicEngine:
         entry = self.entries.get(key)
         if entry is None:
             return
+        retry = entry.retry
+        if retry is not None:
+            if retry.inputs != _inputs(entry):
+                entry.retry = None  # the user changed something: try again at once
+            elif self.clock() < retry.until:
+                self.queue.schedule(key, retry.until)  # a watch event woke it: not yet
+                return
+        try:
+            await self._reconcile(key, entry)
+        except StepRefused as refused:
+            logger.warning("%s: %s", key, refused.event)
+            self._back_off(key, entry, REJECTED_BACKOFF)
+            await self._report_refused(key, entry, refused)
+        except Exception:
+            logger.exception("reconciling PeriodicTask %s failed", key)
+            self._back_off(key, entry, ERROR_BACKOFF)
+        else:
+            entry.retry = None
+            entry.warned = None
+
+    def _back_off(self, key: str, entry: PeriodicEntry, backoff: Backoff) -> None:
+        failures = (entry.retry.failures if entry.retry is not None else 0) + 1
+        until = self.clock() + backoff.delay(failures)
+        entry.retry = Retry(failures, until, _inputs(entry))
+        self.queue.schedule(key, until)
+        logger.info("PeriodicTask %s: retry %d in %.1f s", key, failures,
+                    backoff.delay(failures).total_seconds())
+
+    async def _report_refused(self, key: str, entry: PeriodicEntry, refused: StepRefused) -> None:
+        """Ready=False with the API server's message, and one Warning per distinct one."""
+        if entry.warned != (refused.reason, refused.kind):
+            entry.warned = (refused.reason, refused.kind)
+            self.io.post_event(entry.body, "Warning", refused.reason, refused.event)
+        conditions = failed_step_conditions(
+            entry.status, generation=int(entry.meta.get("generation") or 0), now=self.clock(),
+            reason=refused.reason, message=refused.message,
+        )
+        if conditions is None:
+            return
+        try:
+            outcome, obj = await self.io.write_status(
+                PERIODIC_PLURAL, entry.body, {"conditions": conditions}
+            )
+        except Exception as exc:  # reported in the log; the retry is already scheduled
+            logger.warning("PeriodicTask %s: could not write the condition: %s", key, exc)
+            return
+        if outcome == WriteOutcome.GONE or obj is None:
+            self._drop(key)
+        elif resource_version(obj) >= resource_version(entry.body):
+            entry.body = slim(obj)
+
+    def _drop(self, key: str) -> None:
+        gone = self.entries.pop(key, None)
+        if gone is not None:
+            self._key_of_uid.pop(str(gone.meta.get("uid")), None)
+
+    async def _reconcile(self, key: str, entry: PeriodicEntry) -> None:
         if not entry.children_listed:
             await self._list_children(entry)
         meta = entry.meta
@@ -193,37 +328,67 @@ class PeriodicEngine:
         for order in step.create:
             await self._create_child(entry, order)
         for name in step.revoke:
-            await self.io.call(
-                self.kube.patch, SCHEDULED_PLURAL, namespace, name,
-                {"spec": {"revoke": {"terminate": True, "signal": "SIGTERM"}}},
-            )
-            if name in entry.children:
-                old = entry.children[name]
-                entry.children[name] = Child(old.name, old.scheduled_time, old.phase, old.manual,
-                                             revoke_requested=True)
+            await self._revoke_child(entry, name)
         for name in step.delete:
-            await self.io.call(self.kube.delete, SCHEDULED_PLURAL, namespace, name)
+            old = entry.children.get(name)
+            await self.io.call(self.kube.delete, SCHEDULED_PLURAL, namespace, name,
+                               uid=old.uid if old is not None else None)
             entry.children.pop(name, None)
         if step.status is not None:
-            outcome, obj = await self.io.write_status(PERIODIC_PLURAL, entry.body, step.status)
+            try:
+                outcome, obj = await self.io.write_status(PERIODIC_PLURAL, entry.body,
+                                                          step.status)
+            except Rejected as exc:
+                raise StepRefused("StatusRejected", exc.message,
+                                  f"status write refused by the API server: {exc.message}"
+                                  ) from exc
             if outcome == WriteOutcome.GONE or obj is None:
-                self.entries.pop(key, None)
+                self._drop(key)
                 return
             if resource_version(obj) >= resource_version(entry.body):
                 entry.body = slim(obj)
             if outcome == WriteOutcome.CONFLICT:
-                self.queue.again(key)
+                # Planned again from the object as it is now: at once the first time,
+                # then with backoff (someone keeps writing it).
+                entry.conflicts += 1
+                delay = CONFLICT_BACKOFF.delay(entry.conflicts - 1)
+                if delay:
+                    self.queue.schedule(key, self.clock() + delay)
+                else:
+                    self.queue.again(key)
                 return
+            entry.conflicts = 0
         for notice in step.notices:
             self.io.post_event(entry.body, notice.type, notice.reason, notice.message)
         self._note_next(key, entry)
         if step.wake_at is not None:
             self.queue.schedule(key, step.wake_at)
 
+    async def _revoke_child(self, entry: PeriodicEntry, name: str) -> None:
+        old = entry.children.get(name)
+        body: dict[str, Any] = {"spec": {"revoke": {"terminate": True, "signal": "SIGTERM"}}}
+        if old is not None and old.uid:
+            body["metadata"] = {"uid": old.uid}  # only the run we know, never a look-alike
+        try:
+            await self.io.call(self.kube.patch, SCHEDULED_PLURAL, str(entry.meta["namespace"]),
+                               name, body)
+        except Gone:
+            entry.children.pop(name, None)
+            return
+        except Rejected as exc:
+            raise StepRefused("RevokeRejected", exc.message,
+                              f"revoking run {name} refused by the API server: {exc.message}",
+                              run=name) from exc
+        if old is not None:
+            entry.children[name] = replace(old, revoke_requested=True)
+
     def _note_next(self, key: str, entry: PeriodicEntry) -> None:
         """Count PeriodicTasks by the second of their next fire time (see BurstTracker)."""
         upcoming = (entry.body.get("status") or {}).get("nextScheduleTimes") or []
-        second = int(parse_time(str(upcoming[0])).timestamp()) if upcoming else None
+        try:
+            second = int(parse_time(str(upcoming[0])).timestamp()) if upcoming else None
+        except (ValueError, OverflowError):
+            second = None  # status is not only ours to write: no burst lead from it
         for member, wake in self.bursts.set(key, second):
             self.queue.schedule(member, wake - self.config.create_ahead)
 
@@ -231,7 +396,11 @@ class PeriodicEngine:
         meta = entry.meta
         spec = entry.body.get("spec") or {}
         task = dict(spec.get("task") or {})
-        task["headers"] = {**(task.get("headers") or {}), "periodic_task_name": meta["name"]}
+        try:
+            task["headers"] = child_headers(task.get("headers") or {}, str(meta["name"]))
+        except ValueError as exc:
+            raise StepRefused("InvalidSpec", str(exc), f"run {order.name} not created: {exc}",
+                              run=order.name) from exc
         labels = {PARENT_LABEL: str(meta["name"])}
         if order.manual:
             labels[MANUAL_LABEL] = "true"
@@ -255,9 +424,30 @@ class PeriodicEngine:
                 "task": task, "eta": format_time(order.scheduled_time)
             },
         }
-        created = await self.io.call(self.kube.create, SCHEDULED_PLURAL, str(meta["namespace"]),
-                                     body)
+        namespace = str(meta["namespace"])
+        try:
+            created = await self.io.call(self.kube.create, SCHEDULED_PLURAL, namespace, body)
+        except Rejected as exc:
+            raise StepRefused("ChildRejected", exc.message,
+                              f"creating run {order.name} refused by the API server: "
+                              f"{exc.message}", run=order.name) from exc
         if created is None:
+            existing = await self.io.call(self.kube.get, SCHEDULED_PLURAL, namespace, order.name)
+            if controller_uid(existing.get("metadata") or {}) != meta.get("uid"):
+                # Someone else's object has the run's name: the run cannot be created;
+                # the schedule moves on (that object is left alone).
+                self.io.post_event(
+                    entry.body, "Warning", "RunNameTaken",
+                    f"run {order.name} not created: a ScheduledTask of that name exists "
+                    "and is not controlled by this PeriodicTask",
+                )
+                return
             logger.info("child %s exists already: adopted, not created twice", order.name)
-        child = Child(order.name, order.scheduled_time, None, order.manual)
+            adopted = child_from_body(existing)
+            if adopted is not None:
+                entry.children.setdefault(order.name, adopted)
+            return
+        uid = (created.get("metadata") or {}).get("uid")
+        child = Child(order.name, order.scheduled_time, None, order.manual,
+                      uid=str(uid) if uid else None)
         entry.children.setdefault(order.name, child)

@@ -7,6 +7,7 @@ so creating one twice is `AlreadyExists`, never a second run (the CronJob rule).
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -18,6 +19,7 @@ from celery_operator.api import (
     PeriodicTaskSpec,
     Phase,
     format_time,
+    get_condition,
     parse_time,
     set_condition,
 )
@@ -32,6 +34,11 @@ from celery_operator.scheduling.missed import (
 from celery_operator.scheduling.series import Bounds, Schedule, next_fire_times
 
 RUN_REQUEST_ANNOTATION = "celeryoperator.dev/run-requested-at"
+# status.lastHandledRunRequest's maxLength in the CRD: a longer request is remembered by
+# its hash, so the status write is never refused for it.
+HANDLED_REQUEST_MAX = 256
+# How much of a bad annotation value an Event quotes.
+QUOTED_MAX = 64
 NEXT_TIMES_SHOWN = 5
 RECENT_RUNS_KEPT = 10
 # Re-check a little after the next fire time, as the CronJob controller does (clock skew).
@@ -46,6 +53,7 @@ class Child:
     phase: str | None
     manual: bool = False
     revoke_requested: bool = False
+    uid: str | None = None  # deletes carry it as a precondition: never another object
 
     @property
     def finished(self) -> bool:
@@ -108,6 +116,30 @@ def child_name(parent: str, scheduled: datetime, manual: bool = False) -> str:
     """`<parent>-<unix seconds>`; run-now children get `-manual-` before the time."""
     stamp = int(scheduled.timestamp())
     return f"{parent}-manual-{stamp}" if manual else f"{parent}-{stamp}"
+
+
+def run_request_token(request: str) -> str:
+    """What status.lastHandledRunRequest records for a run-requested-at value: the value
+    itself when it fits the schema, else its SHA-256 (compared the same way)."""
+    if len(request) <= HANDLED_REQUEST_MAX:
+        return request
+    return "sha256:" + hashlib.sha256(request.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def quoted(value: str) -> str:
+    """A user-written value for a message: repr'd, and cut if long."""
+    if len(value) <= QUOTED_MAX:
+        return repr(value)
+    return f"{value[:QUOTED_MAX]!r}... ({len(value)} characters)"
+
+
+def _requested_time(request: str) -> datetime | None:
+    try:
+        requested = parse_time(request)
+        child_name("x", requested)  # its unix seconds must be representable too
+    except (ValueError, OverflowError):
+        return None
+    return requested
 
 
 def schedule_of(spec: PeriodicTaskSpec, created: datetime) -> Schedule:
@@ -203,46 +235,55 @@ def plan_periodic(obs: PeriodicObserved, cfg: PeriodicConfig) -> PeriodicStep:
                     "Warning", reason, f"missed {skipped_now} scheduled run(s){more}{why}",
                 ))
         if decision.fire_time is not None:
-            action = overlap_action(spec.concurrency_policy, active_count=len(active))
+            run = child_name(obs.name, decision.fire_time)
+            # The run itself may exist already (created, then the status write was lost or
+            # refused): it is not another run active at its own fire time.
+            others = [c for c in active if c.name != run]
+            action = overlap_action(spec.concurrency_policy, active_count=len(others))
             if action == "skip":
                 skipped += 1
                 patch["skippedRuns"] = skipped
                 notices.append(PeriodicNotice(
                     "Normal", "SkippedRun",
                     f"skipped {format_time(decision.fire_time)}: concurrencyPolicy Forbid "
-                    f"and {len(active)} run(s) still active",
+                    f"and {len(others)} run(s) still active",
                 ))
             else:
                 if action == "replace":
-                    revokes += [c.name for c in active]
-                    active = []
-                order = ChildOrder(child_name(obs.name, decision.fire_time), decision.fire_time)
+                    revokes += [c.name for c in others]
+                order = ChildOrder(run, decision.fire_time)
                 creates.append(order)
+                active = [] if action == "replace" else others
                 active.append(Child(order.name, order.scheduled_time, None))
                 total_runs += 1
                 patch["totalRuns"] = total_runs
         if ahead or next_time is None or next_time > obs.now + cfg.create_ahead:
             break
-        if _overlap_decided_at_fire_time(spec, active):
+        upcoming_run = child_name(obs.name, next_time)
+        if _overlap_decided_at_fire_time(spec, [c for c in active if c.name != upcoming_run]):
             break
         horizon = next_time
 
     request = obs.annotations.get(RUN_REQUEST_ANNOTATION)
-    if request and request != status.get("lastHandledRunRequest"):
-        try:
-            requested = parse_time(request)
-        except ValueError:
+    handled = run_request_token(request) if request else None
+    if request and handled != status.get("lastHandledRunRequest"):
+        requested = _requested_time(request)
+        if requested is None:
             notices.append(PeriodicNotice(
                 "Warning", "InvalidRunRequest",
-                f"annotation {RUN_REQUEST_ANNOTATION} must be an RFC 3339 time, got {request!r}",
+                f"annotation {RUN_REQUEST_ANNOTATION} must be an RFC 3339 time, got "
+                f"{quoted(request)}",
             ))
         else:
             creates.append(ChildOrder(child_name(obs.name, requested, manual=True), requested,
                                       manual=True))
             patch["totalRuns"] = total_runs + 1
-            notices.append(PeriodicNotice("Normal", "RunRequested",
-                                          f"run requested at {request}: started one extra run"))
-        patch["lastHandledRunRequest"] = request
+            notices.append(PeriodicNotice(
+                "Normal", "RunRequested",
+                f"run requested at {format_time(requested)}: started one extra run",
+            ))
+        # Handled either way: a bad value is reported once, not on every wake-up.
+        patch["lastHandledRunRequest"] = handled
 
     deletes = _beyond_history(spec, obs.children)
     new_children = [
@@ -259,7 +300,11 @@ def plan_periodic(obs: PeriodicObserved, cfg: PeriodicConfig) -> PeriodicStep:
     for key, value in view.items():
         if status.get(key) != value:
             patch[key] = value
-    if patch or status.get("observedGeneration") != obs.generation:
+    # Ready may have been set False by the controller (a write the API server refused):
+    # once a step goes through, the planner's own view replaces it.
+    ready = get_condition(status.get("conditions") or [], "Ready")
+    not_ready = ready is None or ready.get("status") != "True"
+    if patch or status.get("observedGeneration") != obs.generation or not_ready:
         if spec.suspend:
             reason, message = "Suspended", "suspended: no runs are created"
         elif upcoming:
@@ -368,3 +413,84 @@ def _invalid(obs: PeriodicObserved, error: InvalidSpec) -> PeriodicStep:
                                   message=message),
     }
     return PeriodicStep(status=patch, notices=(PeriodicNotice("Warning", "InvalidSpec", message),))
+
+
+# ---- what the controller needs when a step cannot be carried out ---------------------------
+
+# The operator's own header on every run, and the ScheduledTask schema's header limit: a
+# child gets the parent's headers plus this one, and must still fit.
+PERIODIC_TASK_HEADER = "periodic_task_name"
+CHILD_HEADERS_MAX = 32
+OWNER_KIND = "PeriodicTask"
+OWNER_GROUP = "celeryoperator.dev"
+
+
+def child_headers(headers: Mapping[str, str], parent: str) -> dict[str, str]:
+    """The run's message headers: the parent's, plus the name of the parent.
+
+    Raises ValueError (naming the field) when they would not fit a ScheduledTask, rather
+    than sending a create the API server is bound to refuse."""
+    merged = {**headers, PERIODIC_TASK_HEADER: parent}
+    if len(merged) > CHILD_HEADERS_MAX:
+        raise ValueError(
+            f"spec.task.headers: at most {CHILD_HEADERS_MAX - 1} headers, not {len(headers)}: "
+            f"every run gets {PERIODIC_TASK_HEADER!r} too, and a ScheduledTask takes "
+            f"{CHILD_HEADERS_MAX}"
+        )
+    return merged
+
+
+def controller_uid(metadata: Mapping[str, Any]) -> str | None:
+    """The uid of the PeriodicTask that controls an object (its ownerReference with
+    controller: true), or None. A child is recognised by this, never by its label alone:
+    anyone who may create a ScheduledTask may write any label on it."""
+    for ref in metadata.get("ownerReferences") or ():
+        if not isinstance(ref, Mapping) or ref.get("controller") is not True:
+            continue
+        group = str(ref.get("apiVersion") or "").split("/", 1)[0]
+        if ref.get("kind") == OWNER_KIND and group == OWNER_GROUP and ref.get("uid"):
+            return str(ref["uid"])
+    return None
+
+
+def failed_step_conditions(
+    status: Mapping[str, Any], *, generation: int, now: datetime, reason: str, message: str,
+) -> list[dict[str, Any]] | None:
+    """Conditions saying a step was refused (Ready=False, Stalled=True, the API server's
+    message); None when status says exactly that already (nothing to write)."""
+    current = list(status.get("conditions") or [])
+    ready = get_condition(current, "Ready")
+    if (
+        ready is not None and ready.get("status") == "False"
+        and ready.get("reason") == reason and ready.get("message") == message
+    ):
+        return None
+    conditions = set_condition(current, type="Ready", status="False", reason=reason,
+                               message=message, generation=generation, now=now)
+    return set_condition(conditions, type="Stalled", status="True", reason=reason,
+                         message=message, generation=generation, now=now)
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Capped exponential backoff: `initial` after the first failure, doubling, at most
+    `cap`."""
+
+    initial: timedelta
+    cap: timedelta
+
+    def delay(self, failures: int) -> timedelta:
+        if failures <= 0:
+            return timedelta(0)
+        doublings = min(failures - 1, 40)  # 2**40 times any initial is past every cap
+        grown: timedelta = self.initial * (2 ** doublings)
+        return min(grown, self.cap)
+
+
+# Refused by the API server (400/403/422): it will not change until someone acts.
+REJECTED_BACKOFF = Backoff(initial=timedelta(seconds=5), cap=timedelta(minutes=10))
+# Anything else (API server unreachable, 5xx): retried sooner, and still never in a loop.
+ERROR_BACKOFF = Backoff(initial=timedelta(seconds=1), cap=timedelta(minutes=1))
+# Someone wrote first: the first retry is at once (from the object as it is now), the
+# next ones after delay(conflicts - 1).
+CONFLICT_BACKOFF = Backoff(initial=timedelta(milliseconds=500), cap=timedelta(seconds=30))
