@@ -33,6 +33,16 @@ _SECRET_PARAM = re.compile(r"pass|pwd|secret|token|auth|credential|api_?key|priv
 _NEXT_URL = re.compile(r";(?=[A-Za-z][A-Za-z0-9+.-]*://)")
 
 
+_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
+
+
+def redact_urls_in(text: str) -> str:
+    """`text` with every URL in it passed through redact_url (for log lines)."""
+    if "://" not in text:
+        return text
+    return _URL_IN_TEXT.sub(lambda m: redact_url(m.group(0)), text)
+
+
 def redact_url(url: str) -> str:
     """The URL with every password replaced by ***, for logs: the userinfo password (also
     unencoded, with '@', ':' or '/' in it), secret-looking query parameters, and each URL

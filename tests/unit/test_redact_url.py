@@ -3,10 +3,15 @@ URLs the operator logs, dispatch.errors.public_error for exception text it shows
 
 from __future__ import annotations
 
+import json
+import logging
+import sys
+
 import pytest
 
-from celery_operator.config import redact_url
+from celery_operator.config import redact_url, redact_urls_in
 from celery_operator.dispatch.errors import PUBLIC_MAX, PublishFailed, public_error
+from celery_operator.logs import JsonFormatter, TextFormatter
 
 
 @pytest.mark.parametrize(
@@ -58,6 +63,39 @@ def test_an_at_sign_after_the_host_hides_more_never_less() -> None:
     out = redact_url("redis://:topsecret@host/0?x=a@b")
     assert "topsecret" not in out
     assert out.startswith("redis://:***@")
+
+
+def test_urls_inside_text_are_redacted_and_the_rest_stays() -> None:
+    text = "Cannot connect to redis://:hunter2@10.0.0.1:6379/0: refused; amqp://u:p@h//, end"
+    assert redact_urls_in(text) == (
+        "Cannot connect to redis://:***@10.0.0.1:6379/0: refused; amqp://u:***@h//, end"
+    )
+    assert redact_urls_in("{'broker_url': 'redis://h/0?password=z'}") == (
+        "{'broker_url': 'redis://h/0?password=***'}"
+    )
+    assert redact_urls_in("published 3 tasks at 10:30") == "published 3 tasks at 10:30"
+
+
+def _record_with_exception() -> logging.LogRecord:
+    try:
+        raise ConnectionError("Cannot connect to redis://:exc-secret@broker:6379/0")
+    except ConnectionError:
+        exc_info = sys.exc_info()
+    return logging.LogRecord(
+        "kombu", logging.WARNING, __file__, 1, "retrying %s", ("redis://:msg-secret@b/0",),
+        exc_info,
+    )
+
+
+def test_log_lines_never_carry_a_urls_password() -> None:
+    text = TextFormatter("%(levelname)s %(message)s").format(_record_with_exception())
+    assert text.startswith("WARNING retrying redis://:***@b/0\n")
+    assert "redis://:***@broker:6379/0" in text
+    assert "secret" not in text
+    entry = json.loads(JsonFormatter().format(_record_with_exception()))
+    assert entry["message"] == "retrying redis://:***@b/0"
+    assert "redis://:***@broker:6379/0" in entry["exception"]
+    assert "secret" not in json.dumps(entry)
 
 
 @pytest.mark.parametrize(
