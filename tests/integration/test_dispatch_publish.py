@@ -150,3 +150,24 @@ def test_a_full_broker_is_transient(own_redis: RedisServer) -> None:
         assert admin.llen("celery") == 2
     finally:
         publisher.close()
+
+
+def test_after_the_broker_restarts_empty_a_cached_route_is_checked_again(
+    own_redis: RedisServer, tmp_path: Path
+) -> None:
+    broker_url = own_redis.db_url(0)
+    queue = f"restart-{uuid.uuid4().hex[:6]}"
+    publisher = Publisher(broker_url)
+    worker = CeleryWorker(broker_url, own_redis.db_url(1), queues=(queue,),
+                          workdir=tmp_path).start()
+    try:
+        first_run = publisher.broker_run_id()
+        _publish(publisher, args=(1, 1), exchange=queue, routing_key=queue)  # route cached
+        worker.stop()
+        own_redis.restart_empty()  # the binding tables are gone with everything else
+        assert publisher.broker_run_id() != first_run
+        failed = _refused(publisher, args=(1, 1), exchange=queue, routing_key=queue)
+        assert (failed.permanent, failed.reason) == (False, "NoRoute")
+    finally:
+        worker.stop()
+        publisher.close()

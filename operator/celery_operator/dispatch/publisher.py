@@ -54,6 +54,7 @@ class Publisher:
         self.app = celery_app(broker_url)
         self._redis = redis.Redis.from_url(broker_url, socket_timeout=10)
         self.routes = RouteCheck(self.app)
+        self._run_id: str | None = None
 
     def publish(self, pub: Publication) -> None:
         """Send the message (a few connection retries first); raises only PublishFailed."""
@@ -69,6 +70,7 @@ class Publisher:
         except PublishFailed:
             raise
         except Exception as exc:
+            self.routes.forget()  # whatever broke may have taken the bindings with it
             raise classify(exc, too_large=lambda: self._too_large(call)) from exc
 
     def _too_large(self, call: TaskCall) -> str | None:
@@ -94,8 +96,13 @@ class Publisher:
     def broker_run_id(self) -> str:
         """Redis's run_id: it changes when the server restarts, and with it every queue
         may be gone (no persistence), so messages published before need publishing again."""
-        info = self._redis.info("server")
-        return str(info["run_id"])
+        run_id = str(self._redis.info("server")["run_id"])
+        if run_id != self._run_id:
+            # A restarted Redis without persistence has no binding tables until the
+            # workers reconnect: a cached route would let kombu drop a republish.
+            self.routes.forget()
+            self._run_id = run_id
+        return run_id
 
     def queue_length(self, queue: str) -> int:
         """Messages waiting in a Redis-transport queue (its list key)."""

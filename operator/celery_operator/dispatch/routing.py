@@ -21,7 +21,8 @@ from celery_operator.api import TaskCall
 from celery_operator.dispatch.errors import PublishFailed
 
 # A route found stays trusted this long: the hot path then pays no Redis round trip.
-# Bindings only go away when a queue is deleted, which Celery workers do not do.
+# Bindings go away when a queue is deleted (Celery workers do not do that) or when the
+# broker restarts empty: then the publisher forgets every route (see `forget`).
 ROUTE_CACHE_SECONDS = 10.0
 ROUTE_CACHE_MAX = 1024
 
@@ -92,6 +93,12 @@ class RouteCheck:
                 if len(self._found) >= ROUTE_CACHE_MAX:
                     self._found.clear()
             self._found[dest] = now + ROUTE_CACHE_SECONDS
+
+    def forget(self) -> None:
+        """Drop every cached route: the broker restarted or the connection broke, and
+        the binding tables may be gone until the workers declare their queues again."""
+        with self._lock:
+            self._found.clear()
 
     def _routed(self, channel: Any, call: TaskCall, exchange: str, routing_key: str | None) -> bool:
         kind = channel.typeof(exchange)
