@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +114,14 @@ def test_what_cannot_succeed_on_retry_is_permanent(own_redis: RedisServer) -> No
     try:
         failed = _refused(publisher, args=(object(),))
         assert (failed.permanent, failed.reason) == (True, "EncodeError")
+
+        # An expiry Celery cannot turn into seconds from now (OverflowError).
+        with pytest.raises(PublishFailed) as info:
+            publisher.publish(Publication(
+                TaskCall("demo.add", args=(1, 1)), task_id=str(uuid.uuid4()),
+                expires=datetime.min.replace(tzinfo=timezone(timedelta(hours=5))),
+            ))
+        assert (info.value.permanent, info.value.reason) == (True, "InvalidArguments")
 
         admin.set("taken", "a string, not a list")
         failed = _refused(publisher, args=(1, 1), queue="taken")

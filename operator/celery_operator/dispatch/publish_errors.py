@@ -86,7 +86,7 @@ def classify(exc: BaseException, *, too_large: Callable[[], str | None]) -> Publ
             permanent=False, reason="BrokerUnavailable",
             public_message=f"the broker is unavailable ({public_error(cause)})",
         )
-    if has(TypeError, ValueError):
+    if has(TypeError, ValueError, ArithmeticError):  # e.g. an eta Celery cannot represent
         return PublishFailed(
             permanent=True, reason="InvalidArguments",
             public_message=f"Celery refused the message's options ({public_error(exc)})",
