@@ -81,12 +81,13 @@ class Publisher:
             size = len(json.dumps([list(call.args), dict(call.kwargs)]))
         except (TypeError, ValueError):
             return None
-        # kombu base64-encodes the body inside a JSON envelope: 4/3 of it and headers.
+        # kombu base64-encodes the body inside its JSON envelope: at least 4/3 of it.
         size = size * 4 // 3
         if size < REDIS_MIN_BULK_LIMIT:
             return None
         try:
-            limit = int(str(self._redis.config_get("proto-max-bulk-len")["proto-max-bulk-len"]))
+            value: Any = self._redis.config_get("proto-max-bulk-len")["proto-max-bulk-len"]
+            limit = int(value.decode() if isinstance(value, bytes) else value)
         except Exception:  # down, or CONFIG refused: then it is an outage as far as we know
             return None
         if size < limit:
