@@ -4,9 +4,10 @@ so a chart can take them from a Secret; they are never logged with their passwor
 from __future__ import annotations
 
 import os
+import re
 import socket
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote
 
 
 @dataclass(frozen=True)
@@ -25,11 +26,55 @@ class OperatorConfig:
     identity: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
 
 
+# Query parameters whose value is a secret (kombu/redis-py accept e.g. ?password=).
+_SECRET_PARAM = re.compile(r"pass|pwd|secret|token|auth|credential|api_?key|private", re.I)
+# kombu's failover list "url1;url2": split only where the next URL begins, so a ';'
+# inside a password stays where it is.
+_NEXT_URL = re.compile(r";(?=[A-Za-z][A-Za-z0-9+.-]*://)")
+
+
+_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
+
+
+def redact_urls_in(text: str) -> str:
+    """`text` with every URL in it passed through redact_url (for log lines)."""
+    if "://" not in text:
+        return text
+    return _URL_IN_TEXT.sub(lambda m: redact_url(m.group(0)), text)
+
+
 def redact_url(url: str) -> str:
-    """The URL with its password replaced by ***, for logs."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+    """The URL with every password replaced by ***, for logs: the userinfo password (also
+    unencoded, with '@', ':' or '/' in it), secret-looking query parameters, and each URL
+    of a ';'-separated failover list. When in doubt it hides more, never less."""
+    return ";".join(_redact_one(part) for part in _NEXT_URL.split(url))
+
+
+def _redact_one(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    # The host follows the *last* '@': everything before it is userinfo, whatever it
+    # holds (a password may contain '@', ':' or '/'). An '@' after the host (in a query
+    # value) makes the host look like userinfo too: hidden, which errs the safe way.
+    userinfo, at, hostpart = rest.rpartition("@")
+    if at and ":" in userinfo:
+        user = userinfo.split(":", 1)[0]
+        rest = f"{user}:***@{_redact_query(hostpart)}"
+    else:  # no password (a user name alone is not a secret)
+        rest = _redact_query(rest)
+    return f"{scheme}{sep}{rest}"
+
+
+def _redact_query(rest: str) -> str:
+    head, q, query = rest.partition("?")
+    if not q:
+        return rest
+    query, hash_, fragment = query.partition("#")
+    params = []
+    for param in query.split("&"):
+        name, eq, value = param.partition("=")
+        if eq and value and _SECRET_PARAM.search(unquote(name)):
+            value = "***"
+        params.append(f"{name}{eq}{value}")
+    return f"{head}?{'&'.join(params)}{hash_}{fragment}"

@@ -2,7 +2,46 @@
 
 from __future__ import annotations
 
+import threading
+
 from prometheus_client import Counter, Gauge, Histogram
+
+# The `queue` label comes from spec.task.queue, free text any tenant writes. Every
+# distinct value is a time series the process (and Prometheus) keeps forever, so a
+# tenant could grow them without bound: the first QUEUE_LABELS_MAX queues this process
+# sees keep their name, every later one is counted under OTHER_QUEUE.
+QUEUE_LABELS_MAX = 50
+OTHER_QUEUE = "other"
+DEFAULT_QUEUE = "celery"  # Celery's task_default_queue: where a task without a queue goes
+
+
+class QueueLabels:
+    """Label values for queues: the first `limit` distinct names, then OTHER_QUEUE."""
+
+    def __init__(self, limit: int = QUEUE_LABELS_MAX) -> None:
+        self.limit = limit
+        self._seen: set[str] = set()
+        self._lock = threading.Lock()
+
+    def label(self, name: str | None) -> str:
+        queue = name or DEFAULT_QUEUE
+        with self._lock:
+            if queue in self._seen:
+                return queue
+            if len(self._seen) < self.limit:
+                self._seen.add(queue)
+                return queue
+        return OTHER_QUEUE
+
+
+_QUEUE_LABELS = QueueLabels()
+
+
+def queue_label(name: str | None) -> str:
+    """The value for a `queue` label: the queue's name (None: Celery's default queue)
+    for the first QUEUE_LABELS_MAX distinct queues this process labels, "other" after."""
+    return _QUEUE_LABELS.label(name)
+
 
 DISPATCH_LATENESS = Histogram(
     "celery_operator_dispatch_lateness_seconds",
@@ -10,7 +49,9 @@ DISPATCH_LATENESS = Histogram(
     buckets=(-2, -1, -0.5, -0.1, 0, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
 )
 DISPATCHED = Counter(
-    "celery_operator_dispatched_total", "Task messages published.", ["queue"]
+    "celery_operator_dispatched_total",
+    "Task messages published (queue: see queue_label).",
+    ["queue"],
 )
 FINISHED = Counter(
     "celery_operator_finished_total", "ScheduledTasks that reached a final phase.",

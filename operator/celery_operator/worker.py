@@ -14,6 +14,11 @@ retries by its own policy under a new attempt id.
     from celery_operator.worker import install_run_once_guard
     install_run_once_guard(app)            # before the worker starts
 
+The guard also enforces revokes durably: a task id the operator marked revoked (a key
+in the result backend's Redis, see dispatch.revocations) does not run when it is
+delivered, even to a worker that missed the revoke broadcast or restarted since; the
+guard records REVOKED for it in the result backend, as Celery does for a revoked task.
+
 Only messages sent by the operator (they carry the `celeryoperator_uid` header) are
 guarded; other tasks of the app run as before. This module imports Celery and Redis,
 so it lives with the worker code users import, not in the operator's layers.
@@ -29,20 +34,41 @@ from celery import Celery, states
 from celery.exceptions import Ignore
 from celery.signals import task_prerun
 
+from celery_operator.dispatch.revocations import revoked_key
+
 logger = logging.getLogger(__name__)
 
 CLAIM_PREFIX = "celery-operator:run-once:"
 OPERATOR_HEADER = "celeryoperator_uid"
 DEFAULT_TTL_SECONDS = 7 * 24 * 3600
+REVOKED_REASON = "revoked through celery-operator"
 
 
 class DuplicateDelivery(Ignore):
     """Raised inside the worker for a task id that already ran; Celery drops it silently."""
 
 
-def claim_run(client: redis.Redis, task_id: str, ttl_seconds: int = DEFAULT_TTL_SECONDS) -> bool:
-    """True the first time `task_id` is claimed, False for every later delivery."""
-    return bool(client.set(CLAIM_PREFIX + task_id, "1", nx=True, ex=ttl_seconds))
+class RevokedDelivery(Ignore):
+    """Raised inside the worker for a task id the operator revoked (REVOKED is stored)."""
+
+
+def check_and_claim(
+    store: redis.Redis,
+    task_id: str,
+    ttl_seconds: int = DEFAULT_TTL_SECONDS,
+    backend: redis.Redis | None = None,
+) -> tuple[bool, bool]:
+    """(revoked, first): is `task_id` marked revoked (in `backend`, the result backend's
+    Redis, or in `store`), and is this its first claim. One round trip per Redis.
+
+    A revoked id is claimed too: a later delivery is then a duplicate and leaves the
+    REVOKED record alone; an id that ran before it was revoked stays a duplicate."""
+    revoked = backend is not None and bool(backend.exists(revoked_key(task_id)))
+    pipe = store.pipeline(transaction=False)
+    pipe.exists(revoked_key(task_id))
+    pipe.set(CLAIM_PREFIX + task_id, "1", nx=True, ex=ttl_seconds)
+    marked, claimed = pipe.execute()
+    return revoked or bool(marked), bool(claimed)
 
 
 def install_run_once_guard(
@@ -52,27 +78,43 @@ def install_run_once_guard(
 
     `redis_url` defaults to the app's result backend when it is Redis, else its broker.
     Claims expire after `ttl_seconds` (keep it above the longest time an id may be
-    republished: the operator's retry horizon).
+    republished: the operator's retry horizon). Revoke marks are read from the result
+    backend's Redis (where the operator writes them) and from `redis_url` too.
     """
     url = redis_url or _default_url(app)
-    client: redis.Redis | None = None
+    backend_url = _redis_backend_url(app)
+    clients: dict[str, redis.Redis] = {}
+
+    def client(for_url: str) -> redis.Redis:
+        if for_url not in clients:  # in the pool process: never shared across a fork
+            clients[for_url] = redis.Redis.from_url(for_url)
+        return clients[for_url]
 
     def guard(task_id: str | None = None, task: Any = None, **_: Any) -> None:
-        nonlocal client
         request = getattr(task, "request", None)
         headers = getattr(request, "headers", None) or {}
         if not task_id or (OPERATOR_HEADER not in headers and not _has_header(request)):
             return
-        if client is None:
-            client = redis.Redis.from_url(url)
-        if not claim_run(client, task_id, ttl_seconds):
+        backend = client(backend_url) if backend_url and backend_url != url else None
+        revoked, first = check_and_claim(client(url), task_id, ttl_seconds, backend)
+        if request is None:
+            return
+        if not first:
             logger.warning("task %s was delivered again; it already ran, dropping it", task_id)
             # Mark the request so the task body is skipped (see _wrap_task_call) and so
             # Celery does not overwrite the first run's record with STARTED next
             # (task_track_started): the operator would wait on that record forever.
-            if request is not None:
-                request.celeryoperator_duplicate = True
-                _skip_started_of_duplicates(task.backend)
+            request.celeryoperator_duplicate = True
+            _skip_started_of_marked(task.backend)
+        elif revoked:
+            logger.warning("task %s was revoked through celery-operator; not running it",
+                           task_id)
+            # REVOKED is what Celery itself stores for a revoked task; STARTED must not
+            # follow it (see _skip_started_of_marked), and the body must not run.
+            request.celeryoperator_revoked = True
+            _skip_started_of_marked(task.backend)
+            task.backend.mark_as_revoked(task_id, REVOKED_REASON, request=request)
+            _announce_revoked(task)
 
     task_prerun.connect(guard, weak=False)
     _wrap_task_call(app)
@@ -83,24 +125,43 @@ def _has_header(request: Any) -> bool:
     return getattr(request, OPERATOR_HEADER, None) is not None
 
 
-def _default_url(app: Celery) -> str:
+def _redis_backend_url(app: Celery) -> str | None:
     backend = str(app.conf.result_backend or "")
-    if backend.startswith(("redis://", "rediss://", "unix://")):
-        return backend
-    return str(app.conf.broker_url)
+    return backend if backend.startswith(("redis://", "rediss://", "unix://")) else None
 
 
-def _skip_started_of_duplicates(backend: Any) -> None:
+def _default_url(app: Celery) -> str:
+    return _redis_backend_url(app) or str(app.conf.broker_url)
+
+
+def _marked(request: Any) -> bool:
+    return bool(
+        getattr(request, "celeryoperator_duplicate", False)
+        or getattr(request, "celeryoperator_revoked", False)
+    )
+
+
+def _announce_revoked(task: Any) -> None:
+    """A task-revoked event, as a worker sends for a revoked task: a hint for the
+    operator to read the result backend now. Best effort: the record is what counts."""
+    try:
+        task.send_event(
+            "task-revoked", retry=False, terminated=False, signum=None, expired=False
+        )
+    except Exception as exc:
+        logger.info("could not send task-revoked for %s: %s", task.request.id, exc)
+
+
+def _skip_started_of_marked(backend: Any) -> None:
     """Wrap this backend's `store_result` (once) to drop the STARTED record of a delivery
-    the guard marked as a duplicate. Celery stores STARTED through the same backend object
-    right after task_prerun, with the marked request."""
+    the guard marked (duplicate or revoked). Celery stores STARTED through the same
+    backend object right after task_prerun, with the marked request."""
     if getattr(backend, "_celeryoperator_wrapped", False):
         return
     original = backend.store_result
 
     def store_result(task_id: str, result: Any, state: str, *args: Any, **kwargs: Any) -> Any:
-        request = kwargs.get("request")
-        if state == states.STARTED and getattr(request, "celeryoperator_duplicate", False):
+        if state == states.STARTED and _marked(kwargs.get("request")):
             return result
         return original(task_id, result, state, *args, **kwargs)
 
@@ -109,10 +170,11 @@ def _skip_started_of_duplicates(backend: Any) -> None:
 
 
 def _wrap_task_call(app: Celery) -> None:
-    """Skip the body of a task whose delivery the guard marked as a duplicate.
+    """Skip the body of a task whose delivery the guard marked (duplicate or revoked).
 
     Signals cannot cancel a task, so the app's base Task gets a `__call__` that checks
-    the mark first; `Ignore` leaves the state of the first run untouched.
+    the mark first; `Ignore` leaves the stored state untouched (the first run's, or
+    the REVOKED the guard stored).
     """
     base = app.Task
 
@@ -124,6 +186,8 @@ def _wrap_task_call(app: Celery) -> None:
     def __call__(self: Any, *args: Any, **kwargs: Any) -> Any:
         if getattr(self.request, "celeryoperator_duplicate", False):
             raise DuplicateDelivery()
+        if getattr(self.request, "celeryoperator_revoked", False):
+            raise RevokedDelivery()
         return original_call(self, *args, **kwargs)
 
     base.__call__ = __call__

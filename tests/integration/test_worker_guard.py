@@ -1,4 +1,5 @@
-"""celery_operator.worker: a task id published twice runs once."""
+"""celery_operator.worker: a task id published twice runs once; one revoked through the
+operator never runs, even on a worker that missed the broadcast."""
 
 from __future__ import annotations
 
@@ -11,8 +12,12 @@ import pytest
 import redis as redis_lib
 from celery import Celery
 
-from celery_operator.devstack import CeleryWorker
+from celery_operator.api import TaskCall
+from celery_operator.api.celery_state import TaskState
+from celery_operator.devstack import CeleryWorker, RedisServer
 from celery_operator.devstack.demo_app import DROPPED_KEY, RUNS_KEY
+from celery_operator.dispatch.backend import CeleryBackend
+from celery_operator.dispatch.publisher import Publication
 
 pytestmark = pytest.mark.integration
 
@@ -59,4 +64,53 @@ def test_republished_id_runs_once_with_the_guard_and_twice_without(
         else:
             assert _wait_count(results, RUNS_KEY + task_id, 2) == 2  # Celery alone: twice
     finally:
+        worker.stop()
+
+
+def _wait_status(
+    backend: CeleryBackend, task_id: str, want: str, timeout: float = 30
+) -> TaskState | None:
+    deadline = time.monotonic() + timeout
+    state = None
+    while time.monotonic() < deadline:
+        state = backend.read([task_id])[task_id]
+        if state is not None and state.status == want:
+            return state
+        time.sleep(0.1)
+    return state
+
+
+@pytest.mark.parametrize("store", ["result backend", "separate guard store"])
+def test_a_task_marked_revoked_never_runs_and_the_backend_says_revoked(
+    store: str, broker_url: str, backend_url: str, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    queue = f"revoke-{uuid.uuid4().hex[:6]}"
+    if store == "result backend":
+        app, env = "celery_operator.devstack.demo_app", {"DEMO_RUN_ONCE": "1"}
+    else:  # claims elsewhere; the operator's revoke mark is still in the result backend
+        app = "bench.worker_app"
+        env = {"BENCH_GUARD_URL": redis_server.db_url(2),
+               "BENCH_RECORDER_URL": redis_server.db_url(3)}
+    # One process: the second task below runs only after the first one's trace ended.
+    worker = CeleryWorker(broker_url, backend_url, queues=(queue,), workdir=tmp_path,
+                          extra_env=env, app=app, concurrency=1).start()
+    backend = CeleryBackend(broker_url, backend_url)
+    try:
+        revoked, control = str(uuid.uuid4()), str(uuid.uuid4())
+        backend.mark_revoked(revoked)  # no broadcast: as if no worker had listened
+        for task_id in (revoked, control):
+            backend.publish(Publication(
+                TaskCall("demo.echo_json", kwargs={"ran": task_id}, queue=queue),
+                task_id=task_id, headers={"celeryoperator_uid": "u-1"},
+            ))
+        state = _wait_status(backend, revoked, "REVOKED")
+        assert state is not None and state.status == "REVOKED", state
+        assert state.exception_type == "TaskRevokedError"
+        done = _wait_status(backend, control, "SUCCESS")
+        assert done is not None and done.result == {"ran": control}, done
+        # The body never ran: it would have stored SUCCESS over REVOKED by now.
+        after = backend.read([revoked])[revoked]
+        assert after is not None and after.status == "REVOKED" and after.result == state.result
+    finally:
+        backend.close()
         worker.stop()

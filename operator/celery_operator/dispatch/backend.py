@@ -9,15 +9,18 @@ from celery_operator.dispatch.control import consumed_queues, revoke
 from celery_operator.dispatch.events import EventListener, TaskEvent
 from celery_operator.dispatch.publisher import Publication, Publisher
 from celery_operator.dispatch.results import ResultReader
+from celery_operator.dispatch.revocations import RevokeMarks
 
 
 class CeleryBackend:
     def __init__(self, broker_url: str, result_backend_url: str) -> None:
         self.publisher = Publisher(broker_url)
         self.reader = ResultReader(result_backend_url)
+        self.revoke_marks = RevokeMarks(result_backend_url)
         self._listener: EventListener | None = None
 
     def publish(self, pub: Publication) -> None:
+        """Raises only dispatch.errors.PublishFailed."""
         self.publisher.publish(pub)
 
     def read(self, task_ids: Iterable[str]) -> dict[str, TaskState | None]:
@@ -25,6 +28,11 @@ class CeleryBackend:
 
     def revoke(self, task_id: str, *, terminate: bool, signal: str) -> None:
         revoke(self.publisher.app, task_id, terminate=terminate, signal=signal)
+
+    def mark_revoked(self, task_id: str) -> None:
+        """Record the revoke durably in the result backend's Redis (for 7 days): a worker
+        with the run-once guard refuses the task even if it missed every broadcast."""
+        self.revoke_marks.mark(task_id)
 
     def consumed_queues(self) -> set[str]:
         return consumed_queues(self.publisher.app)
@@ -49,4 +57,5 @@ class CeleryBackend:
         if self._listener is not None:
             self._listener.stop()
         self.reader.close()
+        self.revoke_marks.close()
         self.publisher.close()

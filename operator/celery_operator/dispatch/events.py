@@ -25,6 +25,7 @@ TASK_EVENTS = frozenset(
 
 
 WORKER_EVENTS = frozenset({"worker-online", "worker-heartbeat", "worker-offline"})
+MAX_TIMESTAMP = 253402300799.0  # 9999-12-31T23:59:59Z: the last second datetime holds
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,17 @@ class TaskEvent:
     task_id: str
     hostname: str | None
     timestamp: float | None
+
+
+def _origin(event: dict[str, Any]) -> tuple[str | None, float | None]:
+    """(hostname, timestamp) of an event, each None unless it has the right type and
+    the timestamp is a time a datetime can hold."""
+    hostname = event.get("hostname")
+    raw = event.get("timestamp")
+    timestamp = None
+    if isinstance(raw, int | float) and not isinstance(raw, bool) and 0 < raw < MAX_TIMESTAMP:
+        timestamp = float(raw)  # NaN and infinities fail the comparison
+    return hostname if isinstance(hostname, str) and hostname else None, timestamp
 
 
 class EventListener:
@@ -87,14 +99,22 @@ class EventListener:
 
     def _handle(self, event: dict[str, Any]) -> None:
         self._wait_out_quiet()
+        if not isinstance(event, dict):
+            return
         kind = str(event.get("type", ""))
         task_id = event.get("uuid")
-        if kind in TASK_EVENTS and task_id:
-            self.on_event(
-                TaskEvent(kind, str(task_id), event.get("hostname"), event.get("timestamp"))
-            )
+        if kind in TASK_EVENTS and isinstance(task_id, str) and task_id:
+            self._forward(TaskEvent(kind, task_id, *_origin(event)))
         elif kind in WORKER_EVENTS:
-            self.on_event(TaskEvent(kind, "", event.get("hostname"), event.get("timestamp")))
+            self._forward(TaskEvent(kind, "", *_origin(event)))
+
+    def _forward(self, event: TaskEvent) -> None:
+        # Anyone with broker access can publish events: one the handler chokes on must
+        # not cost the listener its connection (and every hint after it).
+        try:
+            self.on_event(event)
+        except Exception:
+            logger.exception("handling celery event %s failed", event.kind)
 
     def _run(self) -> None:
         while not self._stop.is_set():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import threading
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -12,6 +12,13 @@ import redis
 from celery import Celery
 
 from celery_operator.api import TaskCall
+from celery_operator.dispatch.errors import PublishFailed
+from celery_operator.dispatch.publish_errors import classify
+from celery_operator.dispatch.routing import RouteCheck, reserved_name
+
+# Smallest limit Redis accepts for one value (proto-max-bulk-len): a message below it
+# is never refused as too large, so smaller ones never ask the server.
+REDIS_MIN_BULK_LIMIT = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -46,45 +53,57 @@ class Publisher:
         self.broker_url = broker_url
         self.app = celery_app(broker_url)
         self._redis = redis.Redis.from_url(broker_url, socket_timeout=10)
-        self._lock = threading.Lock()
+        self.routes = RouteCheck(self.app)
+        self._run_id: str | None = None
 
     def publish(self, pub: Publication) -> None:
-        """Send the message; raises on a broker error after a few connection retries."""
+        """Send the message (a few connection retries first); raises only PublishFailed."""
         call = pub.call
-        options: dict[str, Any] = {
-            "task_id": pub.task_id,
-            "args": list(call.args),
-            "kwargs": dict(call.kwargs),
-            "headers": dict(call.headers) | dict(pub.headers),
-            "retry": True,
-            "retry_policy": {
-                "max_retries": 3,
-                "interval_start": 0.2,
-                "interval_step": 0.5,
-                "interval_max": 2,
-            },
-        }
-        if pub.eta is not None:
-            options["eta"] = pub.eta
-        if pub.expires is not None:
-            options["expires"] = pub.expires
-        for key, value in (
-            ("queue", call.queue),
-            ("routing_key", call.routing_key),
-            ("exchange", call.exchange),
-            ("priority", call.priority),
-            ("time_limit", call.time_limit),
-            ("soft_time_limit", call.soft_time_limit),
-        ):
-            if value is not None:
-                options[key] = value
-        self.app.send_task(call.name, **options)
+        if (problem := reserved_name(call.queue, call.exchange)) is not None:
+            raise PublishFailed(permanent=True, reason="ReservedName", public_message=problem)
+        try:
+            with self.app.producer_or_acquire() as producer:
+                # The check reads the binding table through the very channel that
+                # publishes, so it routes exactly as kombu will.
+                self.routes.check(producer, call)
+                self.app.send_task(call.name, producer=producer, **_options(pub))
+        except PublishFailed:
+            raise
+        except Exception as exc:
+            self.routes.forget()  # whatever broke may have taken the bindings with it
+            raise classify(exc, too_large=lambda: self._too_large(call)) from exc
+
+    def _too_large(self, call: TaskCall) -> str | None:
+        """Why the broker refuses this message for its size (None: it does not). Redis
+        drops the connection on a value over proto-max-bulk-len: that looks like an
+        outage, so only a big message asks the server for its limit."""
+        try:
+            size = len(json.dumps([list(call.args), dict(call.kwargs)]))
+        except (TypeError, ValueError):
+            return None
+        # kombu base64-encodes the body inside its JSON envelope: at least 4/3 of it.
+        size = size * 4 // 3
+        if size < REDIS_MIN_BULK_LIMIT:
+            return None
+        try:
+            value: Any = self._redis.config_get("proto-max-bulk-len")["proto-max-bulk-len"]
+            limit = int(value.decode() if isinstance(value, bytes) else value)
+        except Exception:  # down, or CONFIG refused: then it is an outage as far as we know
+            return None
+        if size < limit:
+            return None
+        return f"the message ({size} bytes) is larger than the broker accepts ({limit} bytes)"
 
     def broker_run_id(self) -> str:
         """Redis's run_id: it changes when the server restarts, and with it every queue
         may be gone (no persistence), so messages published before need publishing again."""
-        info = self._redis.info("server")
-        return str(info["run_id"])
+        run_id = str(self._redis.info("server")["run_id"])
+        if run_id != self._run_id:
+            # A restarted Redis without persistence has no binding tables until the
+            # workers reconnect: a cached route would let kombu drop a republish.
+            self.routes.forget()
+            self._run_id = run_id
+        return run_id
 
     def queue_length(self, queue: str) -> int:
         """Messages waiting in a Redis-transport queue (its list key)."""
@@ -93,3 +112,36 @@ class Publisher:
     def close(self) -> None:
         self._redis.close()
         self.app.close()
+
+
+def _options(pub: Publication) -> dict[str, Any]:
+    call = pub.call
+    options: dict[str, Any] = {
+        "task_id": pub.task_id,
+        "args": list(call.args),
+        "kwargs": dict(call.kwargs),
+        "headers": dict(call.headers) | dict(pub.headers),
+        "retry": True,
+        "retry_policy": {
+            "max_retries": 3,
+            "interval_start": 0.2,
+            "interval_step": 0.5,
+            "interval_max": 2,
+        },
+    }
+    if pub.eta is not None:
+        options["eta"] = pub.eta
+    if pub.expires is not None:
+        options["expires"] = pub.expires
+    for key, value in (
+        ("queue", call.queue),
+        ("routing_key", call.routing_key),
+        ("exchange", call.exchange),
+        ("priority", call.priority),
+        ("time_limit", call.time_limit),
+        ("soft_time_limit", call.soft_time_limit),
+    ):
+        if value is not None:
+            options[key] = value
+    return options
+
