@@ -7,9 +7,8 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
-
 from datetime import datetime
+from typing import Any, TypeVar
 
 from celery_operator import metrics
 from celery_operator.api import set_condition

@@ -272,7 +272,8 @@ class TaskEngine:
         if task_id and status.get("phase") in REVOKE_ON_DELETE:
             # Deleting a dispatched task revokes it (best effort: no finalizer, see docs).
             spec = (entry.body if entry else body).get("spec") or {}
-            revoke = spec.get("revoke") if isinstance(spec.get("revoke"), Mapping) else {}
+            raw_revoke = spec.get("revoke")
+            revoke: Mapping[str, Any] = raw_revoke if isinstance(raw_revoke, Mapping) else {}
             asyncio.get_running_loop().run_in_executor(
                 self._publish_pool,
                 self._send_revoke,
@@ -408,7 +409,7 @@ class TaskEngine:
         phase = entry.status.get("phase")
         task_id = current_task_id(uid, entry.status)
         if step.finished_outcome:
-            queue = _queue(entry)
+            queue = metrics.queue_label(_queue(entry))
             metrics.FINISHED.labels(queue=queue, outcome=step.finished_outcome).inc()
             # What this process published is only needed until the attempt ends.
             self._published.pop(uid, None)
@@ -478,7 +479,7 @@ class TaskEngine:
                 int(entry.meta.get("generation") or 0), self.clock(),
             )
             with contextlib.suppress(Exception):
-                outcome, obj = await self.io.write_status(
+                _, obj = await self.io.write_status(
                     SCHEDULED_PLURAL, entry.body, {"conditions": conditions}
                 )
                 if obj is not None and resource_version(obj) >= resource_version(entry.body):
@@ -526,7 +527,7 @@ class TaskEngine:
         self._quiet_for_burst(uid, order.eta)
         lateness = (self.clock() - order.eta).total_seconds()
         metrics.DISPATCH_LATENESS.observe(lateness)
-        metrics.DISPATCHED.labels(queue=spec.task.queue or "celery").inc()
+        metrics.DISPATCHED.labels(queue=metrics.queue_label(spec.task.queue)).inc()
 
     def _publish_failed(self, uid: str, task_id: str, exc: Exception) -> PublishFailure:
         """Classify a publish error (dispatch says whether a retry can help) and pick the
