@@ -45,7 +45,10 @@ def _record(task_id: str | None = None, task: Any = None, **_: Any) -> None:
     if not task_id:
         return
     now = time.time()
-    if getattr(getattr(task, "request", None), "celeryoperator_duplicate", False):
+    request = getattr(task, "request", None)
+    if getattr(request, "celeryoperator_revoked", False):
+        return  # the guard refused a task the operator revoked: it did not run
+    if getattr(request, "celeryoperator_duplicate", False):
         _recorder().incr(DROPPED + task_id)
         return
     pipe = _recorder().pipeline()

@@ -147,18 +147,68 @@ def test_revoke_after_dispatch_terminates_the_running_task(
     tasks.create("long", {"task": {"name": "demo.sleep", "args": [30]}})
     obj = tasks.wait_phase("long", "Started", timeout=20)
     tasks.patch_spec("long", {"revoke": {"terminate": True, "signal": "SIGKILL"}})
-    obj = tasks.wait_phase("long", "Revoked", timeout=10)
-    task_id = obj["status"]["taskId"]
-    deadline = time.monotonic() + 15
-    meta = None
-    while time.monotonic() < deadline:
-        raw = results.get(f"celery-task-meta-{task_id}")
-        meta = json.loads(raw) if raw else None
-        if meta and meta["status"] in ("REVOKED", "FAILURE"):
-            break
-        time.sleep(0.2)
-    assert meta is not None and meta["status"] in ("REVOKED", "FAILURE"), meta
-    assert obj["status"]["phase"] == "Revoked"
+    # Revoked only once the worker says so: Celery stores REVOKED for a terminated task.
+    obj = tasks.wait_phase("long", "Revoked", timeout=20)
+    meta = json.loads(results.get(f"celery-task-meta-{obj['status']['taskId']}"))
+    assert meta["status"] == "REVOKED", meta
+    assert results.get(RUNS_KEY + obj["status"]["taskId"]) == b"1"  # it had started once
+
+
+def test_a_revoke_no_worker_heard_is_enforced_when_a_worker_comes(
+    start_operator: StartOperator, tasks: Tasks, results: redis_lib.Redis, core,
+    namespace: str, broker_url: str, backend_url: str, tmp_path: Path,
+) -> None:
+    """Celery's revoke is a broadcast: a worker that was not listening never hears it.
+    The operator keeps the task Revoking, records the revoke where the worker guard
+    looks and broadcasts again when a worker joins; the task body never runs."""
+    queue = f"nobody-{tmp_path.name[-8:]}"
+    start_operator()
+    tasks.create("unheard", {"task": {"name": "demo.add", "args": [1, 2], "queue": queue}})
+    task_id = tasks.wait_phase("unheard", "Queued", timeout=20)["status"]["taskId"]
+    tasks.patch_spec("unheard", {"revoke": {}})
+    obj = tasks.wait_phase("unheard", "Revoking", timeout=10)
+    assert "enforced until it takes effect" in obj["status"]["conditions"][0]["message"]
+    worker = CeleryWorker(broker_url, backend_url, queues=(queue,), workdir=tmp_path,
+                          concurrency=1, extra_env={"DEMO_RUN_ONCE": "1"}).start()
+    try:
+        obj = tasks.wait_phase("unheard", "Revoked", timeout=30)
+    finally:
+        worker.stop()
+    assert results.get(RUNS_KEY + task_id) is None  # the body never ran
+    meta = json.loads(results.get(f"celery-task-meta-{task_id}"))
+    assert meta["status"] == "REVOKED", meta
+    reasons = [r for _, r, _ in wait_for_events(
+        core, namespace, "unheard", lambda es: "Revoked" in {r for _, r, _ in es})]
+    assert reasons.count("Revoking") == 1 and reasons.count("Revoked") == 1
+
+
+def test_a_queued_task_nobody_takes_expires_and_is_revoked(
+    start_operator: StartOperator, tasks: Tasks, results: redis_lib.Redis,
+    broker_url: str, backend_url: str, tmp_path: Path,
+) -> None:
+    queue = f"late-{tmp_path.name[-8:]}"
+    start_operator()
+    tasks.create("stale", {"task": {"name": "demo.add", "args": [1, 2], "queue": queue},
+                           "expires": 3})
+    queued = tasks.wait_phase("stale", "Queued", timeout=20)
+    obj = tasks.wait_phase("stale", "Expired", timeout=15)
+    expires_at = parse_time(obj["status"]["expiresAt"])
+    assert parse_time(obj["status"]["completionTime"]) >= expires_at
+    assert "while waiting in the queue" in obj["status"]["conditions"][0]["message"]
+    # A worker that comes later does not run it.
+    task_id = queued["status"]["taskId"]
+    worker = CeleryWorker(broker_url, backend_url, queues=(queue,), workdir=tmp_path,
+                          concurrency=1).start()
+    try:
+        deadline = time.monotonic() + 20
+        while results.get(f"celery-task-meta-{task_id}") is None:
+            assert time.monotonic() < deadline, "the worker never took the expired message"
+            time.sleep(0.2)
+    finally:
+        worker.stop()
+    assert json.loads(results.get(f"celery-task-meta-{task_id}"))["status"] == "REVOKED"
+    assert results.get(RUNS_KEY + task_id) is None
+    assert tasks.get("stale")["status"]["phase"] == "Expired"
 
 
 def test_expired_before_dispatch_is_never_sent(

@@ -790,7 +790,7 @@ def test_spec_revoke_while_waiting_for_a_retry() -> None:
 
 
 @pytest.mark.parametrize("running", [False, True], ids=["queued", "started"])
-def test_spec_revoke_after_dispatch_sends_a_revoke(running: bool) -> None:
+def test_spec_revoke_after_dispatch_sends_a_revoke_and_enforces_it(running: bool) -> None:
     task = new()
     dispatch(task, T0)
     extra: dict[str, Any] = {}
@@ -802,12 +802,19 @@ def test_spec_revoke_after_dispatch_sends_a_revoke(running: bool) -> None:
     step = task.step(T0 + s(10), **extra)
     assert step.revoke == RevokeRequest(terminate=True, signal="SIGKILL")
     assert step.publish is None
-    assert task.phase == "Revoked"
-    assert task.status["completionTime"] == iso(T0 + s(10))
-    assert reasons(step) == [("Normal", "Revoked")]
+    # Sent is not done: Revoking until a worker (or the backend) says it took effect.
+    assert task.phase == "Revoking"
+    assert "completionTime" not in task.status
+    assert reasons(step) == [("Normal", "Revoking")]
     assert "terminate=true" in step.notices[0].message
+    assert step.finished_outcome is None
+    assert step.track and step.wake_at == T0 + s(15)
+    # The worker terminated it: Celery stores REVOKED.
+    step = task.step(T0 + s(12), backend=task.backend("REVOKED", date_done=T0 + s(11)))
+    assert task.phase == "Revoked"
+    assert task.status["completionTime"] == iso(T0 + s(11))
     assert step.finished_outcome == "Revoked"
-    task.assert_quiet(T0 + s(11), **extra)
+    task.assert_quiet(T0 + s(13), backend=task.backend("REVOKED", date_done=T0 + s(11)))
 
 
 def test_spec_revoke_after_the_task_already_succeeded_keeps_the_success() -> None:

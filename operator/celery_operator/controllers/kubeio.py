@@ -7,9 +7,11 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from typing import Any, TypeVar
 
 from celery_operator import metrics
+from celery_operator.api import set_condition
 from celery_operator.kube.client import Conflict, Gone
 
 from .ports import Kube
@@ -24,6 +26,16 @@ def resource_version(body: Mapping[str, Any]) -> int:
         return int((body.get("metadata") or {}).get("resourceVersion") or 0)
     except ValueError:
         return 0
+
+
+def stalled_conditions(
+    current: Any, reason: str, message: str, generation: int, now: datetime
+) -> list[dict[str, Any]]:
+    """Ready=False and Stalled=True with one reason: the object needs a person."""
+    conditions = set_condition(current, type="Ready", status="False", reason=reason,
+                               message=message, generation=generation, now=now)
+    return set_condition(conditions, type="Stalled", status="True", reason=reason,
+                         message=message, generation=generation, now=now)
 
 
 class WriteOutcome:

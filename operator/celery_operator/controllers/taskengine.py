@@ -29,26 +29,34 @@ from celery_operator.api import (
     parse_time,
 )
 from celery_operator.api.celery_state import TaskState
+from celery_operator.dispatch.errors import PublishFailed, public_error
 from celery_operator.dispatch.events import TaskEvent
 from celery_operator.dispatch.publisher import Publication
+from celery_operator.kube.client import Rejected
+from celery_operator.scheduling.backoff import Backoff
 from celery_operator.scheduling.duetime import resolve_due_time
 from celery_operator.scheduling.task_lifecycle import (
     IN_FLIGHT,
     LifecycleConfig,
     Observed,
+    PublishFailure,
     Step,
+    current_task_id,
     plan_step,
 )
 
 from .bursts import BurstTracker, QuietWindows
 from .duequeue import DueQueue
-from .kubeio import KubeIO, WriteOutcome, resource_version
+from .kubeio import KubeIO, WriteOutcome, resource_version, stalled_conditions
 from .ports import Backend, Kube
 from .watched import Watched, slim
 
 logger = logging.getLogger(__name__)
 
 TERMINAL_STATES = frozenset({"SUCCESS", "FAILURE", "REVOKED"})
+# A deleted task with a message out there is revoked (terminated if it runs): these
+# phases may have one, Retrying too (Celery's own retry holds an ETA message).
+REVOKE_ON_DELETE = frozenset({p.value for p in IN_FLIGHT} | {Phase.RETRYING.value})
 # A burst's quiet window (no event hints, no result reads): from just before its due
 # time, for as long as it was claimed early, at most QUIET_MAX.
 QUIET_BEFORE = timedelta(seconds=0.5)
@@ -130,6 +138,16 @@ class TaskEngine:
         self._tracked: dict[str, str] = {}  # uid -> task id to follow in the backend
         self._uid_of: dict[str, str] = {}  # task id -> uid, for events (O(1) per event)
         self._hints = Hints()
+        # This process's publish failures (uid -> the last one) and their backoff.
+        self._publish_failures: dict[str, PublishFailure] = {}
+        self._publish_backoff = Backoff(initial=1.0, maximum=300.0)
+        # Revokes this process broadcast: uid -> (when last, how many times). A worker
+        # that (re)joins resets "when", so the revoke is sent again for it to hear.
+        self._revoke_sent: dict[str, tuple[datetime | None, int]] = {}
+        # Status writes the API server refused: retried with backoff, reported once.
+        self._rejected_backoff = Backoff(initial=5.0, maximum=600.0)
+        self._rejected_message: dict[str, str] = {}
+        self._read_backoff = Backoff(initial=1.0, maximum=60.0)
         self._quiet = QuietWindows()  # keyed by the burst's due second
         self._broker_run_id: str | None = None
         self.io = KubeIO(kube, kube_threads)
@@ -185,7 +203,13 @@ class TaskEngine:
 
     def _hint(self, event: TaskEvent) -> None:
         if event.hostname:
+            joined = event.kind == "worker-online" or (
+                event.hostname not in self._hints.worker_seen
+                or event.hostname in self._hints.worker_offline
+            )
             self._hints.worker_seen[event.hostname] = self.clock()
+            if joined and event.kind != "worker-offline":
+                self._resend_revokes()
             if event.kind == "worker-offline":
                 self._hints.worker_offline.add(event.hostname)
                 self._wake_tracked()
@@ -217,6 +241,13 @@ class TaskEngine:
         age: timedelta = self.clock() - self._hints.worker_seen[hostname]
         return age < self.worker_timeout
 
+    def _resend_revokes(self) -> None:
+        """A worker (re)joined: it has not heard the revokes sent so far (workers keep
+        revoked ids in memory only). Send each pending one again now."""
+        for uid, (_, sends) in list(self._revoke_sent.items()):
+            self._revoke_sent[uid] = (None, sends)
+            self.schedule(uid, self.clock())
+
     def _wake_tracked(self) -> None:
         for uid in list(self._tracked):
             self.schedule(uid, self.clock())
@@ -233,24 +264,41 @@ class TaskEngine:
         entry = self.entries.pop(uid, None)
         self._set_due(uid, None)
         self.queue.forget(uid)
-        task_id = self._untrack(uid)
+        self._untrack(uid)
         self._published.pop(uid, None)
+        self._forget_failures(uid)
         status = (entry.body if entry else body).get("status") or {}
-        phase = status.get("phase")
-        if task_id and phase in {p.value for p in IN_FLIGHT}:
+        task_id = current_task_id(uid, status)
+        if task_id and status.get("phase") in REVOKE_ON_DELETE:
             # Deleting a dispatched task revokes it (best effort: no finalizer, see docs).
             spec = (entry.body if entry else body).get("spec") or {}
-            revoke = spec.get("revoke") or {}
+            raw_revoke = spec.get("revoke")
+            revoke: Mapping[str, Any] = raw_revoke if isinstance(raw_revoke, Mapping) else {}
             asyncio.get_running_loop().run_in_executor(
                 self._publish_pool,
-                lambda: self.backend.revoke(
-                    task_id,
-                    # Deleting is cancelling: stop it if it runs (spec.revoke may say more).
-                    terminate=bool(revoke.get("terminate", True)),
-                    signal=str(revoke.get("signal", "SIGTERM")),
-                ),
+                self._send_revoke,
+                task_id,
+                # Deleting is cancelling: stop it if it runs (spec.revoke may say more).
+                revoke.get("terminate") is not False,
+                str(revoke.get("signal") or "SIGTERM"),
             )
             logger.info("revoked task %s of deleted %s", task_id, _name(body))
+
+    def _forget_failures(self, uid: str) -> None:
+        self._publish_failures.pop(uid, None)
+        self._publish_backoff.succeeded(uid)
+        self._revoke_sent.pop(uid, None)
+        self._rejected_message.pop(uid, None)
+        self._rejected_backoff.succeeded(uid)
+
+    def _send_revoke(self, task_id: str, terminate: bool, signal: str) -> None:
+        """Record the revoke where the worker guard looks, then broadcast it (from a
+        thread; a failure is logged, the next broadcast is already planned)."""
+        try:
+            self.backend.mark_revoked(task_id)
+            self.backend.revoke(task_id, terminate=terminate, signal=signal)
+        except Exception as exc:
+            logger.warning("revoking task %s failed: %s", task_id, public_error(exc))
 
     # ---- the due-time queue ------------------------------------------------------------
 
@@ -290,7 +338,7 @@ class TaskEngine:
     def observed(self, uid: str, entry: Entry) -> Observed:
         self._note_due(uid, entry)
         status = entry.status
-        task_id = status.get("taskId")
+        task_id = current_task_id(uid, status)
         held = self._deferred.pop(task_id, None) if task_id else None
         if held is not None:
             self._states[str(task_id)] = held[0]
@@ -316,13 +364,16 @@ class TaskEngine:
             started_hint=started,
             worker_alive=self.worker_alive(worker),
             extra_lead=self.bursts.extra_lead(uid),
+            publish_failure=self._publish_failures.get(uid),
+            revoke_sent_at=self._revoke_sent.get(uid, (None, 0))[0],
+            revoke_sends=self._revoke_sent.get(uid, (None, 0))[1],
         )
 
     async def reconcile(self, uid: str) -> None:
         entry = self.entries.get(uid)
         if entry is None:
             return
-        held = self._deferred.get(str(entry.status.get("taskId")))
+        held = self._deferred.get(str(current_task_id(uid, entry.status)))
         if held is not None and held[1] > self.clock():
             self.schedule(uid, held[1])  # its final write is paced: nothing before then
             return
@@ -337,15 +388,13 @@ class TaskEngine:
         if step.publish is not None:
             await self._publish(uid, entry, step)
             self.queue.again(uid)  # confirm right away
-        if step.revoke is not None and obs.status.get("taskId"):
-            task_id = str(obs.status["taskId"])
+        task_id = current_task_id(uid, obs.status)
+        if step.revoke is not None and task_id:
+            sends = self._revoke_sent.get(uid, (None, 0))[1]
+            self._revoke_sent[uid] = (self.clock(), sends + 1)
             await asyncio.get_running_loop().run_in_executor(
-                self._publish_pool,
-                lambda: self.backend.revoke(
-                    task_id, terminate=step.revoke.terminate, signal=step.revoke.signal
-                )
-                if step.revoke
-                else None,
+                self._publish_pool, self._send_revoke,
+                task_id, step.revoke.terminate, step.revoke.signal,
             )
         if step.delete:
             meta = entry.meta
@@ -358,12 +407,13 @@ class TaskEngine:
 
     def _after(self, uid: str, entry: Entry, step: Step) -> None:
         phase = entry.status.get("phase")
-        task_id = entry.status.get("taskId")
+        task_id = current_task_id(uid, entry.status)
         if step.finished_outcome:
-            queue = _queue(entry)
+            queue = metrics.queue_label(_queue(entry))
             metrics.FINISHED.labels(queue=queue, outcome=step.finished_outcome).inc()
             # What this process published is only needed until the attempt ends.
             self._published.pop(uid, None)
+            self._forget_failures(uid)
         if task_id and (step.track or phase in {p.value for p in IN_FLIGHT}) and not (
             step.finished_outcome
         ):
@@ -393,7 +443,14 @@ class TaskEngine:
         return task_id
 
     async def _write_status(self, uid: str, entry: Entry, patch: dict[str, Any]) -> bool:
-        outcome, obj = await self.io.write_status(SCHEDULED_PLURAL, entry.body, patch)
+        try:
+            outcome, obj = await self.io.write_status(SCHEDULED_PLURAL, entry.body, patch)
+        except Rejected as exc:
+            await self._status_rejected(uid, entry, exc)
+            return False
+        if uid in self._rejected_message:
+            self._rejected_message.pop(uid, None)
+            self._rejected_backoff.succeeded(uid)
         if outcome == WriteOutcome.GONE or obj is None:
             self.entries.pop(uid, None)
             self.queue.forget(uid)
@@ -405,6 +462,29 @@ class TaskEngine:
             self.queue.again(uid)  # plan again from what is there now
             return False
         return True
+
+    async def _status_rejected(self, uid: str, entry: Entry, exc: Rejected) -> None:
+        """The API server refused our status write (a schema limit, a CEL rule, RBAC):
+        the same write would fail again. Say so once per distinct message — in a
+        condition if the API server takes that much, and a Warning — and try the step
+        again later, with capped exponential backoff, never in a tight loop."""
+        delay = self._rejected_backoff.failed(uid)
+        message = f"the API server refused a status update ({exc.status}): {exc.message}"
+        logger.warning("status write for %s refused: %s", _name(entry.body), message)
+        if self._rejected_message.get(uid) != message:
+            self._rejected_message[uid] = message
+            self.io.post_event(entry.body, "Warning", "StatusRejected", message)
+            conditions = stalled_conditions(
+                entry.status.get("conditions"), "StatusRejected", message,
+                int(entry.meta.get("generation") or 0), self.clock(),
+            )
+            with contextlib.suppress(Exception):
+                _, obj = await self.io.write_status(
+                    SCHEDULED_PLURAL, entry.body, {"conditions": conditions}
+                )
+                if obj is not None and resource_version(obj) >= resource_version(entry.body):
+                    entry.body = slim(obj)
+        self.schedule(uid, self.clock() + delay)
 
     async def _publish(self, uid: str, entry: Entry, step: Step) -> None:
         assert step.publish is not None
@@ -428,14 +508,17 @@ class TaskEngine:
         try:
             await loop.run_in_executor(self._publish_pool, self.backend.publish, pub)
         except Exception as exc:
-            logger.warning("publishing %s for %s failed: %s", order.task_id, _name(entry.body), exc)
-            self.io.post_event(
-                entry.body, "Warning", "DispatchFailed",
-                f"could not publish task {order.task_id}: {exc}"[:1024],
+            failure = self._publish_failed(uid, order.task_id, exc)
+            self._publish_failures[uid] = failure
+            logger.warning(
+                "publishing %s for %s failed (%s, %s): %s", order.task_id, _name(entry.body),
+                failure.reason, "permanent" if failure.permanent else "will retry",
+                failure.message,
             )
-            # The claim stays; after its lease it is taken over and published again.
-            self.schedule(uid, self.clock() + self.config.claim_lease)
+            # The planner ends the task (permanent) or retries at failure.retry_at.
             return
+        self._publish_failures.pop(uid, None)
+        self._publish_backoff.succeeded(uid)
         self._published[uid] = Published(order.task_id, run_id, self.clock())
         logger.info(
             "published %s attempt %d as %s (eta %s, rv %s)", _name(entry.body), order.attempt,
@@ -444,7 +527,17 @@ class TaskEngine:
         self._quiet_for_burst(uid, order.eta)
         lateness = (self.clock() - order.eta).total_seconds()
         metrics.DISPATCH_LATENESS.observe(lateness)
-        metrics.DISPATCHED.labels(queue=spec.task.queue or "celery").inc()
+        metrics.DISPATCHED.labels(queue=metrics.queue_label(spec.task.queue)).inc()
+
+    def _publish_failed(self, uid: str, task_id: str, exc: Exception) -> PublishFailure:
+        """Classify a publish error (dispatch says whether a retry can help) and pick the
+        time of the next try (capped exponential backoff per task id)."""
+        delay = self._publish_backoff.failed(uid)
+        if isinstance(exc, PublishFailed):
+            permanent, reason, message = exc.permanent, exc.reason, exc.public_message
+        else:
+            permanent, reason, message = False, "PublishError", public_error(exc)
+        return PublishFailure(task_id, permanent, reason, message, self.clock() + delay)
 
     def _quiet_for_burst(self, uid: str, due: datetime) -> None:
         """At a big burst's due time its workers need the machine, and its final writes
@@ -491,9 +584,12 @@ class TaskEngine:
             try:
                 states = await loop.run_in_executor(self._publish_pool, self.backend.read, ids)
             except Exception as exc:
-                logger.warning("reading the result backend failed: %s", exc)
-                await asyncio.sleep(1.0)
+                delay = self._read_backoff.failed("backend")
+                logger.warning("reading the result backend failed (next try in %.0f s): %s",
+                               delay.total_seconds(), public_error(exc))
+                await asyncio.sleep(delay.total_seconds())
                 continue
+            self._read_backoff.succeeded("backend")
             now = self.clock()
             for uid, task_id in list(self._tracked.items()):
                 if task_id not in ids:

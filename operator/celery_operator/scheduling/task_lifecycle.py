@@ -29,6 +29,7 @@ from celery_operator.api import (
     RevokeRequest,
     ScheduledTaskSpec,
     format_time,
+    get_condition,
     parse_time,
     set_condition,
 )
@@ -42,6 +43,7 @@ from celery_operator.api.status import (
     task_error,
 )
 from celery_operator.scheduling.duetime import resolve_due_time, resolve_expiry, retry_delay
+from celery_operator.scheduling.revoke import cannot_run_any_more, next_broadcast
 
 # uuid5 namespace of our task ids: id = uuid5(NS, "<object uid>/<attempt>").
 TASK_ID_NAMESPACE = uuid.UUID("6f1c1b8e-6c53-4c55-9d0e-2f1a3c0de001")
@@ -49,13 +51,32 @@ TASK_ID_NAMESPACE = uuid.UUID("6f1c1b8e-6c53-4c55-9d0e-2f1a3c0de001")
 RESULT_LIMIT = 32 * 1024  # bytes of JSON kept in status.result
 MESSAGE_LIMIT = 2 * 1024  # condition and Event messages
 
-IN_FLIGHT = frozenset({Phase.DISPATCHING, Phase.QUEUED, Phase.STARTED})
+# Phases with a message out there that may still run (a revoke may still be needed).
+IN_FLIGHT = frozenset({Phase.DISPATCHING, Phase.QUEUED, Phase.STARTED, Phase.REVOKING})
 
 
 def task_id_for(uid: str, attempt: int) -> str:
     """The Celery task id of attempt `attempt` of the object `uid`: the same on every
     replica and after every restart, so a republish never creates a second identity."""
     return str(uuid.uuid5(TASK_ID_NAMESPACE, f"{uid}/{attempt}"))
+
+
+def current_attempt(status: Mapping[str, Any]) -> int:
+    attempt = status.get("attempt")
+    if isinstance(attempt, int) and not isinstance(attempt, bool) and attempt >= 1:
+        return attempt
+    return 1
+
+
+def current_task_id(uid: str, status: Mapping[str, Any]) -> str | None:
+    """The task id the operator acts on (tracks, revokes, republishes) for this status.
+
+    Derived from the object's uid and attempt, never read back from status.taskId: anyone
+    who may patch the status subresource could write another task's id there and have
+    the operator revoke or terminate it. A status.taskId that differs is corrected."""
+    if not status.get("taskId"):
+        return None
+    return task_id_for(uid, current_attempt(status))
 
 
 @dataclass(frozen=True)
@@ -88,6 +109,22 @@ class Observed:
     # Claim this much earlier than the dispatch lead: many tasks share this due time, and
     # each claim is an API write; the message still carries eta = the due time.
     extra_lead: timedelta = timedelta(0)
+    # This process's last publish of the claimed task id failed (None: it did not fail).
+    publish_failure: PublishFailure | None = None
+    # When this process last broadcast the revoke of the current task id, and how often.
+    revoke_sent_at: datetime | None = None
+    revoke_sends: int = 0
+
+
+@dataclass(frozen=True)
+class PublishFailure:
+    """A publish that failed, as the controller classified it."""
+
+    task_id: str
+    permanent: bool  # it cannot succeed on retry (e.g. the message cannot be encoded)
+    reason: str  # CamelCase, e.g. BrokerUnavailable, NoRoute, EncodeError
+    message: str  # safe to show a tenant: no broker URL, host or credentials
+    retry_at: datetime  # a transient failure is retried then (capped exponential backoff)
 
 
 @dataclass(frozen=True)
@@ -139,7 +176,9 @@ class _Patch:
         self.fields.update(values)
         return self
 
-    def done(self, phase: Phase, reason: str, message: str) -> dict[str, Any]:
+    def done(
+        self, phase: Phase, reason: str, message: str, *, ready: bool | None = None
+    ) -> dict[str, Any]:
         self.fields["phase"] = phase.value
         self.fields["observedGeneration"] = self.obs.generation
         self.fields["conditions"] = conditions_for(
@@ -149,20 +188,31 @@ class _Patch:
             message=message,
             generation=self.obs.generation,
             now=self.obs.now,
+            ready=ready,
         )
         return self.fields
 
 
 def conditions_for(
-    current: Any, *, phase: Phase, reason: str, message: str, generation: int, now: datetime
+    current: Any,
+    *,
+    phase: Phase,
+    reason: str,
+    message: str,
+    generation: int,
+    now: datetime,
+    ready: bool | None = None,
 ) -> list[dict[str, Any]]:
     """Ready/Stalled as kstatus reads them: a task that is scheduled, running or done
-    is Current (Ready=True); a failed, expired or invalid one is Stalled."""
+    is Current (Ready=True); a failed, expired or invalid one is Stalled. `ready=False`
+    marks a task that is in trouble but still being retried (Ready=False, not Stalled)."""
     failed = phase in (Phase.FAILED, Phase.EXPIRED, Phase.INVALID)
+    if ready is None:
+        ready = not failed
     conditions = set_condition(
         current,
         type="Ready",
-        status="False" if failed else "True",
+        status="True" if ready else "False",
         reason=reason,
         message=message,
         generation=generation,
@@ -342,24 +392,25 @@ def _in_flight(
     obs: Observed, spec: ScheduledTaskSpec | None, cfg: LifecycleConfig, phase: Phase | None
 ) -> Step:
     status = obs.status
-    task_id = str(status.get("taskId") or "")
-    attempt = int(status.get("attempt") or 1)
+    attempt = current_attempt(status)
+    task_id = task_id_for(obs.uid, attempt)
+    if status.get("taskId") != task_id:
+        return _corrected(obs, task_id)
     backend = obs.backend if obs.backend is not None and obs.backend.task_id == task_id else None
     state = backend.status if backend is not None else cs.PENDING
+    started = state in (cs.STARTED, cs.RETRY) or obs.started_hint is not None
 
-    if spec is not None and spec.revoke is not None and state not in (cs.SUCCESS, cs.FAILURE):
-        message = (
-            f"revoke sent to the workers for task {task_id} "
-            f"(terminate={str(spec.revoke.terminate).lower()}, signal={spec.revoke.signal})"
-        )
-        patch = _Patch(obs).set(completionTime=_precise(obs.now))
-        return Step(
-            status=patch.done(Phase.REVOKED, "RevokedAfterDispatch", message),
-            revoke=spec.revoke,
-            notices=(Notice("Normal", "Revoked", message),),
-            finished_outcome=Phase.REVOKED.value,
-        )
+    revoke = spec.revoke if spec is not None else None
+    if revoke is None and phase is Phase.REVOKING:
+        revoke = RevokeRequest()  # the spec broke since: keep enforcing what was asked
+    if revoke is not None and state not in (cs.SUCCESS, cs.FAILURE, cs.REVOKED):
+        return _revoking(obs, revoke, task_id, attempt, started, phase)
 
+    if state == cs.UNREADABLE and backend is not None:
+        return _unreadable(obs, backend, task_id, phase)
+    expires_at = _time(status, "expiresAt")
+    if state == cs.PENDING and not started and expires_at is not None and obs.now >= expires_at:
+        return _expired_in_queue(obs, task_id, attempt, expires_at)
     if phase is Phase.DISPATCHING and state == cs.PENDING:
         return _unconfirmed(obs, cfg, task_id, attempt)
 
@@ -369,7 +420,7 @@ def _in_flight(
         return _failed(obs, spec, backend, attempt)
     if state == cs.REVOKED and backend is not None:
         return _revoked_by_celery(obs, backend, attempt)
-    if state in (cs.STARTED, cs.RETRY) or obs.started_hint is not None:
+    if started:
         if obs.worker_alive is False and state != cs.RETRY:
             return _lost(obs, spec, backend, attempt)
         return _running(obs, cfg, backend, phase)
@@ -388,7 +439,109 @@ def _in_flight(
         )
     if phase is Phase.DISPATCHING:
         return _confirm(obs, task_id)
-    return Step(track=True)
+    return Step(track=True, wake_at=expires_at)  # an unstarted task expires then
+
+
+def _corrected(obs: Observed, task_id: str) -> Step:
+    """status.taskId was written by someone else: put back the id the operator acts on."""
+    message = (
+        f"status.taskId was changed to {str(obs.status.get('taskId'))[:80]!r} by someone "
+        f"other than the operator; it is {task_id} (derived from the object's uid and "
+        "attempt) and was written back"
+    )
+    return Step(
+        status={"taskId": task_id},
+        notices=(Notice("Warning", "StatusCorrected", message),),
+        track=True,
+    )
+
+
+def _revoking(
+    obs: Observed,
+    revoke: RevokeRequest,
+    task_id: str,
+    attempt: int,
+    started: bool,
+    phase: Phase | None,
+) -> Step:
+    """Enforce a revoke of a dispatched task until it cannot fail (see scheduling.revoke)."""
+    status = obs.status
+    recorded_run_id = status.get("brokerRunId")
+    why = cannot_run_any_more(
+        started=started,
+        expires_at=_time(status, "expiresAt"),
+        now=obs.now,
+        broker_lost_it=bool(
+            obs.broker_run_id and recorded_run_id and recorded_run_id != obs.broker_run_id
+        ),
+    )
+    if why is not None:
+        message = f"task {task_id} revoked: {why}"
+        now = _precise(obs.now)
+        patch = _Patch(obs).set(
+            completionTime=now,
+            attempts=_attempt_record(obs, attempt, Phase.REVOKED, completionTime=now),
+        )
+        return Step(
+            status=patch.done(Phase.REVOKED, "Revoked", message),
+            notices=(Notice("Normal", "Revoked", message),),
+            finished_outcome=Phase.REVOKED.value,
+        )
+    due = next_broadcast(obs.revoke_sent_at, obs.revoke_sends, obs.now)
+    send = due <= obs.now
+    wake = next_broadcast(obs.now, obs.revoke_sends + 1, obs.now) if send else due
+    if phase is Phase.REVOKING:
+        return Step(revoke=revoke if send else None, wake_at=wake, track=True)
+    message = (
+        f"revoke sent to the workers for task {task_id} "
+        f"(terminate={str(revoke.terminate).lower()}, signal={revoke.signal}); "
+        "enforced until it takes effect"
+    )
+    return Step(
+        status=_Patch(obs).done(Phase.REVOKING, "Revoking", message),
+        revoke=revoke,
+        notices=(Notice("Normal", "Revoking", message),),
+        wake_at=wake,
+        track=True,
+    )
+
+
+def _unreadable(obs: Observed, backend: TaskState, task_id: str, phase: Phase | None) -> Step:
+    """The backend's record cannot be decoded: report it once, keep the phase, keep
+    reading (it may be rewritten); other tasks are not held up by it."""
+    ready = get_condition(obs.status.get("conditions"), "Ready") or {}
+    if ready.get("reason") == "UnreadableResult" or phase is None:
+        return Step(track=True)
+    message = (
+        f"the result backend's record of task {task_id} cannot be decoded "
+        f"({str(backend.result)[:200]}): its outcome is unknown until it can be read "
+        "(do the workers use result_serializer='json'?)"
+    )
+    return Step(
+        status=_Patch(obs).done(phase, "UnreadableResult", message, ready=False),
+        notices=(Notice("Warning", "UnreadableResult", message),),
+        track=True,
+    )
+
+
+def _expired_in_queue(obs: Observed, task_id: str, attempt: int, expires_at: datetime) -> Step:
+    """Sent, but no worker started it before it expired: it will never run (workers
+    refuse expired messages); revoke it too, so none even tries."""
+    now = _precise(obs.now)
+    message = (
+        f"task {task_id} expired at {format_time(expires_at)} while waiting in the queue: "
+        "no worker started it in time"
+    )
+    patch = _Patch(obs).set(
+        completionTime=now,
+        attempts=_attempt_record(obs, attempt, Phase.EXPIRED, completionTime=now),
+    )
+    return Step(
+        status=patch.done(Phase.EXPIRED, "Expired", message),
+        revoke=RevokeRequest(terminate=False),
+        notices=(Notice("Warning", "Expired", message),),
+        finished_outcome=Phase.EXPIRED.value,
+    )
 
 
 def _republish(obs: Observed, task_id: str, attempt: int) -> Publish:
@@ -398,6 +551,9 @@ def _republish(obs: Observed, task_id: str, attempt: int) -> Publish:
 
 
 def _unconfirmed(obs: Observed, cfg: LifecycleConfig, task_id: str, attempt: int) -> Step:
+    failure = obs.publish_failure
+    if failure is not None and failure.task_id == task_id:
+        return _publish_failed(obs, cfg, failure, task_id, attempt)
     if obs.published_here == task_id:
         return _confirm(obs, task_id)
     claim = obs.status.get("claim") or {}
@@ -419,6 +575,50 @@ def _unconfirmed(obs: Observed, cfg: LifecycleConfig, task_id: str, attempt: int
     )
 
 
+def _publish_failed(
+    obs: Observed, cfg: LifecycleConfig, failure: PublishFailure, task_id: str, attempt: int
+) -> Step:
+    """This process claimed the task and could not publish it. A permanent failure ends
+    the task (Failed, DispatchFailed); a transient one is retried with capped backoff,
+    reported once per distinct message (condition Ready=False and a Warning)."""
+    if failure.permanent:
+        message = f"could not publish task {task_id}: {failure.message}"[:MESSAGE_LIMIT]
+        now = _precise(obs.now)
+        patch = _Patch(obs).set(
+            completionTime=now,
+            error=dict(task_error(failure.reason, failure.message)),
+            attempts=_attempt_record(
+                obs, attempt, Phase.FAILED, completionTime=now,
+                error=attempt_error(failure.reason, failure.message),
+            ),
+        )
+        return Step(
+            status=patch.done(Phase.FAILED, "DispatchFailed", message),
+            notices=(Notice("Warning", "DispatchFailed", message),),
+            finished_outcome=Phase.FAILED.value,
+        )
+    message = (
+        f"could not publish task {task_id}: {failure.message}; retrying with backoff"
+    )[:MESSAGE_LIMIT]
+    if obs.now < failure.retry_at:
+        ready = get_condition(obs.status.get("conditions"), "Ready") or {}
+        if ready.get("reason") == "DispatchFailed" and ready.get("message") == message:
+            return Step(wake_at=failure.retry_at, track=True)
+        return Step(
+            status=_Patch(obs).done(Phase.DISPATCHING, "DispatchFailed", message, ready=False),
+            notices=(Notice("Warning", "DispatchFailed", message),),
+            wake_at=failure.retry_at,
+            track=True,
+        )
+    # Try again: claim again first (conditional, renews the lease), then publish.
+    patch = _Patch(obs).set(claim={"holder": cfg.holder, "time": _precise(obs.now)})
+    return Step(
+        status=patch.done(Phase.DISPATCHING, "DispatchFailed", message, ready=False),
+        publish=_republish(obs, task_id, attempt),
+        wake_at=obs.now + cfg.claim_lease,
+    )
+
+
 def _confirm(obs: Observed, task_id: str) -> Step:
     # The broker's run id when the message went out: a later, different one means a
     # restart that may have lost it. Without it a restart could not be noticed: wait.
@@ -431,6 +631,7 @@ def _confirm(obs: Observed, task_id: str) -> Step:
         status=patch.done(Phase.QUEUED, "Queued", message),
         notices=(Notice("Normal", "Dispatched", message),),
         track=True,
+        wake_at=_time(obs.status, "expiresAt"),  # an unstarted task expires then
     )
 
 
