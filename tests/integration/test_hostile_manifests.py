@@ -230,9 +230,16 @@ class Stack:
 @pytest.fixture(scope="module")
 def run(kube: KubeEnv, redis_server: RedisServer, broker_url: str, backend_url: str,
         celery_worker: CeleryWorker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
-    stack = Stack(kube, redis_server, broker_url, backend_url, tmp_path_factory.mktemp("hostile"))
+    workdir = tmp_path_factory.mktemp("hostile")
+    stack = Stack(kube, redis_server, broker_url, backend_url, workdir)
     try:
-        yield _batch(stack, backend_url)
+        outcome = _batch(stack, backend_url)
+        # One line per case, for whoever reads a failure: what the API server and the
+        # operator did with it.
+        (workdir / "cases.txt").write_text("\n".join(
+            f"{s.describe()} | reported after {s.reported_after}, window {s.window_retries}"
+            for s in outcome.seen.values()))
+        yield outcome
     finally:
         stack.stop()
 
