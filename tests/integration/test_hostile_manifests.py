@@ -8,7 +8,8 @@ apply with the field named, or accepted and reported within 10 s with nothing pu
 (counted on the broker itself), or — odd but legitimate input — run exactly once with a
 status within the schema's limits. Over a 40 s window nothing retries faster than a
 backoff, nothing is published that no object explains, and the bystanders (one of them in
-the hostile namespace) run on time.
+the hostile namespace) run on time. A manifest nested deeper than Python's recursion limit
+gets an operator of its own: if it brings the operator down, it hides no other result.
 """
 
 from __future__ import annotations
@@ -93,7 +94,8 @@ class Seen:
             f"{self.case.name[:60]} ({self.case.why}): phase {row.phase if row else None}, "
             f"published {self.published}, children {self.children}, writes {self.writes}, "
             f"events {[r for _, r, _ in self.events]}, status {json.dumps(row.status)[:600]}"
-            if row else f"{self.case.name[:60]}: refused: {self.refusal}"
+            if row else f"{self.case.name[:60]}: "
+            + (f"refused: {self.refusal}" if self.refusal else "accepted, never read back")
         )
 
 
@@ -386,11 +388,25 @@ def _batch(stack: Stack, backend_url: str) -> Run:
     explained = {i for w in stack.watches for uid in w.uids() for i in _task_ids(uid)}
     for row in final[b].values():
         explained |= _task_ids(row.uid)
+
+    def warnings(by_object: dict[str, list[tuple[str, str, str]]], name: str) -> int:
+        return sum(1 for e in by_object.get(name, []) if e[0] == "Warning")
+
+    window = {
+        row.name: {
+            "writes": writes_after[row.name] - writes_before[row.name],
+            "warnings": warnings(events_after, row.name) - warnings(events_before, row.name),
+            "failed reconciles": _failures_in_log(log_after, row, h)
+            - _failures_in_log(log_before, row, h),
+        }
+        for row in final[h].values()
+    }
     for s in seen.values():
         row = final[h].get((s.case.kind, s.case.name))
         if row is None:
             continue
         s.row, s.events, s.writes = row, events_after.get(row.name, []), writes_after[row.name]
+        s.window_retries = window[row.name]
         ids = _task_ids(row.uid)
         if row.kind == PT:
             kids = [r for r in final[h].values()
@@ -399,16 +415,7 @@ def _batch(stack: Stack, backend_url: str) -> Run:
             for kid in kids:
                 ids |= _task_ids(kid.uid)
         s.published = sum(published[i] for i in ids)
-
-        def warnings(by_object: dict[str, list[tuple[str, str, str]]], name: str) -> int:
-            return sum(1 for e in by_object.get(name, []) if e[0] == "Warning")
-
-        s.window_retries = {
-            "writes": writes_after[row.name] - writes_before[row.name],
-            "warnings": warnings(events_after, row.name) - warnings(events_before, row.name),
-            "failed reconciles": _failures_in_log(log_after, row, h)
-            - _failures_in_log(log_before, row, h),
-        }
+    scenario["window"] = window
     return Run(seen, final, scenario, published, explained, stack.operator.process.running(),
                stack.log())
 
@@ -460,6 +467,8 @@ def test_a_forged_status_task_id_cannot_cancel_another_tenants_task(run: Run, th
     assert row.status.get("result") == 1
     task_id = run.scenario["victim_ids"][victim]
     assert run.published[task_id] == 1, (victim, run.published[task_id])
+    forger = run.scenario["window"].get(f"forger-{victim}")  # None: deleted by the attack
+    assert forger is None or max(forger.values()) <= MAX_RETRIES, forger
 
 
 def test_a_scheduledtask_with_a_periodic_child_label_is_not_adopted(run: Run) -> None:
@@ -472,6 +481,8 @@ def test_a_scheduledtask_with_a_periodic_child_label_is_not_adopted(run: Run) ->
     listed = {r.get("name") for key in ("active", "recentRuns")
               for r in parent.status.get(key) or []}
     assert "forged-child" not in listed, parent.status
+    retries = run.scenario["window"]["forged-child"]
+    assert max(retries.values()) <= MAX_RETRIES, retries
     # The parent itself kept working: its own children were created and ran.
     assert parent.status.get("totalRuns", 0) >= 5, parent.status
 
@@ -482,6 +493,8 @@ def test_an_undecodable_result_record_is_reported_and_blocks_nothing(run: Run) -
     assert reported is not None and reported <= REPORT_WITHIN, (
         f"no Warning within {REPORT_WITHIN} s of an undecodable record for the task: "
         f"{hostile[(ST, 'garbage')].status}")
+    retries = run.scenario["window"]["garbage"]
+    assert max(retries.values()) <= MAX_RETRIES, retries
 
 
 # --- everyone else ------------------------------------------------------------------------------
