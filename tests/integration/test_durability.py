@@ -56,7 +56,7 @@ def guard(request: pytest.FixtureRequest) -> bool:
 
 
 @pytest.fixture
-def execution_logs(tmp_path: Path) -> list[Path]:
+def execution_logs() -> list[Path]:
     """The execution log of every worker this test started."""
     return []
 
