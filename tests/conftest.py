@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from celery_operator.devstack import (
     CeleryWorker,
@@ -21,6 +22,22 @@ from celery_operator.devstack import (
     KubeEnv,
     RedisServer,
 )
+
+# One Hypothesis profile for the whole suite: results must not depend on how busy the
+# machine is (no deadlines, no wall-clock health checks) nor on luck (derandomized; a
+# failure prints the blob that reproduces it).
+settings.register_profile(
+    "celery-operator",
+    deadline=None,
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.filter_too_much,
+        HealthCheck.data_too_large,
+    ],
+    derandomize=True,
+    print_blob=True,
+)
+settings.load_profile("celery-operator")
 
 BROKER_DB = 0
 BACKEND_DB = 1

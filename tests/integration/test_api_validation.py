@@ -27,6 +27,7 @@ from celery_operator.api import (
     STALLED,
     VERSION,
     InvalidSpec,
+    bounds,
     format_time,
     parse_periodic_task_spec,
     parse_scheduled_task_spec,
@@ -34,6 +35,12 @@ from celery_operator.api import (
     set_condition,
 )
 from celery_operator.api.defaults import PERIODIC_TASK_DEFAULTS, SCHEDULED_TASK_DEFAULTS
+from celery_operator.api.headers import (
+    HEADERS_MAX,
+    PERIODIC_HEADERS_MAX,
+    PERIODIC_RESERVED_HEADER_REASON,
+    RESERVED_HEADER_REASON,
+)
 from celery_operator.api.status import (
     ATTEMPT_ERROR_MESSAGE_MAX_LENGTH,
     ERROR_MESSAGE_MAX_LENGTH,
@@ -579,6 +586,208 @@ INVALID: list[tuple[str, str, Any, str, list[str]]] = [
     ),
     ("periodic-without-task", PT, {"schedule": SCHEDULE}, "t", ["spec.task: Required value"]),
 ]
+
+
+# Hardening: reserved headers, maxima and bounded dates. The model must refuse each one
+# too, naming the same field: (id, kind, spec, expected fragments, model error path).
+YEARS = bounds.TIME_RANGE_MESSAGE
+AT_MOST = "less than or equal to"
+RESERVED = "is reserved: " + RESERVED_HEADER_REASON
+MANY_HEADERS = {f"h{i}": "v" for i in range(HEADERS_MAX)}
+LIMITS: list[tuple[str, str, Any, list[str], str]] = [
+    (
+        "header-task",
+        ST,
+        st_task(headers={"task": "billing.refund_all"}),
+        [f'spec.task.headers: Forbidden: header "task" {RESERVED}'],
+        "spec.task.headers[task]",
+    ),
+    (
+        "header-id",
+        ST,
+        st_task(headers={"x-team": "a", "id": "chosen"}),
+        [f'spec.task.headers: Forbidden: header "id" {RESERVED}'],
+        "spec.task.headers[id]",
+    ),
+    (
+        "header-ignore-result",
+        ST,
+        st_task(headers={"ignore_result": "true"}),
+        [f'spec.task.headers: Forbidden: header "ignore_result" {RESERVED}'],
+        "spec.task.headers[ignore_result]",
+    ),
+    (
+        "header-operator-prefix",
+        ST,
+        st_task(headers={"celeryoperator_uid": "forged"}),
+        [f'spec.task.headers: Forbidden: header "celeryoperator_uid" {RESERVED}'],
+        "spec.task.headers[celeryoperator_uid]",
+    ),
+    (
+        "periodic-header-shadow",
+        PT,
+        {"schedule": SCHEDULE, "task": {**TASK, "headers": {"shadow": "x"}}},
+        [f'spec.task.headers: Forbidden: header "shadow" {RESERVED}'],
+        "spec.task.headers[shadow]",
+    ),
+    (
+        "periodic-header-run-name",
+        PT,
+        {"schedule": SCHEDULE, "task": {**TASK, "headers": {"periodic_task_name": "x"}}},
+        [
+            'spec.task.headers: Forbidden: header "periodic_task_name" is reserved: '
+            + PERIODIC_RESERVED_HEADER_REASON
+        ],
+        "spec.task.headers[periodic_task_name]",
+    ),
+    (
+        "periodic-32-headers",
+        PT,
+        {"schedule": SCHEDULE, "task": {**TASK, "headers": MANY_HEADERS}},
+        ["spec.task.headers: Invalid value", f"must have at most {PERIODIC_HEADERS_MAX} headers"],
+        "spec.task.headers",
+    ),
+    ("huge-countdown", ST, st_spec(countdown=1e12), ["spec.countdown", AT_MOST], "spec.countdown"),
+    (
+        "huge-expires",
+        ST,
+        st_spec(expires=10**15),
+        ["spec.expires", f"must be at most {bounds.SECONDS_MAX} seconds"],
+        "spec.expires",
+    ),
+    (
+        "eta-year-9999-with-offset",
+        ST,
+        st_spec(eta="9999-12-31T23:00:00-05:00"),
+        ["spec.eta", YEARS],
+        "spec.eta",
+    ),
+    ("eta-before-1970", ST, st_spec(eta="1969-12-31T23:59:59Z"), ["spec.eta", YEARS], "spec.eta"),
+    (
+        "expires-year-9000",
+        ST,
+        st_spec(expires="9000-01-01T00:00:00Z"),
+        ["spec.expires", YEARS],
+        "spec.expires",
+    ),
+    (
+        "huge-ttl",
+        ST,
+        st_spec(ttlSecondsAfterFinished=bounds.SECONDS_MAX + 1),
+        ["spec.ttlSecondsAfterFinished", AT_MOST],
+        "spec.ttlSecondsAfterFinished",
+    ),
+    (
+        "huge-backoff-initial",
+        ST,
+        st_spec(retry={"backoff": {"initialSeconds": 1e300, "maxSeconds": 1e300}}),
+        ["spec.retry.backoff.initialSeconds", "spec.retry.backoff.maxSeconds", AT_MOST],
+        "spec.retry.backoff.initialSeconds",
+    ),
+    (
+        "huge-backoff-factor",
+        ST,
+        st_spec(retry={"limit": 100, "backoff": {"factor": 1e300}}),
+        ["spec.retry.backoff.factor", AT_MOST],
+        "spec.retry.backoff.factor",
+    ),
+    (
+        "huge-time-limit",
+        ST,
+        st_task(timeLimit=1e12),
+        ["spec.task.timeLimit", AT_MOST],
+        "spec.task.timeLimit",
+    ),
+    (
+        "huge-soft-time-limit",
+        PT,
+        {"schedule": SCHEDULE, "task": {**TASK, "softTimeLimit": 1e12}},
+        ["spec.task.softTimeLimit", AT_MOST],
+        "spec.task.softTimeLimit",
+    ),
+    (
+        "huge-starting-deadline",
+        PT,
+        pt_spec(startingDeadlineSeconds=10**15),
+        ["spec.startingDeadlineSeconds", AT_MOST],
+        "spec.startingDeadlineSeconds",
+    ),
+    (
+        "huge-max-runs",
+        PT,
+        pt_spec(maxRuns=2**62),
+        ["spec.maxRuns", AT_MOST],
+        "spec.maxRuns",
+    ),
+    (
+        "start-time-year-9000",
+        PT,
+        pt_spec(startTime="9000-01-01T00:00:00Z"),
+        ["spec.startTime", YEARS],
+        "spec.startTime",
+    ),
+    (
+        "end-time-year-9999",
+        PT,
+        pt_spec(endTime="9999-12-31T23:59:59-23:59"),
+        ["spec.endTime", YEARS],
+        "spec.endTime",
+    ),
+]
+INVALID += [(case_id, kind, spec, "t", expected) for case_id, kind, spec, expected, _ in LIMITS]
+
+
+@pytest.mark.parametrize(
+    ("kind", "spec", "path"),
+    [(case[1], case[2], case[4]) for case in LIMITS],
+    ids=[case[0] for case in LIMITS],
+)
+def test_the_model_refuses_what_the_api_server_refuses(kind: str, spec: Any, path: str) -> None:
+    with pytest.raises(InvalidSpec) as info:
+        PARSERS[kind](spec)
+    assert path in [error.path for error in info.value.errors]
+
+
+# The largest values the API server accepts: the model accepts them too.
+AT_THE_LIMITS: list[tuple[str, dict[str, Any]]] = [
+    (
+        ST,
+        st_spec(
+            task={**TASK, "headers": MANY_HEADERS, "timeLimit": bounds.TIME_LIMIT_SECONDS_MAX},
+            eta="8999-12-31T23:59:59+23:59",
+            expires=bounds.SECONDS_MAX,
+            retry={
+                "limit": 100,
+                "backoff": {
+                    "initialSeconds": bounds.SECONDS_MAX,
+                    "factor": bounds.BACKOFF_FACTOR_MAX,
+                    "maxSeconds": bounds.SECONDS_MAX,
+                },
+            },
+            ttlSecondsAfterFinished=bounds.SECONDS_MAX,
+        ),
+    ),
+    (ST, st_spec(countdown=bounds.SECONDS_MAX, expires="8999-12-31T23:59:59Z")),
+    (ST, st_task(headers={"periodic_task_name": "a run may carry it", "x-id": "id"})),
+    (
+        PT,
+        pt_spec(
+            task={**TASK, "headers": dict(list(MANY_HEADERS.items())[:PERIODIC_HEADERS_MAX])},
+            startingDeadlineSeconds=bounds.SECONDS_MAX,
+            maxRuns=bounds.MAX_RUNS_MAX,
+            startTime="1969-12-31T23:00:00-01:00",
+            endTime="8999-12-31T23:59:59.999999Z",
+        ),
+    ),
+]
+
+
+@pytest.mark.parametrize(("kind", "spec"), AT_THE_LIMITS)
+def test_values_at_the_limits_are_accepted_by_both(
+    namespace: str, custom: client.CustomObjectsApi, kind: str, spec: dict[str, Any]
+) -> None:
+    stored = create(custom, namespace, manifest(kind, spec))
+    assert PARSERS[kind](stored["spec"]) == PARSERS[kind](spec)
 
 
 def test_there_are_at_least_30_invalid_cases() -> None:

@@ -11,8 +11,13 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from celery_operator.api.bounds import JSON_DEPTH_MAX, TIME_END, TIME_MIN, TIME_RANGE_MESSAGE
 from celery_operator.api.errors import FieldError, InvalidSpec
-from celery_operator.api.timefmt import parse_time
+from celery_operator.api.timefmt import TimeOutOfRange, parse_time
+
+_INT64_MIN = -(2**63)
+_INT64_MAX = 2**63 - 1
+TIME_MESSAGE = "must be an RFC 3339 date-time such as 2030-01-01T09:00:00Z"
 
 
 def join(path: str, key: str) -> str:
@@ -61,8 +66,14 @@ class Reader:
         value = self._get(raw, key, path, required)
         if value is None:
             return None
-        if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+        if not isinstance(value, Mapping):
             self.error(join(path, key), f"must be an object, not {describe(value)}")
+            return None
+        odd = [k for k in value if not isinstance(k, str)]
+        if odd:
+            self.error(
+                join(path, key), f"Invalid value: key {odd[0]!r}: object keys must be strings"
+            )
             return None
         return value
 
@@ -170,7 +181,7 @@ class Reader:
         maximum: float | None,
         exclusive_minimum: bool,
     ) -> bool:
-        shown = int(value) if float(value).is_integer() else value
+        shown = int(value) if float(value).is_integer() and abs(value) < 2**53 else value
         if minimum is not None:
             low = int(minimum) if float(minimum).is_integer() else minimum
             if exclusive_minimum and value <= minimum:
@@ -193,12 +204,60 @@ class Reader:
         if not isinstance(value, str):
             self.error(field, f"must be an RFC 3339 date-time string, not {describe(value)}")
             return None
+        return self.time_text(field, value)
+
+    def time_text(self, field: str, value: str) -> datetime | None:
+        """Parse a date-time string found at `field`, within the years the CRD allows."""
         try:
-            return parse_time(value)
+            parsed = parse_time(value)
+        except TimeOutOfRange:
+            parsed = None
         except ValueError:
-            self.error(
-                field,
-                f'Invalid value: "{value}": must be an RFC 3339 date-time such as '
-                "2030-01-01T09:00:00Z",
-            )
+            self.error(field, f'Invalid value: "{value}": {TIME_MESSAGE}')
             return None
+        if parsed is None or not TIME_MIN <= parsed < TIME_END:
+            self.error(field, f'Invalid value: "{value}": {TIME_RANGE_MESSAGE}')
+            return None
+        return parsed
+
+    def json_value(self, value: Any, path: str) -> bool:
+        """Check that `value` (found at `path`) is plain JSON; record the first problem."""
+        problem = json_problem(value, path)
+        if problem is not None:
+            self.error(*problem)
+        return problem is None
+
+
+def json_problem(value: Any, path: str) -> tuple[str, str] | None:
+    """(path, message) of the first part of `value` that is not plain JSON, or None.
+
+    Plain JSON: None, booleans, 64-bit integers, finite floats, strings, lists/tuples and
+    string-keyed mappings, nested at most JSON_DEPTH_MAX deep. Iterative, so deep junk
+    cannot exhaust the stack.
+    """
+    pending: list[tuple[Any, str, int]] = [(value, path, 0)]
+    while pending:
+        item, where, depth = pending.pop()
+        if item is None or isinstance(item, bool | str):
+            continue
+        if isinstance(item, int):
+            if not _INT64_MIN <= item <= _INT64_MAX:
+                return where, "Invalid value: integer out of range: must fit in 64 bits"
+            continue
+        if isinstance(item, float):
+            if item != item or item in (float("inf"), float("-inf")):
+                return where, "must be a finite number"
+            continue
+        if not isinstance(item, Mapping | list | tuple):
+            return where, f"must be a JSON value, not {type(item).__name__}"
+        if depth >= JSON_DEPTH_MAX:
+            return where, f"Too deep: may not nest more than {JSON_DEPTH_MAX} levels"
+        if isinstance(item, Mapping):
+            for key in item:
+                if not isinstance(key, str):
+                    return where, f"Invalid value: key {key!r}: object keys must be strings"
+            children = [(v, join(where, k), depth + 1) for k, v in item.items()]
+        else:
+            children = [(v, f"{where}[{i}]", depth + 1) for i, v in enumerate(item)]
+        pending.extend(reversed(children))
+    return None

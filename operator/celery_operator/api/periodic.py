@@ -13,6 +13,7 @@ from cronsim import CronSim, CronSimError
 
 from celery_operator.api import defaults
 from celery_operator.api._fields import Reader, describe, join
+from celery_operator.api.bounds import MAX_RUNS_MAX, SECONDS_MAX
 from celery_operator.api.durations import format_duration, parse_duration
 from celery_operator.api.task import TaskCall, read_task, render_task
 from celery_operator.api.timefmt import format_time
@@ -109,15 +110,19 @@ def parse_periodic_task_spec(spec: Mapping[str, Any]) -> PeriodicTaskSpec:
         else None
     )
     raw_task = reader.mapping(spec, "task", path, required=True)
-    task = read_task(reader, raw_task, join(path, "task")) if raw_task is not None else None
+    task = (
+        read_task(reader, raw_task, join(path, "task"), periodic=True)
+        if raw_task is not None
+        else None
+    )
     policy = reader.string(spec, "concurrencyPolicy", path, choices=CONCURRENCY_POLICIES)
-    deadline = reader.integer(spec, "startingDeadlineSeconds", path, minimum=0)
+    deadline = reader.integer(spec, "startingDeadlineSeconds", path, minimum=0, maximum=SECONDS_MAX)
     suspend = reader.boolean(spec, "suspend", path, default=defaults.SUSPEND)
     start_time = reader.time(spec, "startTime", path)
     end_time = reader.time(spec, "endTime", path)
     if start_time is not None and end_time is not None and end_time <= start_time:
         reader.error(join(path, "endTime"), "endTime must be after startTime")
-    max_runs = reader.integer(spec, "maxRuns", path, minimum=1)
+    max_runs = reader.integer(spec, "maxRuns", path, minimum=1, maximum=MAX_RUNS_MAX)
     successful = reader.integer(
         spec, "successfulRunsHistoryLimit", path, minimum=0, maximum=HISTORY_LIMIT_MAX
     )

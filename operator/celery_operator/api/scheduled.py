@@ -10,13 +10,15 @@ from typing import Any
 
 from celery_operator.api import defaults
 from celery_operator.api._fields import Reader, describe, join
+from celery_operator.api.bounds import BACKOFF_FACTOR_MAX, SECONDS_MAX
 from celery_operator.api.task import TaskCall, read_task, render_task
-from celery_operator.api.timefmt import format_time, parse_time
+from celery_operator.api.timefmt import format_time, looks_like_time
 
 RETRY_ON_FAILED = "Failed"
 RETRY_ON_LOST = "Lost"
 RETRY_ON_CHOICES = (RETRY_ON_FAILED, RETRY_ON_LOST)
 RETRY_LIMIT_MAX = 100
+EXPIRES_SECONDS_MESSAGE = f"must be at most {SECONDS_MAX} seconds"
 REVOKE_SIGNALS = ("SIGTERM", "SIGKILL", "SIGINT", "SIGQUIT", "SIGHUP", "SIGUSR1", "SIGUSR2")
 
 
@@ -69,13 +71,13 @@ def parse_scheduled_task_spec(spec: Mapping[str, Any]) -> ScheduledTaskSpec:
     raw_task = reader.mapping(spec, "task", path, required=True)
     task = read_task(reader, raw_task, join(path, "task")) if raw_task is not None else None
     eta = reader.time(spec, "eta", path)
-    countdown = reader.number(spec, "countdown", path, minimum=0)
+    countdown = reader.number(spec, "countdown", path, minimum=0, maximum=SECONDS_MAX)
     if spec.get("eta") is not None and spec.get("countdown") is not None:
         reader.error(join(path, "countdown"), "Forbidden: may not set both eta and countdown")
     expires_seconds, expires_at = _read_expires(reader, spec, path)
     retry = _read_retry(reader, spec, path)
     revoke = _read_revoke(reader, spec, path)
-    ttl = reader.integer(spec, "ttlSecondsAfterFinished", path, minimum=0)
+    ttl = reader.integer(spec, "ttlSecondsAfterFinished", path, minimum=0, maximum=SECONDS_MAX)
     reader.raise_if_invalid()
     assert task is not None
     return ScheduledTaskSpec(
@@ -105,13 +107,15 @@ def _read_expires(
         if value < 0:
             reader.error(field, f"Invalid value: {value}: {message}")
             return None, None
+        if value > SECONDS_MAX:
+            reader.error(field, f"Invalid value: {value}: {EXPIRES_SECONDS_MESSAGE}")
+            return None, None
         return float(value), None
     if isinstance(value, str):
-        try:
-            return None, parse_time(value)
-        except ValueError:
+        if not looks_like_time(value):
             reader.error(field, f'Invalid value: "{value}": {message}')
             return None, None
+        return None, reader.time_text(field, value)
     reader.error(field, f"Invalid value: {describe(value)}: {message}")
     return None, None
 
@@ -124,9 +128,9 @@ def _read_retry(reader: Reader, spec: Mapping[str, Any], path: str) -> RetryPoli
     limit = reader.integer(raw, "limit", path, minimum=0, maximum=RETRY_LIMIT_MAX)
     backoff = reader.mapping(raw, "backoff", path) or {}
     backoff_path = join(path, "backoff")
-    initial = reader.number(backoff, "initialSeconds", backoff_path, minimum=0)
-    factor = reader.number(backoff, "factor", backoff_path, minimum=1)
-    maximum = reader.number(backoff, "maxSeconds", backoff_path, minimum=0)
+    initial = reader.number(backoff, "initialSeconds", backoff_path, minimum=0, maximum=SECONDS_MAX)
+    factor = reader.number(backoff, "factor", backoff_path, minimum=1, maximum=BACKOFF_FACTOR_MAX)
+    maximum = reader.number(backoff, "maxSeconds", backoff_path, minimum=0, maximum=SECONDS_MAX)
     initial = defaults.RETRY_INITIAL_SECONDS if initial is None else initial
     maximum = defaults.RETRY_MAX_SECONDS if maximum is None else maximum
     if maximum < initial:
@@ -152,7 +156,7 @@ def _read_retry_on(reader: Reader, raw: Mapping[str, Any], path: str) -> frozens
     for index, item in enumerate(items):
         if item not in RETRY_ON_CHOICES:
             supported = ", ".join(f'"{c}"' for c in RETRY_ON_CHOICES)
-            shown = json.dumps(item, default=repr)
+            shown = json.dumps(item) if isinstance(item, str) else describe(item)
             reader.error(
                 f"{join(path, 'on')}[{index}]",
                 f"Unsupported value: {shown}: supported values: {supported}",

@@ -8,11 +8,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from celery_operator.api._fields import Reader, describe, join
+from celery_operator.api.bounds import TIME_LIMIT_SECONDS_MAX
+from celery_operator.api.headers import (
+    HEADER_NAME_MAX_LENGTH,
+    HEADER_VALUE_MAX_LENGTH,
+    HEADERS_MAX,
+    PERIODIC_HEADERS_MAX,
+    reserved_header_reason,
+)
 
 # Shared with the CRD rule on spec.task.name (a unit test checks they match).
 TASK_NAME_PATTERN = "^[A-Za-z_][A-Za-z0-9_-]*([.:][A-Za-z0-9_-]+)*$"
 TASK_NAME_MAX_LENGTH = 200
 PRIORITY_MAX = 255
+ARGS_MAX_ITEMS = 100
+KWARGS_MAX_PROPERTIES = 100
 
 _TASK_NAME = re.compile(TASK_NAME_PATTERN)
 
@@ -47,16 +57,21 @@ class TaskCall:
         return {k: v for k, v in options.items() if v is not None}
 
 
-def parse_task(raw: Mapping[str, Any], path: str) -> TaskCall:
-    """Parse a raw `task` object found at `path` (e.g. "spec.task"); raise InvalidSpec."""
+def parse_task(raw: Mapping[str, Any], path: str, *, periodic: bool = False) -> TaskCall:
+    """Parse a raw `task` object found at `path` (e.g. "spec.task"); raise InvalidSpec.
+
+    `periodic`: the task of a PeriodicTask, whose runs carry one more header.
+    """
     reader = Reader()
-    task = read_task(reader, raw, path)
+    task = read_task(reader, raw, path, periodic=periodic)
     reader.raise_if_invalid()
     assert task is not None
     return task
 
 
-def read_task(reader: Reader, raw: Mapping[str, Any], path: str) -> TaskCall | None:
+def read_task(
+    reader: Reader, raw: Mapping[str, Any], path: str, *, periodic: bool = False
+) -> TaskCall | None:
     """Like parse_task, but record errors in `reader`; None when the task is unusable."""
     name = reader.string(
         raw,
@@ -70,23 +85,32 @@ def read_task(reader: Reader, raw: Mapping[str, Any], path: str) -> TaskCall | N
     if name is not None and len(name) > TASK_NAME_MAX_LENGTH:
         reader.error(join(path, "name"), f"Too long: may not be more than {TASK_NAME_MAX_LENGTH}")
         name = None
-    args = reader.sequence(raw, "args", path)
-    kwargs = reader.mapping(raw, "kwargs", path)
+    args = _read_args(reader, raw, path)
+    kwargs = _read_kwargs(reader, raw, path)
     queue = reader.string(raw, "queue", path)
     routing_key = reader.string(raw, "routingKey", path)
     exchange = reader.string(raw, "exchange", path)
     priority = reader.integer(raw, "priority", path, minimum=0, maximum=PRIORITY_MAX)
-    headers = _read_headers(reader, raw, path)
-    time_limit = reader.number(raw, "timeLimit", path, minimum=0, exclusive_minimum=True)
-    soft_time_limit = reader.number(raw, "softTimeLimit", path, minimum=0, exclusive_minimum=True)
+    headers = _read_headers(reader, raw, path, periodic=periodic)
+    time_limit = reader.number(
+        raw, "timeLimit", path, minimum=0, exclusive_minimum=True, maximum=TIME_LIMIT_SECONDS_MAX
+    )
+    soft_time_limit = reader.number(
+        raw,
+        "softTimeLimit",
+        path,
+        minimum=0,
+        exclusive_minimum=True,
+        maximum=TIME_LIMIT_SECONDS_MAX,
+    )
     if time_limit is not None and soft_time_limit is not None and soft_time_limit >= time_limit:
         reader.error(join(path, "softTimeLimit"), "softTimeLimit must be less than timeLimit")
     if name is None:
         return None
     return TaskCall(
         name=name,
-        args=tuple(args or ()),
-        kwargs=dict(kwargs or {}),
+        args=args or (),
+        kwargs=kwargs or {},
         queue=queue,
         routing_key=routing_key,
         exchange=exchange,
@@ -97,16 +121,60 @@ def read_task(reader: Reader, raw: Mapping[str, Any], path: str) -> TaskCall | N
     )
 
 
-def _read_headers(reader: Reader, raw: Mapping[str, Any], path: str) -> dict[str, str]:
+def _read_args(reader: Reader, raw: Mapping[str, Any], path: str) -> tuple[Any, ...] | None:
+    args = reader.sequence(raw, "args", path)
+    if args is None:
+        return None
+    field = join(path, "args")
+    if len(args) > ARGS_MAX_ITEMS:
+        reader.error(field, f"Too many: {len(args)}: must have at most {ARGS_MAX_ITEMS} items")
+        return None
+    if not all(reader.json_value(item, f"{field}[{i}]") for i, item in enumerate(args)):
+        return None
+    return tuple(args)
+
+
+def _read_kwargs(reader: Reader, raw: Mapping[str, Any], path: str) -> dict[str, Any] | None:
+    kwargs = reader.mapping(raw, "kwargs", path)
+    if kwargs is None:
+        return None
+    field = join(path, "kwargs")
+    if len(kwargs) > KWARGS_MAX_PROPERTIES:
+        reader.error(
+            field, f"Too many: {len(kwargs)}: must have at most {KWARGS_MAX_PROPERTIES} items"
+        )
+        return None
+    if not all(reader.json_value(value, join(field, key)) for key, value in kwargs.items()):
+        return None
+    return dict(kwargs)
+
+
+def _read_headers(
+    reader: Reader, raw: Mapping[str, Any], path: str, *, periodic: bool
+) -> dict[str, str]:
     headers = reader.mapping(raw, "headers", path)
     if headers is None:
         return {}
+    field = join(path, "headers")
+    most = PERIODIC_HEADERS_MAX if periodic else HEADERS_MAX
+    if len(headers) > most:
+        reader.error(field, f"Too many: {len(headers)}: must have at most {most} items")
+        return {}
     result: dict[str, str] = {}
     for key, value in headers.items():
-        if not isinstance(value, str):
+        where = f"{field}[{key}]"
+        reason = reserved_header_reason(key, periodic=periodic)
+        if not 1 <= len(key) <= HEADER_NAME_MAX_LENGTH:
             reader.error(
-                f"{join(path, 'headers')}[{key}]", f"must be a string, not {describe(value)}"
+                where,
+                f"Invalid value: header names must be 1-{HEADER_NAME_MAX_LENGTH} characters long",
             )
+        elif reason is not None:
+            reader.error(where, f'Forbidden: header "{key}" is reserved: {reason}')
+        elif not isinstance(value, str):
+            reader.error(where, f"must be a string, not {describe(value)}")
+        elif len(value) > HEADER_VALUE_MAX_LENGTH:
+            reader.error(where, f"Too long: may not be more than {HEADER_VALUE_MAX_LENGTH}")
         else:
             result[key] = value
     return result

@@ -12,6 +12,15 @@ _RFC3339 = re.compile(
 )
 
 
+class TimeOutOfRange(ValueError):
+    """An RFC 3339 date-time whose instant lies outside what datetime can hold."""
+
+
+def looks_like_time(text: str) -> bool:
+    """True when `text` has the shape of an RFC 3339 date-time (its values unchecked)."""
+    return _RFC3339.fullmatch(text) is not None
+
+
 def parse_time(text: str) -> datetime:
     """Parse an RFC 3339 date-time into an aware UTC datetime; raise ValueError otherwise.
 
@@ -37,7 +46,11 @@ def parse_time(text: str) -> datetime:
         )
     except ValueError as exc:
         raise ValueError(f"not an RFC 3339 date-time: {text!r} ({exc})") from None
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:
+        # The offset moves year 1 or 9999 out of range ("0001-01-01T00:00:00+01:00").
+        raise TimeOutOfRange(f"date-time out of range: {text!r}") from None
 
 
 def format_time(dt: datetime, *, fraction: bool = False) -> str:

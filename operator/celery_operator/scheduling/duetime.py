@@ -8,9 +8,13 @@ recomputes exactly the same due time: a restart never restarts a countdown.
 from __future__ import annotations
 
 import math
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
+from celery_operator.api.bounds import SECONDS_MAX
 from celery_operator.scheduling._aware import to_utc
+
+#: The last representable instant: a due time or expiry beyond it is "never".
+_END_OF_TIME = datetime.max.replace(tzinfo=UTC)
 
 __all__ = ["resolve_due_time", "resolve_expiry", "retry_delay"]
 
@@ -19,6 +23,14 @@ def _finite(value: float, name: str) -> float:
     if not math.isfinite(value):
         raise ValueError(f"{name} must be a finite number, got {value!r}")
     return float(value)
+
+
+def _after(start: datetime, seconds: float) -> datetime:
+    """``start + seconds``, saturating at the end of representable time (year 9999)."""
+    try:
+        return start + timedelta(seconds=seconds)
+    except OverflowError:
+        return _END_OF_TIME
 
 
 def resolve_due_time(
@@ -36,7 +48,7 @@ def resolve_due_time(
     if eta is not None:
         return to_utc(eta, "eta")
     if countdown is not None:
-        return created_utc + timedelta(seconds=_finite(countdown, "countdown"))
+        return _after(created_utc, _finite(countdown, "countdown"))
     return created_utc
 
 
@@ -53,7 +65,7 @@ def resolve_expiry(
     if expires_at is not None:
         return to_utc(expires_at, "expires_at")
     if expires_seconds is not None:
-        return due_utc + timedelta(seconds=_finite(expires_seconds, "expires_seconds"))
+        return _after(due_utc, _finite(expires_seconds, "expires_seconds"))
     return None
 
 
@@ -63,7 +75,8 @@ def retry_delay(
     """Return the delay before attempt number ``attempt`` (attempt 1 is the first run).
 
     Attempt 2 (the first retry) waits ``initial_seconds``; each later attempt multiplies
-    the delay by ``factor``; the delay never exceeds ``max_seconds``.
+    the delay by ``factor``; the delay never exceeds ``max_seconds``, nor the API's
+    longest duration (100 years), so it can always be added to a time.
     """
     if attempt < 2:
         raise ValueError(f"attempt must be >= 2 (attempt 1 is the first run), got {attempt}")
@@ -79,4 +92,4 @@ def retry_delay(
     except OverflowError:
         # A huge attempt number with factor > 1: the cap applies long before this.
         delay = math.inf
-    return timedelta(seconds=min(delay, cap))
+    return timedelta(seconds=min(delay, cap, SECONDS_MAX))

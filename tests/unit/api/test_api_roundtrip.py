@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 import yaml
-from api_crd_schema import REPO_ROOT, with_defaults
+from api_crd_schema import REPO_ROOT, crd, with_defaults
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -20,8 +21,16 @@ from celery_operator.api import (
     render_periodic_task_spec,
     render_scheduled_task_spec,
 )
+from celery_operator.api.headers import reserved_header_reason
 
 EXAMPLES = sorted((REPO_ROOT / "examples").glob("*.yaml"))
+ZONES = ("UTC", "Asia/Seoul", "America/New_York")
+
+# One-time work at import, not in the first draw: load the CRDs and the zone data.
+for _kind in ("ScheduledTask", "PeriodicTask"):
+    crd(_kind)
+for _zone in ZONES:
+    ZoneInfo(_zone)
 
 _json_scalars = st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.text(max_size=10)
 _json = st.recursive(
@@ -48,7 +57,11 @@ def task_objects(draw: st.DrawFn) -> dict[str, Any]:
         "exchange": st.just("ex"),
         "priority": st.integers(0, 255),
         "headers": st.dictionaries(
-            st.text(min_size=1, max_size=8), st.text(max_size=8), max_size=3
+            st.text(min_size=1, max_size=8).filter(
+                lambda k: reserved_header_reason(k, periodic=True) is None
+            ),
+            st.text(max_size=8),
+            max_size=3,
         ),
     }
     for key, strategy in optional.items():
@@ -131,7 +144,7 @@ def periodic_specs(draw: st.DrawFn) -> dict[str, Any]:
         delta = draw(st.timedeltas(timedelta(seconds=1), timedelta(hours=8784)))
         schedule["interval"] = format_duration(delta)
     if draw(st.booleans()):
-        schedule["timeZone"] = draw(st.sampled_from(["UTC", "Asia/Seoul", "America/New_York"]))
+        schedule["timeZone"] = draw(st.sampled_from(ZONES))
     spec: dict[str, Any] = {"schedule": schedule, "task": draw(task_objects())}
     optional = {
         "concurrencyPolicy": st.sampled_from(["Allow", "Forbid", "Replace"]),

@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from celery_operator.api import format_duration, format_time, parse_duration, parse_time
+from celery_operator.api.timefmt import TimeOutOfRange
 
 
 @pytest.mark.parametrize(
@@ -118,3 +119,9 @@ def test_format_duration(delta: timedelta, text: str) -> None:
 @given(st.timedeltas(min_value=timedelta(0), max_value=timedelta(days=10_000)))
 def test_duration_round_trip(delta: timedelta) -> None:
     assert parse_duration(format_duration(delta)) == delta
+
+
+@pytest.mark.parametrize("text", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-00:01"])
+def test_a_date_time_whose_offset_leaves_the_range_is_a_value_error(text: str) -> None:
+    with pytest.raises(TimeOutOfRange, match="out of range"):
+        parse_time(text)

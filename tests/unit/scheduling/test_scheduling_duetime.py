@@ -91,3 +91,23 @@ def test_retry_delay_rejects_bad_input(kwargs: dict[str, float]) -> None:
     attempt = int(kwargs.pop("attempt"))
     with pytest.raises(ValueError):
         retry_delay(attempt, **kwargs)
+
+
+END_OF_TIME = datetime.max.replace(tzinfo=UTC)
+
+
+def test_a_due_time_or_expiry_past_year_9999_is_never_not_a_crash() -> None:
+    # The schema refuses these; a spec built in code may still carry them.
+    created = datetime(2030, 1, 1, tzinfo=UTC)
+    assert resolve_due_time(eta=None, countdown=1e15, created=created) == END_OF_TIME
+    due = datetime(8999, 12, 31, tzinfo=UTC)
+    assert resolve_expiry(expires_seconds=1e15, expires_at=None, due=due) == END_OF_TIME
+    assert resolve_expiry(expires_seconds=60, expires_at=None, due=due) == due + timedelta(
+        seconds=60
+    )
+
+
+def test_retry_delay_never_exceeds_a_century() -> None:
+    delay = retry_delay(100, initial_seconds=1e300, factor=1e300, max_seconds=1e308)
+    assert delay == timedelta(seconds=3_153_600_000)
+    assert datetime(2030, 1, 1, tzinfo=UTC) + delay == datetime(2129, 12, 8, tzinfo=UTC)

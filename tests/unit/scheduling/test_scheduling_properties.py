@@ -56,7 +56,7 @@ cron_expressions = st.tuples(
 cron_schedules = st.builds(CronSchedule, cron_expressions, st.sampled_from(ZONES))
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=150)
 @given(cron_schedules, instants)
 def test_cron_fire_times_strictly_increase_after_start(
     schedule: CronSchedule, after: datetime
@@ -72,7 +72,7 @@ def test_cron_fire_times_strictly_increase_after_start(
         assert schedule.next_after(a) == b
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=150)
 @given(cron_schedules, instants, st.floats(0, 1))
 def test_cron_next_after_is_the_same_from_anywhere_in_a_gap(
     schedule: CronSchedule, after: datetime, where: float
@@ -147,7 +147,7 @@ celery_fields = st.fixed_dictionaries(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300)
 @given(
     celery_fields,
     utc_datetimes(datetime(2020, 1, 1), datetime(2035, 1, 1)),
@@ -170,7 +170,7 @@ def _brute_force(schedule: Schedule, lo: datetime, hi: datetime) -> list[datetim
     return due
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=150)
 @given(
     cron_schedules,
     instants,
@@ -198,7 +198,7 @@ def test_decide_run_matches_brute_force(
     assert decision.next_time == schedule.next_after(now)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=100)
 @given(
     st.one_of(
         cron_schedules,
