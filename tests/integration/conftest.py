@@ -12,8 +12,12 @@ import redis as redis_lib
 from kubernetes import client
 
 from celery_operator.api import GROUP, PERIODIC_PLURAL, SCHEDULED_PLURAL, VERSION
-from celery_operator.devstack import KubeEnv
+from celery_operator.devstack import KubeEnv, RedisServer
 from celery_operator.devstack.operatorproc import OperatorProcess
+
+from ..conftest import BROKER_DB
+from .broker_tap import BrokerTap
+from .history import StatusHistory
 
 StartOperator = Callable[..., OperatorProcess]
 
@@ -40,6 +44,26 @@ def start_operator(
     yield start
     for proc in started:
         proc.stop()
+
+
+@pytest.fixture
+def broker_tap(redis_server: RedisServer) -> Iterator[BrokerTap]:
+    """Counts every message the test broker receives, per task id, across restarts."""
+    tap = BrokerTap("127.0.0.1", redis_server.port, db=BROKER_DB).start()
+    try:
+        yield tap
+    finally:
+        tap.stop()
+
+
+@pytest.fixture
+def status_history(kube: KubeEnv, namespace: str) -> Iterator[StatusHistory]:
+    """Every status this namespace's ScheduledTasks went through (claims, broker run ids)."""
+    history = StatusHistory(kube.api_client(), namespace).start()
+    try:
+        yield history
+    finally:
+        history.stop()
 
 
 @pytest.fixture

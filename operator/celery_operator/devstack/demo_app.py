@@ -4,12 +4,20 @@ Workers run it with `celery -A celery_operator.devstack.demo_app worker`; the br
 and result backend come from CELERY_BROKER_URL / CELERY_RESULT_BACKEND. Every task
 start is recorded in Redis (a run counter and a start timestamp per task id) so tests
 and benchmarks can count executions and measure lateness from outside the worker.
+
+With DEMO_EXECUTION_LOG set to a file path, every delivery that reaches a task (run, or
+dropped by the run-once guard) is also appended to that file, one JSON line each. The
+file outlives a broker/backend Redis restarted empty, which the Redis counters do not.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import redis
@@ -19,6 +27,8 @@ from celery.signals import task_prerun
 RUNS_KEY = "celery-operator-demo:runs:"  # + task id -> INCR per execution
 STARTED_KEY = "celery-operator-demo:started:"  # + task id -> time.time() of the last start
 DROPPED_KEY = "celery-operator-demo:dropped:"  # + task id -> INCR per duplicate the guard dropped
+
+EXECUTION_LOG_ENV = "DEMO_EXECUTION_LOG"
 
 broker_url = os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
 backend_url = os.environ.get("CELERY_RESULT_BACKEND", "redis://127.0.0.1:6379/1")
@@ -61,12 +71,56 @@ def _record_start(task_id: str | None = None, task: Task | None = None, **_: Any
         return  # the guard refused it: revoked by the operator, the body does not run
     if getattr(request, "celeryoperator_duplicate", False):
         # The run-once guard (connected before this receiver) dropped this delivery.
+        _journal(task_id, "dropped", now)
         _redis().incr(DROPPED_KEY + task_id)
         return
+    _journal(task_id, "run", now)
     pipe = _redis().pipeline()
     pipe.incr(RUNS_KEY + task_id)
     pipe.set(STARTED_KEY + task_id, repr(now))
     pipe.execute()
+
+
+def _journal(task_id: str, kind: str, now: float) -> None:
+    path = os.environ.get(EXECUTION_LOG_ENV)
+    if not path:
+        return
+    line = json.dumps({"id": task_id, "kind": kind, "time": now, "pid": os.getpid()}) + "\n"
+    # One O_APPEND write per line: prefork children share the file without tearing lines.
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line.encode())
+    finally:
+        os.close(fd)
+
+
+@dataclass
+class Executions:
+    """What the demo workers' execution logs say, per task id."""
+
+    runs: Counter[str] = field(default_factory=Counter)  # task bodies entered
+    dropped: Counter[str] = field(default_factory=Counter)  # deliveries the guard dropped
+    first_start: dict[str, float] = field(default_factory=dict)  # time.time() of the 1st run
+
+
+def read_executions(*paths: Path) -> Executions:
+    """Merge execution logs (missing files count as empty: nothing ran there yet)."""
+    seen = Executions()
+    for path in paths:
+        try:
+            text = path.read_text()
+        except FileNotFoundError:
+            continue
+        for line in text.splitlines():
+            entry = json.loads(line)
+            task_id, kind = str(entry["id"]), str(entry["kind"])
+            if kind == "dropped":
+                seen.dropped[task_id] += 1
+                continue
+            seen.runs[task_id] += 1
+            start = float(entry["time"])
+            seen.first_start[task_id] = min(start, seen.first_start.get(task_id, start))
+    return seen
 
 
 @app.task(name="demo.add")

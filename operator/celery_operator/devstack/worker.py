@@ -29,7 +29,10 @@ class CeleryWorker:
         workdir: Path | None = None,
         app: str = "celery_operator.devstack.demo_app",
         pool: str = "prefork",
+        execution_log: Path | None = None,
     ) -> None:
+        """`execution_log`: a file every task start (or guard drop) is appended to; it
+        survives Redis restarts (see demo_app.read_executions)."""
         self.name = f"demo{next(_names)}-{os.getpid()}@localhost"
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="celery-operator-worker-"))
         argv = [
@@ -50,6 +53,8 @@ class CeleryWorker:
             "CELERY_RESULT_BACKEND": backend_url,
             **(extra_env or {}),
         }
+        if execution_log is not None:
+            env["DEMO_EXECUTION_LOG"] = str(execution_log)
         self.process = ManagedProcess(
             "celery-worker", argv, env=env, log_path=self.workdir / f"{self.name}.log"
         )
