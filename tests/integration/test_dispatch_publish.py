@@ -134,6 +134,10 @@ def test_what_cannot_succeed_on_retry_is_permanent(own_redis: RedisServer) -> No
         ):
             failed = _refused(publisher, args=(1, 1), **call)
             assert (failed.permanent, failed.reason) == (True, "ReservedName")
+        # Celery's own message headers can never be overridden, whatever got stored.
+        for header in ("task", "id", "ignore_result", "celeryoperator_uid"):
+            failed = _refused(publisher, args=(1, 1), headers={header: "x"})
+            assert (failed.permanent, failed.reason) == (True, "ReservedName")
         assert admin.type("unacked") == b"none" and admin.llen("celery.pidbox") == 0
 
         # Redis refuses a value over proto-max-bulk-len by dropping the connection.

@@ -318,6 +318,8 @@ def test_unconfirmed_claim_is_taken_over_after_the_lease_with_the_same_id() -> N
         task_id=task_id_for(UID, 1), attempt=1, eta=due, expires=due + s(600)
     )
     assert step.wake_at == now + CFG.claim_lease
+    # A possible second delivery is said out loud, not only in a condition.
+    assert reasons(step) == [("Warning", "TookOver")]
     # The taker confirms its own publish.
     task.step(now, published_here=task_id_for(UID, 1), broker_run_id="run-1")
     assert task.phase == "Queued"

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 from celery_operator import metrics
 from celery_operator.api import set_condition
+from celery_operator.api.limits import fit_status
 from celery_operator.kube.client import Conflict, Gone
 
 from .ports import Kube
@@ -86,8 +87,11 @@ class KubeIO:
         meta = body.get("metadata") or {}
         uid = meta.get("uid")
         try:
+            # Never send what the schema would refuse: cut to the CRD's limits here, once
+            # for every status write of both engines.
             new = await self.call(
-                self.kube.patch_status, plural, meta["namespace"], meta["name"], patch,
+                self.kube.patch_status, plural, meta["namespace"], meta["name"],
+                fit_status(plural, patch),
                 resource_version=meta.get("resourceVersion"), uid=uid,
             )
             return WriteOutcome.WRITTEN, new

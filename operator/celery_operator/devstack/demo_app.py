@@ -68,7 +68,9 @@ def _record_start(task_id: str | None = None, task: Task | None = None, **_: Any
     now = time.time()
     request = getattr(task, "request", None)
     if getattr(request, "celeryoperator_revoked", False):
-        return  # the guard refused it: revoked by the operator, the body does not run
+        # The guard refused it: revoked by the operator, the body does not run.
+        _journal(task_id, "revoked", now)
+        return
     if getattr(request, "celeryoperator_duplicate", False):
         # The run-once guard (connected before this receiver) dropped this delivery.
         _journal(task_id, "dropped", now)

@@ -12,6 +12,7 @@ import redis
 from celery import Celery
 
 from celery_operator.api import TaskCall
+from celery_operator.api.headers import reserved_header_reason
 from celery_operator.dispatch.errors import PublishFailed
 from celery_operator.dispatch.publish_errors import classify
 from celery_operator.dispatch.routing import RouteCheck, reserved_name
@@ -61,6 +62,12 @@ class Publisher:
         call = pub.call
         if (problem := reserved_name(call.queue, call.exchange)) is not None:
             raise PublishFailed(permanent=True, reason="ReservedName", public_message=problem)
+        # The schema and the model refuse these; an object stored before they did must
+        # still never override Celery's own message headers (task name, id, ...).
+        for header in call.headers:
+            if reserved_header_reason(header) is not None:
+                raise PublishFailed(permanent=True, reason="ReservedName",
+                                    public_message=f"header {header!r} is reserved")
         try:
             with self.app.producer_or_acquire() as producer:
                 # The check reads the binding table through the very channel that

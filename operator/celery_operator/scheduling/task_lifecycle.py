@@ -567,10 +567,15 @@ def _unconfirmed(obs: Observed, cfg: LifecycleConfig, task_id: str, attempt: int
     # Nobody confirmed within the lease: the claimer died around its publish. Claim again
     # (conditional, so only one taker) and publish the same id.
     patch = _Patch(obs).set(claim={"holder": cfg.holder, "time": _precise(obs.now)})
-    message = f"took over an unconfirmed dispatch of task {task_id}"
+    message = (
+        f"took over an unconfirmed dispatch of task {task_id}: its claimer stopped before "
+        "confirming, so it is published again under the same id (without the worker guard "
+        "it may run twice)"
+    )
     return Step(
         status=patch.done(Phase.DISPATCHING, "Dispatching", message),
         publish=_republish(obs, task_id, attempt),
+        notices=(Notice("Warning", "TookOver", message),),
         wake_at=obs.now + cfg.claim_lease,
     )
 
