@@ -278,3 +278,20 @@ def test_manual_runs_are_not_taken_for_scheduled_ones() -> None:
     step = p.settle(m(5))
     assert step.create == ()
     assert "lastScheduleTime" not in p.status
+
+
+def test_an_unrecorded_run_is_not_deleted_before_it_is_recorded() -> None:
+    p = new(maxRuns=1, successfulRunsHistoryLimit=0)
+    p.settle(m(1))
+    before = dict(p.status)
+    p.step(m(10) - AHEAD)
+    p.status = before  # the write was refused; meanwhile the run finished
+    name = f"report-{int(m(10).timestamp())}"
+    p.set_phase(name, "Succeeded")
+    step = p.step(m(11))
+    assert step.delete == () and step.create == ()
+    assert p.status["totalRuns"] == 1
+    # Recorded: now the history limit applies, and nothing runs again.
+    step = p.settle(m(12))
+    assert step.delete == (name,) and step.create == ()
+    assert p.settle(m(30)).create == ()

@@ -294,7 +294,8 @@ def plan_periodic(obs: PeriodicObserved, cfg: PeriodicConfig) -> PeriodicStep:
         # Handled either way: a bad value is reported once, not on every wake-up.
         patch["lastHandledRunRequest"] = handled
 
-    deletes = _beyond_history(spec, obs.children)
+    # An unrecorded run is the only evidence that its fire time ran: kept until recorded.
+    deletes = _beyond_history(spec, [c for c in obs.children if c not in unrecorded])
     new_children = [
         *[c for c in obs.children if c.name not in deletes],
         *[Child(o.name, o.scheduled_time, None, o.manual) for o in creates
