@@ -215,37 +215,32 @@ def _delete_and_collect(
 # ---- a child create the API server refuses ----------------------------------------------------
 
 
-@pytest.fixture
-def refuse_runs_of(kube: KubeEnv, namespace: str) -> Iterator[Any]:
-    """A ValidatingAdmissionPolicy that refuses, in this namespace, every ScheduledTask
-    labelled as a run of a given PeriodicTask (the API server's own 422)."""
-    admission = client.AdmissionregistrationV1Api(kube.api_client())
-    name = f"refuse-runs-{namespace}"
-    made: list[str] = []
+class Policies:
+    """ValidatingAdmissionPolicies bound to one namespace: the API server itself refuses
+    what they match (422, its own message); deleted after the test."""
 
-    def install(parent: str) -> str:
-        message = f"runs of {parent} are not allowed in this namespace"
-        admission.create_validating_admission_policy({
+    def __init__(self, kube: KubeEnv, namespace: str) -> None:
+        self.api = client.AdmissionregistrationV1Api(kube.api_client())
+        self.namespace = namespace
+        self.made: list[str] = []
+
+    def install(self, suffix: str, resource: str, operation: str, expression: str,
+                message: str) -> None:
+        name = f"{suffix}-{self.namespace}"
+        self.api.create_validating_admission_policy({
             "apiVersion": "admissionregistration.k8s.io/v1",
             "kind": "ValidatingAdmissionPolicy",
             "metadata": {"name": name},
             "spec": {
                 "failurePolicy": "Fail",
                 "matchConstraints": {"resourceRules": [{
-                    "apiGroups": [GROUP], "apiVersions": ["*"], "operations": ["CREATE"],
-                    "resources": [SCHEDULED_PLURAL],
+                    "apiGroups": [GROUP], "apiVersions": ["*"], "operations": [operation],
+                    "resources": [resource],
                 }]},
-                "validations": [{
-                    "expression": (
-                        f"!has(object.metadata.labels) || !('{PARENT_LABEL}' in "
-                        f"object.metadata.labels) || "
-                        f"object.metadata.labels['{PARENT_LABEL}'] != '{parent}'"
-                    ),
-                    "message": message,
-                }],
+                "validations": [{"expression": expression, "message": message}],
             },
         })
-        admission.create_validating_admission_policy_binding({
+        self.api.create_validating_admission_policy_binding({
             "apiVersion": "admissionregistration.k8s.io/v1",
             "kind": "ValidatingAdmissionPolicyBinding",
             "metadata": {"name": name},
@@ -253,21 +248,41 @@ def refuse_runs_of(kube: KubeEnv, namespace: str) -> Iterator[Any]:
                 "policyName": name,
                 "validationActions": ["Deny"],
                 "matchResources": {"namespaceSelector": {
-                    "matchLabels": {"kubernetes.io/metadata.name": namespace}}},
+                    "matchLabels": {"kubernetes.io/metadata.name": self.namespace}}},
             },
         })
-        made.append(name)
-        return message
+        self.made.append(name)
 
-    yield install
-    for policy in made:
-        for remove in (admission.delete_validating_admission_policy_binding,
-                       admission.delete_validating_admission_policy):
-            try:
-                remove(policy)
-            except ApiException as exc:
-                if exc.status != 404:
-                    raise
+    def lift(self, suffix: str) -> None:
+        self.api.delete_validating_admission_policy_binding(f"{suffix}-{self.namespace}")
+
+    def remove_all(self) -> None:
+        for name in self.made:
+            for remove in (self.api.delete_validating_admission_policy_binding,
+                           self.api.delete_validating_admission_policy):
+                try:
+                    remove(name)
+                except ApiException as exc:
+                    if exc.status != 404:
+                        raise
+
+
+@pytest.fixture
+def policies(kube: KubeEnv, namespace: str) -> Iterator[Policies]:
+    made = Policies(kube, namespace)
+    yield made
+    made.remove_all()
+
+
+def _refuse_runs_of(policies: Policies, parent: str) -> str:
+    message = f"runs of {parent} are not allowed in this namespace"
+    policies.install(
+        "refuse-runs", SCHEDULED_PLURAL, "CREATE",
+        f"!has(object.metadata.labels) || !('{PARENT_LABEL}' in object.metadata.labels) || "
+        f"object.metadata.labels['{PARENT_LABEL}'] != '{parent}'",
+        message,
+    )
+    return message
 
 
 def _create_refused(custom: client.CustomObjectsApi, namespace: str, parent: str) -> bool:
@@ -290,9 +305,9 @@ def _create_refused(custom: client.CustomObjectsApi, namespace: str, parent: str
 def test_a_refused_run_is_reported_once_and_retried_with_backoff(
     celery_worker: CeleryWorker, start_operator: StartOperator, tasks: Tasks, periodic: Tasks,
     custom: client.CustomObjectsApi, core: client.CoreV1Api, namespace: str,
-    refuse_runs_of: Any, kube: KubeEnv,
+    policies: Policies,
 ) -> None:
-    message = refuse_runs_of("refused")
+    message = _refuse_runs_of(policies, "refused")
     _wait(lambda: _create_refused(custom, namespace, "refused"), 15, "the policy in force")
     operator = start_operator()
     periodic.create("refused", {
@@ -318,8 +333,7 @@ def test_a_refused_run_is_reported_once_and_retried_with_backoff(
                 if r == "ChildRejected"]
     assert len(warnings) == 1 and warnings[0][0] == "Warning" and message in warnings[0][2]
     # Allowed again and the spec changed: tried at once (not after the 20 s backoff).
-    client.AdmissionregistrationV1Api(kube.api_client()) \
-        .delete_validating_admission_policy_binding(f"refuse-runs-{namespace}")
+    policies.lift("refuse-runs")
     _wait(lambda: not _create_refused(custom, namespace, "refused"), 15, "the policy gone")
     periodic.patch_spec("refused", {"task": {"name": "demo.add", "args": [2, 2]}})
     _wait(lambda: len(_children(tasks, "refused")) >= 1, 6, "a run right after the change")
@@ -329,6 +343,71 @@ def test_a_refused_run_is_reported_once_and_retried_with_backoff(
           "Ready again")
     assert _condition(periodic.get("refused"), "Stalled")["status"] == "False"
     assert tasks.wait_phase(child["metadata"]["name"], "Succeeded", 20)["status"]["result"] == 4
+
+
+def _status_refused(custom: client.CustomObjectsApi, namespace: str, name: str) -> bool:
+    """Whether a status write recording a run would be refused now (a dry run)."""
+    try:
+        custom.patch_namespaced_custom_object_status(
+            GROUP, VERSION, namespace, "periodictasks", name, {"status": {"totalRuns": 1}},
+            dry_run="All")
+    except ApiException as exc:
+        if exc.status in (403, 422):
+            return True
+        raise
+    return False
+
+
+def test_a_refused_status_write_is_reported_and_its_runs_are_counted_once(
+    celery_worker: CeleryWorker, start_operator: StartOperator, tasks: Tasks, periodic: Tasks,
+    custom: client.CustomObjectsApi, core: client.CoreV1Api, namespace: str,
+    policies: Policies, results: redis_lib.Redis,
+) -> None:
+    """Runs are created, the status writes that record them are refused: each retry finds
+    the runs it created (not created again, not taken for overlapping runs), and once the
+    writes go through every run is counted exactly once."""
+    message = "no runs may be recorded here"
+    policies.install(
+        "refuse-status", "periodictasks/status", "UPDATE",
+        "!has(object.status) || !has(object.status.totalRuns) || object.status.totalRuns == 0",
+        message,
+    )
+    periodic.create("unrecorded", {
+        "schedule": {"interval": "2s"},
+        "task": {"name": "demo.add", "args": [2, 3]},
+        "concurrencyPolicy": "Replace",  # a run taken for another one would be revoked
+        "successfulRunsHistoryLimit": 50,
+    })
+    _wait(lambda: _status_refused(custom, namespace, "unrecorded"), 15, "the policy in force")
+    operator = start_operator()
+    _wait(lambda: _status_writes(operator) >= 1, 10, "the first status write")
+    first = time.monotonic()
+    _wait(lambda: _condition(periodic.get("unrecorded"), "Ready").get("reason")
+          == "StatusRejected", 10, "Ready=False, StatusRejected")
+    ready = _condition(periodic.get("unrecorded"), "Ready")
+    assert ready["status"] == "False" and message in ready["message"]
+    # 5 s, then 10 s more: three refused writes in 25 s, and one write of the condition.
+    time.sleep(max(first + 25 - time.monotonic(), 0))
+    assert _status_writes(operator) == 4
+    runs = _children(tasks, "unrecorded")
+    assert len(runs) == _child_creates(operator)  # each created once, none AlreadyExists
+    assert all("revoke" not in c["spec"] for c in runs)
+    warnings = [(t, m) for t, r, m in events_for(core, namespace, "unrecorded")
+                if r == "StatusRejected"]
+    assert len(warnings) == 1 and warnings[0][0] == "Warning" and message in warnings[0][1]
+    # Allowed again: the next retry (at most 20 s later) records every run once.
+    policies.lift("refuse-status")
+    _wait(lambda: int((periodic.get("unrecorded").get("status") or {}).get("totalRuns") or 0)
+          >= len(runs), 30, "the runs recorded")
+    status = periodic.get("unrecorded")["status"]
+    last = parse_time(status["lastScheduleTime"])
+    counted = [c for c in _children(tasks, "unrecorded")
+               if parse_time(c["metadata"]["annotations"][SCHEDULED_TIME]) <= last]
+    assert status["totalRuns"] == len(counted)
+    assert _condition(periodic.get("unrecorded"), "Ready")["status"] == "True"
+    for child in runs:
+        done = tasks.wait_phase(child["metadata"]["name"], "Succeeded", timeout=20)
+        assert int(results.get(RUNS_KEY + done["status"]["taskId"])) == 1
 
 
 # ---- run requests nobody should write -------------------------------------------------------

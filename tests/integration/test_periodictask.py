@@ -252,7 +252,7 @@ def test_suspend_pauses_and_resume_catches_up_once(
     # Every fire time before it, from the first one (start + 2 s), was missed.
     start = parse_time(periodic.get("pausable")["metadata"]["creationTimestamp"])
     missed = int((_nominal(caught_up[0]) - start).total_seconds() // 2) - 1
-    assert missed >= 3
+    assert missed >= 2  # suspended for 7 s or more: at least three fire times passed
     _wait(lambda: periodic.get("pausable")["status"].get("missedRuns") == missed, 10,
           f"missedRuns == {missed}")
 

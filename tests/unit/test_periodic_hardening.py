@@ -223,7 +223,7 @@ def test_no_failure_no_delay() -> None:
 
 
 @pytest.mark.parametrize("policy", ["Forbid", "Replace", "Allow"])
-def test_a_run_created_before_a_lost_status_write_is_not_an_overlap_with_itself(
+def test_a_run_created_before_a_lost_status_write_is_recorded_not_repeated_or_overlapped(
     policy: str,
 ) -> None:
     p = new(concurrencyPolicy=policy)
@@ -234,11 +234,64 @@ def test_a_run_created_before_a_lost_status_write_is_not_an_overlap_with_itself(
     p.status = before  # the run was created, the status write after it was lost
     for now in (m(10) - AHEAD + s(1), m(10) + s(1)):
         again = p.plan(now)
-        assert [o.scheduled_time for o in again.create] == [m(10)]  # AlreadyExists: adopted
-        assert again.revoke == ()
-        assert again.status is not None and "skippedRuns" not in again.status
-        assert again.notices == ()
-    p.step(m(10) + s(1))
+        assert again.create == () and again.revoke == () and again.notices == ()
+        assert again.status is not None
+        assert (again.status["lastScheduleTime"], again.status["totalRuns"]) == (iso(m(10)), 1)
+        assert "skippedRuns" not in again.status
+    p.settle(m(10) + s(1))
     assert p.status["totalRuns"] == 1 and len(p.created_runs) == 1
     assert p.status["active"] == [{"name": f"report-{int(m(10).timestamp())}",
                                    "scheduledTime": iso(m(10))}]
+    # Later fire times go on as usual.
+    p.set_phase(f"report-{int(m(10).timestamp())}", "Succeeded")
+    assert [o.scheduled_time for o in p.settle(m(20) - AHEAD).create] == [m(20)]
+
+
+def test_an_unrecorded_run_counts_against_max_runs() -> None:
+    p = new(maxRuns=1)
+    p.settle(m(1))
+    before = dict(p.status)
+    p.step(m(10) - AHEAD)
+    p.status = before  # refused, then retried with backoff much later
+    step = p.settle(m(35))
+    assert step.create == ()
+    assert p.status["totalRuns"] == 1 and len(p.created_runs) == 1
+    assert p.status["nextScheduleTimes"] == []
+
+
+def test_a_later_retry_records_the_run_and_applies_the_missed_run_rule_after_it() -> None:
+    p = new()
+    p.settle(m(1))
+    before = dict(p.status)
+    p.step(m(10) - AHEAD)
+    p.status = before
+    step = p.settle(m(41))  # 10 is recorded; 20 and 30 were missed, 40 runs late
+    assert [o.scheduled_time for o in step.create] == [m(40)]
+    assert (p.status["totalRuns"], p.status["missedRuns"]) == (2, 2)
+    assert p.status["lastScheduleTime"] == iso(m(40))
+
+
+def test_manual_runs_are_not_taken_for_scheduled_ones() -> None:
+    p = new()
+    p.settle(m(1))
+    p.add_child(m(30), "Succeeded", manual=True)
+    step = p.settle(m(5))
+    assert step.create == ()
+    assert "lastScheduleTime" not in p.status
+
+
+def test_an_unrecorded_run_is_not_deleted_before_it_is_recorded() -> None:
+    p = new(maxRuns=1, successfulRunsHistoryLimit=0)
+    p.settle(m(1))
+    before = dict(p.status)
+    p.step(m(10) - AHEAD)
+    p.status = before  # the write was refused; meanwhile the run finished
+    name = f"report-{int(m(10).timestamp())}"
+    p.set_phase(name, "Succeeded")
+    step = p.step(m(11))
+    assert step.delete == () and step.create == ()
+    assert p.status["totalRuns"] == 1
+    # Recorded: now the history limit applies, and nothing runs again.
+    step = p.settle(m(12))
+    assert step.delete == (name,) and step.create == ()
+    assert p.settle(m(30)).create == ()

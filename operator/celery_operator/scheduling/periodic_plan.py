@@ -188,6 +188,15 @@ def plan_periodic(obs: PeriodicObserved, cfg: PeriodicConfig) -> PeriodicStep:
     revokes: list[str] = []
     notices: list[PeriodicNotice] = []
     patch: dict[str, Any] = {}
+    # Runs created whose status write was then lost or refused: they count (maxRuns, the
+    # missed-run window) as if it had gone through, and are recorded now.
+    unrecorded = [c for c in obs.children
+                  if not c.manual and (last is None or c.scheduled_time > last)]
+    if unrecorded:
+        last = max(c.scheduled_time for c in unrecorded)
+        total_runs += len(unrecorded)
+        patch["lastScheduleTime"] = format_time(last, fraction=True)
+        patch["totalRuns"] = total_runs
     missed = int(status.get("missedRuns") or 0)
     skipped = int(status.get("skippedRuns") or 0)
 
@@ -285,7 +294,8 @@ def plan_periodic(obs: PeriodicObserved, cfg: PeriodicConfig) -> PeriodicStep:
         # Handled either way: a bad value is reported once, not on every wake-up.
         patch["lastHandledRunRequest"] = handled
 
-    deletes = _beyond_history(spec, obs.children)
+    # An unrecorded run is the only evidence that its fire time ran: kept until recorded.
+    deletes = _beyond_history(spec, [c for c in obs.children if c not in unrecorded])
     new_children = [
         *[c for c in obs.children if c.name not in deletes],
         *[Child(o.name, o.scheduled_time, None, o.manual) for o in creates
