@@ -362,27 +362,53 @@ def test_again_overrides_a_later_wake_up() -> None:
     run(main)
 
 
-def test_a_failing_reconcile_is_retried_after_five_seconds(
+def test_a_failing_reconcile_is_retried_with_capped_exponential_backoff(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     async def main(clock: Clock) -> None:
         rec = Recorder(clock)
 
         def hook(key: str, count: int) -> None:
-            if count <= 2:
+            if count <= 11:
                 raise RuntimeError("API server unavailable")
 
         rec.hook = hook
         queue = DueQueue(rec, clock)
         queue.start()
         queue.schedule("k", clock.at(10))
-        await settle(60)
-        assert close(rec.times("k"), [clock.at(10), clock.at(15), clock.at(20)])
+        await settle(2000)
+        # 1, 2, 4, ... s after each failure, never more than 300 s: not a loop.
+        gaps = [1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300]
+        expected = [10.0]
+        for gap in gaps:
+            expected.append(expected[-1] + gap)
+        assert close(rec.times("k"), [clock.at(t) for t in expected])
         assert queue.armed() == 0  # succeeded: no more retries
         await queue.stop()
 
     run(main)
     assert "API server unavailable" in caplog.text
+
+
+def test_a_success_resets_the_backoff() -> None:
+    async def main(clock: Clock) -> None:
+        rec = Recorder(clock)
+
+        def hook(key: str, count: int) -> None:
+            if count in (1, 2, 4):
+                raise RuntimeError("flaky")
+
+        rec.hook = hook
+        queue = DueQueue(rec, clock)
+        queue.start()
+        queue.schedule("k", clock.at(10))
+        await settle(20)
+        queue.schedule("k", clock.at(50))  # succeeded at 13; fails again at 50
+        await settle(60)
+        assert close(rec.times("k"), [clock.at(t) for t in (10, 11, 13, 50, 51)])
+        await queue.stop()
+
+    run(main)
 
 
 def test_a_failure_does_not_postpone_an_earlier_wake_up() -> None:
@@ -405,7 +431,7 @@ def test_a_failure_does_not_postpone_an_earlier_wake_up() -> None:
         queue.start()
         queue.now("k")
         await settle(30)
-        # Ran at 0, failed at 2 (+5 s would be 7); the wake-up at 3 is kept and wins.
+        # Ran at 0, failed at 2 (+1 s would be 3); the wake-up at 3 is kept.
         times = rec.times("k")
         assert close(times[:2], [clock.at(0), clock.at(3)])
         assert rec.max_running_per_key == 1
@@ -429,7 +455,7 @@ def test_a_failing_key_does_not_block_others() -> None:
         queue.schedule("good", clock.at(12))
         await settle(13)
         assert close(rec.times("good"), [clock.at(12)])
-        assert close(rec.times("bad"), [clock.at(0), clock.at(5), clock.at(10)])
+        assert close(rec.times("bad"), [clock.at(t) for t in (0, 1, 3, 7)])
         await queue.stop()
 
     run(main)

@@ -14,7 +14,9 @@ import heapq
 import itertools
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta
+from datetime import datetime
+
+from celery_operator.scheduling.backoff import Backoff
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +44,7 @@ class DueQueue:
         self._loop_task: asyncio.Task[None] | None = None
         self._name = name
         self._on_depth = on_depth
+        self._failures = Backoff(initial=1.0, factor=2.0, maximum=300.0)
 
     def start(self) -> None:
         self._loop_task = asyncio.create_task(self._run(), name=self._name)
@@ -74,6 +77,7 @@ class DueQueue:
 
     def forget(self, key: str) -> None:
         self._wake_at.pop(key, None)
+        self._failures.succeeded(key)
 
     def armed(self) -> int:
         return len(self._wake_at)
@@ -121,8 +125,14 @@ class DueQueue:
                     try:
                         await self._reconcile(key)
                     except Exception:
-                        logger.exception("reconciling %s failed; trying again in 5 s", key)
-                        self.schedule(key, self._clock() + timedelta(seconds=5))
+                        # An unexpected error: try again later and later (capped), so a
+                        # broken object costs a log line now and then, never a loop.
+                        delay = self._failures.failed(key)
+                        logger.exception("reconciling %s failed; trying again in %.0f s",
+                                         key, delay.total_seconds())
+                        self.schedule(key, self._clock() + delay)
+                    else:
+                        self._failures.succeeded(key)
                 if key not in self._again:
                     break
         finally:

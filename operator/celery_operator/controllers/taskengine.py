@@ -398,9 +398,14 @@ class TaskEngine:
             )
         if step.delete:
             meta = entry.meta
-            await self.io.call(
-                self.kube.delete, SCHEDULED_PLURAL, meta["namespace"], meta["name"], uid=uid
-            )
+            try:
+                await self.io.call(
+                    self.kube.delete, SCHEDULED_PLURAL, meta["namespace"], meta["name"],
+                    uid=uid,
+                )
+            except Rejected as exc:  # e.g. RBAC without delete: ttlSecondsAfterFinished
+                await self._refused(uid, entry, exc, "DeleteRejected", "the delete")
+                return
         for notice in step.notices:
             self.io.post_event(entry.body, notice.type, notice.reason, notice.message)
         self._after(uid, entry, step)
@@ -446,7 +451,7 @@ class TaskEngine:
         try:
             outcome, obj = await self.io.write_status(SCHEDULED_PLURAL, entry.body, patch)
         except Rejected as exc:
-            await self._status_rejected(uid, entry, exc)
+            await self._refused(uid, entry, exc, "StatusRejected", "a status update")
             return False
         if uid in self._rejected_message:
             self._rejected_message.pop(uid, None)
@@ -463,19 +468,21 @@ class TaskEngine:
             return False
         return True
 
-    async def _status_rejected(self, uid: str, entry: Entry, exc: Rejected) -> None:
-        """The API server refused our status write (a schema limit, a CEL rule, RBAC):
-        the same write would fail again. Say so once per distinct message — in a
+    async def _refused(
+        self, uid: str, entry: Entry, exc: Rejected, reason: str, what: str
+    ) -> None:
+        """The API server refused our request (a schema limit, a CEL rule, RBAC): the
+        same request would fail again. Say so once per distinct message — in a
         condition if the API server takes that much, and a Warning — and try the step
         again later, with capped exponential backoff, never in a tight loop."""
         delay = self._rejected_backoff.failed(uid)
-        message = f"the API server refused a status update ({exc.status}): {exc.message}"
-        logger.warning("status write for %s refused: %s", _name(entry.body), message)
+        message = f"the API server refused {what} ({exc.status}): {exc.message}"
+        logger.warning("%s for %s refused: %s", what, _name(entry.body), message)
         if self._rejected_message.get(uid) != message:
             self._rejected_message[uid] = message
-            self.io.post_event(entry.body, "Warning", "StatusRejected", message)
+            self.io.post_event(entry.body, "Warning", reason, message)
             conditions = stalled_conditions(
-                entry.status.get("conditions"), "StatusRejected", message,
+                entry.status.get("conditions"), reason, message,
                 int(entry.meta.get("generation") or 0), self.clock(),
             )
             with contextlib.suppress(Exception):

@@ -94,6 +94,8 @@ class KubeClient:
         except ApiException as exc:
             if exc.status == 404:
                 raise Gone(f"{plural} {namespace}/{name} not found") from exc
+            if exc.status in FINAL_STATUSES:
+                raise rejected(exc) from exc
             raise
         return obj
 
@@ -170,6 +172,8 @@ class KubeClient:
                 GROUP, VERSION, namespace, plural, name, body=body
             )
         except ApiException as exc:
+            if exc.status in FINAL_STATUSES:
+                raise rejected(exc) from exc
             if exc.status not in (404, 409):
                 raise
 
