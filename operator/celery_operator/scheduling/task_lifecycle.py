@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from celery_operator.api import (
     FINISHED_PHASES,
+    SCHEDULED_PLURAL,
     InvalidSpec,
     Phase,
     RevokeRequest,
@@ -35,12 +36,14 @@ from celery_operator.api import (
 )
 from celery_operator.api import celery_state as cs
 from celery_operator.api.celery_state import TaskState
+from celery_operator.api.limits import fit_status
 from celery_operator.api.status import (
     MAX_ATTEMPTS,
     attempt_error,
     capped_result,
     keep_last,
     task_error,
+    truncate,
 )
 from celery_operator.scheduling.duetime import resolve_due_time, resolve_expiry, retry_delay
 from celery_operator.scheduling.revoke import cannot_run_any_more, next_broadcast
@@ -49,7 +52,8 @@ from celery_operator.scheduling.revoke import cannot_run_any_more, next_broadcas
 TASK_ID_NAMESPACE = uuid.UUID("6f1c1b8e-6c53-4c55-9d0e-2f1a3c0de001")
 
 RESULT_LIMIT = 32 * 1024  # bytes of JSON kept in status.result
-MESSAGE_LIMIT = 2 * 1024  # condition and Event messages
+MESSAGE_LIMIT = 2 * 1024  # condition messages
+EVENT_MESSAGE_LIMIT = 1024  # what an Event's message may hold (kube.client cuts there too)
 
 # Phases with a message out there that may still run (a revoke may still be needed).
 IN_FLIGHT = frozenset({Phase.DISPATCHING, Phase.QUEUED, Phase.STARTED, Phase.REVOKING})
@@ -235,7 +239,22 @@ def _time(status: Mapping[str, Any], key: str) -> datetime | None:
 
 
 def plan_step(obs: Observed, cfg: LifecycleConfig) -> Step:
-    """The next step for one ScheduledTask."""
+    """The next step for one ScheduledTask, its status patch within the CRD's limits
+    (worker names and errors are tenant data of any length) and its Events' messages
+    within an Event's."""
+    step = _plan_step(obs, cfg)
+    if step.status is None and not step.notices:
+        return step
+    return replace(
+        step,
+        status=fit_status(SCHEDULED_PLURAL, step.status) if step.status is not None else None,
+        notices=tuple(
+            replace(n, message=truncate(n.message, EVENT_MESSAGE_LIMIT)) for n in step.notices
+        ),
+    )
+
+
+def _plan_step(obs: Observed, cfg: LifecycleConfig) -> Step:
     status = obs.status
     phase = Phase(status["phase"]) if status.get("phase") else None
     generation_changed = status.get("observedGeneration") != obs.generation
@@ -399,17 +418,23 @@ def _in_flight(
     backend = obs.backend if obs.backend is not None and obs.backend.task_id == task_id else None
     state = backend.status if backend is not None else cs.PENDING
     started = state in (cs.STARTED, cs.RETRY) or obs.started_hint is not None
+    # Before saying a task never ran (expired unstarted, revoke took effect), every sign
+    # counts — a start written earlier too — and the backend must have been read: a
+    # restarted operator knows nothing yet.
+    ran = started or bool(status.get("startTime"))
+    if not obs.backend_read and not ran and phase is not Phase.DISPATCHING:
+        return Step(wake_at=obs.now + timedelta(seconds=1), track=True)
 
     revoke = spec.revoke if spec is not None else None
     if revoke is None and phase is Phase.REVOKING:
         revoke = RevokeRequest()  # the spec broke since: keep enforcing what was asked
     if revoke is not None and state not in (cs.SUCCESS, cs.FAILURE, cs.REVOKED):
-        return _revoking(obs, revoke, task_id, attempt, started, phase)
+        return _revoking(obs, revoke, task_id, attempt, ran, phase)
 
     if state == cs.UNREADABLE and backend is not None:
         return _unreadable(obs, backend, task_id, phase)
     expires_at = _time(status, "expiresAt")
-    if state == cs.PENDING and not started and expires_at is not None and obs.now >= expires_at:
+    if state == cs.PENDING and not ran and expires_at is not None and obs.now >= expires_at:
         return _expired_in_queue(obs, task_id, attempt, expires_at)
     if phase is Phase.DISPATCHING and state == cs.PENDING:
         return _unconfirmed(obs, cfg, task_id, attempt)
@@ -439,7 +464,9 @@ def _in_flight(
         )
     if phase is Phase.DISPATCHING:
         return _confirm(obs, task_id)
-    return Step(track=True, wake_at=expires_at)  # an unstarted task expires then
+    # An unstarted task expires then: wake for it.
+    expiry = expires_at if expires_at is not None and expires_at > obs.now and not ran else None
+    return Step(track=True, wake_at=expiry)
 
 
 def _corrected(obs: Observed, task_id: str) -> Step:
@@ -551,6 +578,11 @@ def _republish(obs: Observed, task_id: str, attempt: int) -> Publish:
 
 
 def _unconfirmed(obs: Observed, cfg: LifecycleConfig, task_id: str, attempt: int) -> Step:
+    if not isinstance(obs.spec, ScheduledTaskSpec) and obs.published_here != task_id:
+        # The spec broke after the claim: nothing can be (re)published from it. Keep
+        # reading the backend (the message may have gone out and run); the task moves
+        # on once the spec is fixed.
+        return Step(wake_at=obs.now + cfg.claim_lease, track=True)
     failure = obs.publish_failure
     if failure is not None and failure.task_id == task_id:
         return _publish_failed(obs, cfg, failure, task_id, attempt)
@@ -636,8 +668,12 @@ def _confirm(obs: Observed, task_id: str) -> Step:
         status=patch.done(Phase.QUEUED, "Queued", message),
         notices=(Notice("Normal", "Dispatched", message),),
         track=True,
-        wake_at=_time(obs.status, "expiresAt"),  # an unstarted task expires then
+        wake_at=_future(_time(obs.status, "expiresAt"), obs.now),  # it expires then
     )
+
+
+def _future(at: datetime | None, now: datetime) -> datetime | None:
+    return at if at is not None and at > now else None
 
 
 def _running(
