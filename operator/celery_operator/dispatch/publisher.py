@@ -33,9 +33,15 @@ class Publication:
     headers: Mapping[str, str] = field(default_factory=dict)
 
 
-def celery_app(broker_url: str, name: str = "celery-operator") -> Celery:
+def celery_app(
+    broker_url: str,
+    name: str = "celery-operator",
+    transport_options: Mapping[str, Any] | None = None,
+) -> Celery:
     """A JSON-only Celery app for publishing and control. No result backend: with one,
-    every send_task would subscribe to a pub/sub channel for its id (celery#3808)."""
+    every send_task would subscribe to a pub/sub channel for its id (celery#3808).
+    `transport_options` become broker_transport_options (e.g. visibility_timeout,
+    queue_order_strategy: they must match the workers' for priorities to route alike)."""
     app = Celery(name, broker=broker_url, set_as_current=False)
     app.conf.update(
         task_serializer="json",
@@ -44,15 +50,19 @@ def celery_app(broker_url: str, name: str = "celery-operator") -> Celery:
         broker_connection_retry_on_startup=True,
         task_send_sent_event=False,
     )
+    if transport_options:
+        app.conf.broker_transport_options = dict(transport_options)
     return app
 
 
 class Publisher:
     """Thread-safe: send_task draws connections from the app's producer pool."""
 
-    def __init__(self, broker_url: str) -> None:
+    def __init__(
+        self, broker_url: str, transport_options: Mapping[str, Any] | None = None
+    ) -> None:
         self.broker_url = broker_url
-        self.app = celery_app(broker_url)
+        self.app = celery_app(broker_url, transport_options=transport_options)
         self._redis = redis.Redis.from_url(broker_url, socket_timeout=10)
         self.routes = RouteCheck(self.app)
         self._run_id: str | None = None
