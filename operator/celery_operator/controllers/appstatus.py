@@ -35,6 +35,10 @@ STATUS_INTERVAL_SECONDS = 10.0
 MAX_BACKOFF_SECONDS = 120.0
 INSPECT_TIMEOUT_SECONDS = 1.0
 ERROR_MAX_LENGTH = 1024
+# The CRD's limits on status lists and names.
+WORKERS_MAX = 256
+LIST_MAX = 64
+NAME_MAX = 255
 
 PhaseCounts = Callable[[str], Mapping[str, int]]
 
@@ -118,10 +122,15 @@ def desired_status(
             current.get("conditions"), type=READY, status=ready, reason=reason,
             message=message, generation=generation, now=now,
         ),
-        "workers": [{"hostname": h, "queues": list(qs)} for h, qs in found.workers]
-        if found is not None else [],
-        "queues": [{"name": q, "depth": d} for q, d in found.queues]
-        if found is not None else [],
+        "workers": [
+            {"hostname": h[:NAME_MAX], "queues": [q[:NAME_MAX] for q in qs[:LIST_MAX]]}
+            for h, qs in (found.workers if found is not None else ())[:WORKERS_MAX]
+        ],
+        "workerCount": len(found.workers) if found is not None else 0,
+        "queues": [
+            {"name": q[:NAME_MAX], "depth": d}
+            for q, d in (found.queues if found is not None else ())[:LIST_MAX]
+        ],
         "tasks": {phase: n for phase, n in sorted(counts.items()) if n},
     }
     if isinstance(generation, int):
