@@ -71,7 +71,8 @@ def test_a_cluster_app_is_used_only_from_namespaces_its_selector_admits(
     backend: CeleryBackend,
 ) -> None:
     apps = index(
-        usable(backend, "ClusterCeleryApp", None, "shared", selector={"matchLabels": {"team": "a"}}),
+        usable(backend, "ClusterCeleryApp", None, "shared",
+               selector={"matchLabels": {"team": "a"}}),
         usable(backend, "ClusterCeleryApp", None, "closed", selector=None),
         usable(backend, "ClusterCeleryApp", None, "open", selector={}),
     )

@@ -86,7 +86,12 @@ def probe(backend: CeleryBackend, queues: list[str]) -> Probe:
     except Exception as exc:
         return Probe(error=_error("result backend unreachable", exc), reason="BackendUnreachable")
     try:
-        workers = backend.worker_queues(INSPECT_TIMEOUT_SECONDS)
+        try:
+            workers = backend.worker_queues(INSPECT_TIMEOUT_SECONDS)
+        except Exception:
+            # A pooled connection from before a broker restart fails once; a fresh one
+            # is taken on the second try.
+            workers = backend.worker_queues(INSPECT_TIMEOUT_SECONDS)
         depths = tuple((q, backend.queue_length(q)) for q in queues)
     except Exception as exc:
         return Probe(error=_error("broker failed", exc), reason="BrokerUnreachable")

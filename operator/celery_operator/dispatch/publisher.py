@@ -10,6 +10,7 @@ from typing import Any
 
 import redis
 from celery import Celery
+from kombu.pools import ProducerPool
 
 from celery_operator.api import TaskCall
 from celery_operator.api.headers import reserved_header_reason
@@ -52,7 +53,20 @@ def celery_app(
     )
     if transport_options:
         app.conf.broker_transport_options = dict(transport_options)
+    # Connections and producers from pools of this app's own, not kombu's process-wide
+    # ones (keyed by broker URL, shared by every app on that broker): close_app can then
+    # close every broker connection the app opened without breaking another app's.
+    limit = app.conf.broker_pool_limit
+    app._pool = app.connection_for_write().Pool(limit=limit)
+    app.amqp._producer_pool = ProducerPool(app._pool, limit=limit)  # type: ignore[no-untyped-call]
     return app
+
+
+def close_app(app: Celery) -> None:
+    """Close every broker connection `app` opened (Celery's own close() keeps them)."""
+    app.amqp.producer_pool.force_close_all()
+    app.pool.force_close_all()
+    app.close()
 
 
 class Publisher:
@@ -128,7 +142,7 @@ class Publisher:
 
     def close(self) -> None:
         self._redis.close()
-        self.app.close()
+        close_app(self.app)
 
 
 def _options(pub: Publication) -> dict[str, Any]:
