@@ -128,6 +128,10 @@ class Cluster:
         return dict(self.custom.get_namespaced_custom_object(
             GROUP, VERSION, namespace, CELERYAPP_PLURAL, name))
 
+    def patch_app(self, namespace: str, name: str, spec: dict[str, Any]) -> None:
+        self.custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, CELERYAPP_PLURAL,
+                                                   name, {"spec": spec})
+
     def delete_app(self, namespace: str | None, name: str) -> None:
         if namespace is None:
             self.custom.delete_cluster_custom_object(GROUP, VERSION, CLUSTER_CELERYAPP_PLURAL,
@@ -308,6 +312,26 @@ def test_a_rotated_password_swaps_the_backend_and_a_deleted_app_closes_its_conne
     new.backend.check_result_backend()
     assert isinstance(old.backend, Recorded) and old.backend.closed
     assert registry.open_count() == 1
+
+    # A spec change is read at once: a tighter policy keeps the backend; other Secrets
+    # (here: other databases) give another backend and close the old one.
+    changes.clear()
+    cluster.patch_app(team, "default", {"policy": {"allowedTasks": ["reports.*"]}})
+    directory.observe(CELERYAPP_KIND, "MODIFIED", cluster.get_app(team, "default"))
+    tighter = directory.resolve(team, None)
+    assert isinstance(tighter, ResolvedApp) and tighter.backend is new.backend
+    assert tighter.policy.allowed_tasks == ("reports.*",) and changes == [key]
+    cluster.secret(team, "other", broker=f"redis://:{ENCODED}@127.0.0.1:{redis_a.port}/2",
+                   backend=f"redis://:{ENCODED}@127.0.0.1:{redis_a.port}/3")
+    cluster.patch_app(team, "default", app_spec("other"))
+    body = cluster.get_app(team, "default")
+    directory.observe(CELERYAPP_KIND, "MODIFIED", body)
+    directory.observe(CELERYAPP_KIND, "MODIFIED", body)  # the same again: nothing to do
+    moved = directory.resolve(team, None)
+    assert isinstance(moved, ResolvedApp) and moved.backend is not new.backend
+    assert changes == [key, key] and isinstance(new.backend, Recorded) and new.backend.closed
+    moved.backend.check_result_backend()
+    new = moved
 
     # Delete: the backend is closed, its connections to Redis are gone, subscribers hear.
     new.backend.consumed_queues()  # a broadcast too: kombu's own connections

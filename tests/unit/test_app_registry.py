@@ -69,6 +69,10 @@ def test_close_all_closes_every_backend_and_new_ones_call_on_open() -> None:
     a, b = registry.use("x", A), registry.use("y", B)
     registry.use("z", A)
     assert seen == [a, b]
+    later: list[CeleryBackend] = []
+    registry.on_every_backend(later.append)  # the open ones now, new ones when opened
+    c = registry.use("w", ConnectionSet.of("redis://127.0.0.1:3/0", "redis://127.0.0.1:3/1"))
+    assert later == [a, b, c] and seen == [a, b]
     registry.close_all()
     assert isinstance(a, Recorded) and isinstance(b, Recorded) and a.closed and b.closed
     assert registry.open_count() == 0

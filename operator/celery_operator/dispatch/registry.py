@@ -114,6 +114,15 @@ class BackendRegistry:
         self._holders: dict[ConnectionSet, set[str]] = {}
         self._held: dict[str, ConnectionSet] = {}
 
+    def on_every_backend(self, fn: Callable[[CeleryBackend], None]) -> None:
+        """Run `fn` on every backend open now and on each one opened later (e.g. to
+        start its event listener once the engine that listens exists)."""
+        with self._lock:
+            self._on_open = fn
+            backends = list(self._backends.values())
+        for backend in backends:
+            fn(backend)
+
     def use(self, key: str, conn: ConnectionSet) -> CeleryBackend:
         """The shared backend of `conn`, now held by `key`; what `key` held before is let
         go (and closed if nobody else holds it)."""
@@ -129,10 +138,11 @@ class BackendRegistry:
             self._holders[conn].add(key)
             self._held[key] = conn
             stale = self._let_go(key, previous) if previous not in (None, conn) else None
+            on_open = self._on_open
         if opened:
             logger.info("opened connection set %r for %s", conn, key)
-            if self._on_open is not None:
-                self._on_open(backend)
+            if on_open is not None:
+                on_open(backend)
         if stale is not None:
             self._close(stale)
         return backend
