@@ -218,19 +218,24 @@ class AppDirectory:
             due = [(k, e.view) for k, e in self._entries.items() if e.next_read <= now]
             stale = [ns for ns, (at, _) in self._labels.items() if now - at >= self.labels_refresh]
         for key, view in due:
-            with self._lock:
-                current = self._entries.get(key)
-            if current is not None and current.view.body is view.body:
-                self._apply(key, view.kind, view.namespace, view.name, view.body)
+            self._apply(key, view.kind, view.namespace, view.name, view.body, refresh=True)
         for namespace in stale:
             self._refresh_labels(namespace)
 
     # ---- internals --------------------------------------------------------------------------
 
     def _apply(
-        self, key: str, kind: str, namespace: str | None, name: str, body: Mapping[str, Any]
+        self, key: str, kind: str, namespace: str | None, name: str, body: Mapping[str, Any],
+        *, refresh: bool = False,
     ) -> None:
+        """Parse, read the Secrets, swap the backend. `refresh`: only if the app is still
+        the one that was due (not deleted or changed by a watch event meanwhile)."""
         with self._apply_lock:
+            if refresh:
+                with self._lock:
+                    current = self._entries.get(key)
+                if current is None or current.view.body is not body:
+                    return
             self._apply_locked(key, kind, namespace, name, body)
 
     def _apply_locked(

@@ -290,5 +290,7 @@ class AppStatusWriter:
         change = ready_changed(current, desired)
         if change is not None:
             type_, reason, message = change
+            # A ClusterCeleryApp's Events go to namespace "default" (the API server
+            # accepts an Event about a cluster-scoped object nowhere else).
             self.kube.post_event(body, type_=type_, reason=reason, message=message)
         return healthy
