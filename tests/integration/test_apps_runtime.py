@@ -499,3 +499,38 @@ def _ready_is(obj: dict[str, Any], value: str) -> dict[str, Any] | None:
         if condition.get("type") == "Ready" and condition.get("status") == value:
             return dict(status)
     return None
+
+
+def test_the_background_refresh_picks_up_a_rotated_password_by_itself(
+    cluster: Cluster, redis_a: RedisServer,
+) -> None:
+    team = cluster.namespace("bg", team="a")
+    set_password(redis_a, "first")
+    cluster.secret(team, "broker", **urls(redis_a, "first"))
+    cluster.app(team, "default", app_spec("broker"))
+    registry = BackendRegistry(opened)
+    directory = AppDirectory(cluster.kube_client, registry, operator_namespace=team,
+                             secret_refresh=1.0)
+    changes: list[str] = []
+    directory.subscribe(changes.append)
+    directory.load([team])
+    first = directory.resolve(team, None)
+    assert isinstance(first, ResolvedApp)
+    directory.start()
+    try:
+        set_password(redis_a, PASSWORD, "first")
+        cluster.secret(team, "broker", **urls(redis_a, ENCODED))
+        changes.clear()
+        second = wait_for("the new Secret read", lambda: _other(directory.resolve(team, None),
+                                                                 first))
+        assert second.backend.broker_run_id() == run_id(redis_a, PASSWORD)
+        assert changes == [f"CeleryApp/{team}/default"]
+        assert isinstance(first.backend, Recorded) and first.backend.closed
+    finally:
+        directory.stop()
+        registry.close_all()
+
+
+def _other(answer: ResolvedApp | AppProblem, than: ResolvedApp) -> ResolvedApp | None:
+    return answer if isinstance(answer, ResolvedApp) and answer.backend is not than.backend \
+        else None
