@@ -35,7 +35,13 @@ import yaml
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from celery_operator.api import GROUP, PERIODIC_PLURAL, SCHEDULED_PLURAL
+from celery_operator.api import (
+    CELERYAPP_PLURAL,
+    CLUSTER_CELERYAPP_PLURAL,
+    GROUP,
+    PERIODIC_PLURAL,
+    SCHEDULED_PLURAL,
+)
 from celery_operator.controllers.periodicengine import PARENT_LABEL
 from celery_operator.devstack import KubeEnv, find_binary
 from celery_operator.devstack.operatorproc import OperatorProcess
@@ -348,6 +354,25 @@ NEEDS: dict[Rule, Need] = {
 }
 
 
+# The rules of CeleryApps (issue 12): the app directory (controllers/apps.py) lists and
+# watches the apps, reads the Secrets they name and the namespaces' labels, and writes the
+# apps' status. Their rows in NEEDS (a check failing without each verb) come with it.
+APP_RULES: set[Rule] = {
+    (GROUP, CELERYAPP_PLURAL, "get"),
+    (GROUP, CELERYAPP_PLURAL, "list"),
+    (GROUP, CELERYAPP_PLURAL, "watch"),
+    (GROUP, f"{CELERYAPP_PLURAL}/status", "patch"),
+    ("", "secrets", "get"),
+}
+CLUSTER_APP_RULES: set[Rule] = {
+    (GROUP, CLUSTER_CELERYAPP_PLURAL, "get"),
+    (GROUP, CLUSTER_CELERYAPP_PLURAL, "list"),
+    (GROUP, CLUSTER_CELERYAPP_PLURAL, "watch"),
+    (GROUP, f"{CLUSTER_CELERYAPP_PLURAL}/status", "patch"),
+    ("", "namespaces", "get"),
+}
+
+
 def denial_pattern(rule: Rule) -> re.Pattern[str]:
     """The API server's message for exactly this denied request (also JSON-escaped)."""
     group, resource, verb = rule
@@ -464,17 +489,23 @@ def test_chart_rbac_is_enough(
 def test_table_covers_every_rendered_rule() -> None:
     namespaced = render_identity("ops", "co", watch=["a", "b"])
     cluster_wide = render_identity("ops", "co")
-    assert rules_of(namespaced) == set(NEEDS), "each rule needs a row in NEEDS (and no more)"
+    assert rules_of(namespaced) == set(NEEDS) | APP_RULES | CLUSTER_APP_RULES, (
+        "each rule needs a row in NEEDS (and no more)")
     # All namespaces: the same rules in a ClusterRole, less the namespace observation kopf
     # only does when it is given a list of namespaces.
-    assert rules_of(cluster_wide, kinds=("ClusterRole",)) == set(NEEDS) - {
+    assert rules_of(cluster_wide, kinds=("ClusterRole",)) == (
+        set(NEEDS) | APP_RULES | CLUSTER_APP_RULES) - {
         ("", "namespaces", "list"), ("", "namespaces", "watch")}
     assert not rules_of(cluster_wide, kinds=("Role",))
-    # A list of namespaces grants nothing namespaced cluster-wide: only read-only observation.
+    # A list of namespaces grants nothing namespaced cluster-wide: only read-only observation
+    # and the status of ClusterCeleryApps.
     assert rules_of(namespaced, kinds=("ClusterRole",)) == {
         ("apiextensions.k8s.io", "customresourcedefinitions", "list"),
         ("apiextensions.k8s.io", "customresourcedefinitions", "watch"),
-        ("", "namespaces", "list"), ("", "namespaces", "watch")}
+        ("", "namespaces", "list"), ("", "namespaces", "watch")} | CLUSTER_APP_RULES
+    # ... and in its own namespace only `get` on the Secrets ClusterCeleryApps name.
+    own = [d for d in namespaced if d["kind"] == "Role" and d["metadata"]["namespace"] == "ops"]
+    assert rules_of(own) == {("", "secrets", "get")}
 
 
 @pytest.mark.parametrize("rule", sorted(NEEDS), ids=lambda r: f"{r[2]}-{r[1]}")
@@ -517,8 +548,14 @@ def test_each_verb_is_needed(
 # ---- nothing else ------------------------------------------------------------------------------
 
 MUST_NOT = [
-    ("get", "secrets"),
     ("list", "secrets"),
+    ("watch", "secrets"),
+    ("create", "secrets"),
+    ("create", "celeryapps.celeryoperator.dev"),
+    ("update", "celeryapps.celeryoperator.dev"),
+    ("patch", "celeryapps.celeryoperator.dev"),
+    ("delete", "celeryapps.celeryoperator.dev"),
+    ("update", "celeryapps.celeryoperator.dev/status"),
     ("create", "pods"),
     ("create", "pods/exec"),
     ("get", "configmaps"),
@@ -539,9 +576,26 @@ MUST_NOT = [
 ]
 MAY = [
     ("list", "scheduledtasks.celeryoperator.dev"),
+    ("watch", "celeryapps.celeryoperator.dev"),
+    ("patch", "celeryapps.celeryoperator.dev/status"),
     ("patch", "scheduledtasks.celeryoperator.dev/status"),
     ("patch", "periodictasks.celeryoperator.dev/status"),
     ("create", "events"),
+]
+
+
+CLUSTER_MAY = [
+    ("get", "clusterceleryapps.celeryoperator.dev"),
+    ("watch", "clusterceleryapps.celeryoperator.dev"),
+    ("patch", "clusterceleryapps.celeryoperator.dev/status"),
+    ("get", "namespaces"),
+]
+CLUSTER_MUST_NOT = [
+    ("create", "clusterceleryapps.celeryoperator.dev"),
+    ("patch", "clusterceleryapps.celeryoperator.dev"),
+    ("delete", "clusterceleryapps.celeryoperator.dev"),
+    ("patch", "namespaces"),
+    ("list", "secrets"),
 ]
 
 
@@ -576,10 +630,18 @@ def test_service_account_can_do_nothing_else(
             assert not can_i(kube, sa, verb, resource, ns), f"can {verb} {resource} in {ns}"
     for verb, resource in MAY:
         assert can_i(kube, sa, verb, resource, namespace), f"cannot {verb} {resource}"
+    # The Secrets apps name: in the apps' namespaces, and (ClusterCeleryApps) its own.
+    assert can_i(kube, sa, "get", "secrets", namespace)
+    assert can_i(kube, sa, "get", "secrets", release_ns)
+    for verb, resource in CLUSTER_MAY:
+        assert can_i(kube, sa, verb, resource, None), f"cannot {verb} {resource}"
+    for verb, resource in CLUSTER_MUST_NOT:
+        assert not can_i(kube, sa, verb, resource, None), f"can {verb} {resource}"
     if mode == "namespaced":
         for verb, resource in MAY:  # not in its own namespace, nor in any other
             assert not can_i(kube, sa, verb, resource, release_ns)
             assert not can_i(kube, sa, verb, resource, None)
+        assert not can_i(kube, sa, "get", "secrets", "default")
     else:
         assert not can_i(kube, sa, "list", "namespaces", None)
 

@@ -86,10 +86,20 @@ proved necessary by tests/integration/test_rbac.py (taking any verb away breaks 
 - apiGroups: [celeryoperator.dev]
   resources: [periodictasks]
   verbs: [get, list, watch]
+# The apps of the namespace: kopf lists and watches them (the app directory), re-reads one
+# after a conflict.
+- apiGroups: [celeryoperator.dev]
+  resources: [celeryapps]
+  verbs: [get, list, watch]
 # The only writes to objects from Git: their status.
 - apiGroups: [celeryoperator.dev]
-  resources: [scheduledtasks/status, periodictasks/status]
+  resources: [scheduledtasks/status, periodictasks/status, celeryapps/status]
   verbs: [patch]
+# The broker and backend URLs of the apps: `get` by name only (no list, no watch), so the
+# operator reads just the Secrets the apps reference.
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [get]
 # One core/v1 Event per state change (kopf's own Event posting is disabled).
 - apiGroups: [""]
   resources: [events]
@@ -97,7 +107,7 @@ proved necessary by tests/integration/test_rbac.py (taking any verb away breaks 
 {{- end -}}
 
 {{/*
-Cluster-scoped reads kopf itself makes (verified with the ServiceAccount's own token:
+Cluster-scoped rules: the ClusterCeleryApps and namespace labels (above), and the reads kopf itself makes (verified with the ServiceAccount's own token:
 tests/integration/test_rbac.py). It watches CRDs to notice its resources appearing or
 changing; without the grant it logs a 403 on every retry. Only when it watches a list of
 namespaces does it also list and watch Namespaces (to know which of them exist): without
@@ -108,6 +118,17 @@ watched namespace created later.
 - apiGroups: [apiextensions.k8s.io]
   resources: [customresourcedefinitions]
   verbs: [list, watch]
+# ClusterCeleryApps (cluster-scoped): watched like CeleryApps, their status written.
+- apiGroups: [celeryoperator.dev]
+  resources: [clusterceleryapps]
+  verbs: [get, list, watch]
+- apiGroups: [celeryoperator.dev]
+  resources: [clusterceleryapps/status]
+  verbs: [patch]
+# A task's namespace labels, for a ClusterCeleryApp's namespaceSelector: `get` by name.
+- apiGroups: [""]
+  resources: [namespaces]
+  verbs: [get]
 {{- if .Values.watch.namespaces }}
 - apiGroups: [""]
   resources: [namespaces]

@@ -1,4 +1,4 @@
-"""The API of celery-operator: typed spec/status model of ScheduledTask and PeriodicTask.
+"""The API of celery-operator: typed model of ScheduledTask, PeriodicTask and the apps.
 
 Pure: parsing raw objects (as the API server returns them) into frozen dataclasses with
 field-path errors, status shapes and limits, and metav1.Condition helpers. The CRDs in
@@ -6,6 +6,17 @@ crds/ are the validator of record; this model gives typed access and checks what
 schema cannot (time zones, cron expressions cronsim can run).
 """
 
+from celery_operator.api.apps import (
+    AppDefaults,
+    AppPolicy,
+    AppRef,
+    CeleryAppSpec,
+    SecretKeyRef,
+    parse_app_ref,
+    parse_celery_app_spec,
+    policy_violation,
+    selector_matches,
+)
 from celery_operator.api.conditions import (
     READY,
     RECONCILING,
@@ -18,6 +29,10 @@ from celery_operator.api.durations import format_duration, parse_duration
 from celery_operator.api.errors import FieldError, InvalidSpec
 from celery_operator.api.names import (
     API_VERSION,
+    CELERYAPP_KIND,
+    CELERYAPP_PLURAL,
+    CLUSTER_CELERYAPP_KIND,
+    CLUSTER_CELERYAPP_PLURAL,
     GROUP,
     PERIODIC_KIND,
     PERIODIC_PLURAL,
@@ -44,6 +59,10 @@ from celery_operator.api.timefmt import format_time, parse_time
 
 __all__ = [
     "API_VERSION",
+    "CELERYAPP_KIND",
+    "CELERYAPP_PLURAL",
+    "CLUSTER_CELERYAPP_KIND",
+    "CLUSTER_CELERYAPP_PLURAL",
     "FINISHED_PHASES",
     "GROUP",
     "PERIODIC_KIND",
@@ -54,6 +73,10 @@ __all__ = [
     "SCHEDULED_PLURAL",
     "STALLED",
     "VERSION",
+    "AppDefaults",
+    "AppPolicy",
+    "AppRef",
+    "CeleryAppSpec",
     "FieldError",
     "InvalidSpec",
     "PeriodicTaskSpec",
@@ -62,18 +85,23 @@ __all__ = [
     "RevokeRequest",
     "ScheduleSpec",
     "ScheduledTaskSpec",
+    "SecretKeyRef",
     "TaskCall",
     "format_duration",
     "format_time",
     "get_condition",
     "is_condition_true",
+    "parse_app_ref",
+    "parse_celery_app_spec",
     "parse_duration",
     "parse_periodic_task_spec",
     "parse_scheduled_task_spec",
     "parse_task",
     "parse_time",
+    "policy_violation",
     "render_periodic_task_spec",
     "render_scheduled_task_spec",
     "render_task",
+    "selector_matches",
     "set_condition",
 ]

@@ -21,6 +21,9 @@ RETRY_ON: tuple[str, ...] = ("Failed", "Lost")
 REVOKE_TERMINATE = False
 REVOKE_SIGNAL = "SIGTERM"
 
+# Both task kinds: spec.app.kind
+APP_KIND = "CeleryApp"
+
 # PeriodicTask
 TIME_ZONE = "UTC"
 CRONTAB_FIELD = "*"
@@ -39,6 +42,7 @@ SCHEDULED_TASK_DEFAULTS: Mapping[str, Any] = MappingProxyType(
         "spec.retry.on": list(RETRY_ON),
         "spec.revoke.terminate": REVOKE_TERMINATE,
         "spec.revoke.signal": REVOKE_SIGNAL,
+        "spec.app.kind": APP_KIND,
     }
 )
 
@@ -54,5 +58,6 @@ PERIODIC_TASK_DEFAULTS: Mapping[str, Any] = MappingProxyType(
         "spec.suspend": SUSPEND,
         "spec.successfulRunsHistoryLimit": SUCCESSFUL_RUNS_HISTORY_LIMIT,
         "spec.failedRunsHistoryLimit": FAILED_RUNS_HISTORY_LIMIT,
+        "spec.app.kind": APP_KIND,
     }
 )

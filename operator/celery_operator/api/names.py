@@ -1,4 +1,4 @@
-"""API group, version, kinds and plurals of the two custom resources."""
+"""API group, version, kinds and plurals of the custom resources."""
 
 from __future__ import annotations
 
@@ -10,3 +10,7 @@ SCHEDULED_KIND = "ScheduledTask"
 SCHEDULED_PLURAL = "scheduledtasks"
 PERIODIC_KIND = "PeriodicTask"
 PERIODIC_PLURAL = "periodictasks"
+CELERYAPP_KIND = "CeleryApp"
+CELERYAPP_PLURAL = "celeryapps"
+CLUSTER_CELERYAPP_KIND = "ClusterCeleryApp"
+CLUSTER_CELERYAPP_PLURAL = "clusterceleryapps"

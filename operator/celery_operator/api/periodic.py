@@ -7,16 +7,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from cronsim import CronSim, CronSimError
 
 from celery_operator.api import defaults
 from celery_operator.api._fields import Reader, describe, join
+from celery_operator.api.apps import AppRef, read_app_ref, render_app_ref
 from celery_operator.api.bounds import MAX_RUNS_MAX, SECONDS_MAX
 from celery_operator.api.durations import format_duration, parse_duration
 from celery_operator.api.task import TaskCall, read_task, render_task
 from celery_operator.api.timefmt import format_time
+from celery_operator.api.zones import TIME_ZONE_PATTERN as TIME_ZONE_PATTERN
+from celery_operator.api.zones import read_time_zone
 
 # Shared with the CRD rules (a unit test checks that the CRD carries these exact patterns).
 CRON_PATTERN = (
@@ -24,7 +27,6 @@ CRON_PATTERN = (
     "|[0-9A-Za-z*,/#-]+( +[0-9A-Za-z*,/#-]+){4})$"
 )
 CRONTAB_FIELD_PATTERN = "^[0-9A-Za-z*,/#-]+$"
-TIME_ZONE_PATTERN = "^[A-Za-z0-9_+-]+(/[A-Za-z0-9_+-]+)*$"
 MIN_INTERVAL = timedelta(seconds=1)
 MAX_INTERVAL = timedelta(hours=8784)
 HISTORY_LIMIT_MAX = 100
@@ -54,7 +56,6 @@ _CRONSIM_FIELDS = {
 
 _CRON = re.compile(CRON_PATTERN)
 _CRONTAB_FIELD = re.compile(CRONTAB_FIELD_PATTERN)
-_TIME_ZONE = re.compile(TIME_ZONE_PATTERN)
 _CRONSIM_PROBE = datetime(2000, 1, 1, tzinfo=UTC)
 
 
@@ -90,6 +91,7 @@ class PeriodicTaskSpec:
     max_runs: int | None = None
     successful_runs_history_limit: int = defaults.SUCCESSFUL_RUNS_HISTORY_LIMIT
     failed_runs_history_limit: int = defaults.FAILED_RUNS_HISTORY_LIMIT
+    app: AppRef | None = None  # None: the namespace's or the cluster's default app
 
 
 def parse_periodic_task_spec(spec: Mapping[str, Any]) -> PeriodicTaskSpec:
@@ -129,6 +131,7 @@ def parse_periodic_task_spec(spec: Mapping[str, Any]) -> PeriodicTaskSpec:
     failed = reader.integer(
         spec, "failedRunsHistoryLimit", path, minimum=0, maximum=HISTORY_LIMIT_MAX
     )
+    app = read_app_ref(reader, spec, path)
     reader.raise_if_invalid()
     assert schedule is not None and task is not None
     return PeriodicTaskSpec(
@@ -144,6 +147,7 @@ def parse_periodic_task_spec(spec: Mapping[str, Any]) -> PeriodicTaskSpec:
             defaults.SUCCESSFUL_RUNS_HISTORY_LIMIT if successful is None else successful
         ),
         failed_runs_history_limit=defaults.FAILED_RUNS_HISTORY_LIMIT if failed is None else failed,
+        app=app,
     )
 
 
@@ -166,26 +170,9 @@ def _read_schedule(reader: Reader, raw: Mapping[str, Any], path: str) -> Schedul
 
 
 def _read_time_zone(reader: Reader, raw: Mapping[str, Any], path: str) -> str | None:
-    name = reader.string(
-        raw,
-        "timeZone",
-        path,
-        pattern=_TIME_ZONE,
-        pattern_message="must be an IANA time zone name such as UTC or Europe/Berlin",
-    )
-    if name is None:
-        return None if raw.get("timeZone") is not None else defaults.TIME_ZONE
-    field = join(path, "timeZone")
-    # "localtime" resolves to whatever zone the operator's host or image has.
-    if name == "localtime":
-        reader.error(field, f'unknown time zone "{name}"')
-        return None
-    try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError, OSError):
-        reader.error(field, f'unknown time zone "{name}"')
-        return None
-    return name
+    if raw.get("timeZone") is None:
+        return defaults.TIME_ZONE
+    return read_time_zone(reader, raw, path)
 
 
 def _check_cron(expression: str) -> str | None:
@@ -313,4 +300,6 @@ def render_periodic_task_spec(spec: PeriodicTaskSpec) -> dict[str, Any]:
         raw["endTime"] = format_time(spec.end_time, fraction=True)
     if spec.max_runs is not None:
         raw["maxRuns"] = spec.max_runs
+    if spec.app is not None:
+        raw["app"] = render_app_ref(spec.app)
     return raw

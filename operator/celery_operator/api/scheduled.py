@@ -10,6 +10,7 @@ from typing import Any
 
 from celery_operator.api import defaults
 from celery_operator.api._fields import Reader, describe, join
+from celery_operator.api.apps import AppRef, read_app_ref, render_app_ref
 from celery_operator.api.bounds import BACKOFF_FACTOR_MAX, SECONDS_MAX
 from celery_operator.api.task import TaskCall, read_task, render_task
 from celery_operator.api.timefmt import format_time, looks_like_time
@@ -56,6 +57,7 @@ class ScheduledTaskSpec:
     retry: RetryPolicy = RetryPolicy()
     revoke: RevokeRequest | None = None
     ttl_seconds_after_finished: int | None = None
+    app: AppRef | None = None  # None: the namespace's or the cluster's default app
 
 
 def parse_scheduled_task_spec(spec: Mapping[str, Any]) -> ScheduledTaskSpec:
@@ -78,6 +80,7 @@ def parse_scheduled_task_spec(spec: Mapping[str, Any]) -> ScheduledTaskSpec:
     retry = _read_retry(reader, spec, path)
     revoke = _read_revoke(reader, spec, path)
     ttl = reader.integer(spec, "ttlSecondsAfterFinished", path, minimum=0, maximum=SECONDS_MAX)
+    app = read_app_ref(reader, spec, path)
     reader.raise_if_invalid()
     assert task is not None
     return ScheduledTaskSpec(
@@ -89,6 +92,7 @@ def parse_scheduled_task_spec(spec: Mapping[str, Any]) -> ScheduledTaskSpec:
         retry=retry,
         revoke=revoke,
         ttl_seconds_after_finished=ttl,
+        app=app,
     )
 
 
@@ -201,4 +205,6 @@ def render_scheduled_task_spec(spec: ScheduledTaskSpec) -> dict[str, Any]:
         raw["revoke"] = {"terminate": spec.revoke.terminate, "signal": spec.revoke.signal}
     if spec.ttl_seconds_after_finished is not None:
         raw["ttlSecondsAfterFinished"] = spec.ttl_seconds_after_finished
+    if spec.app is not None:
+        raw["app"] = render_app_ref(spec.app)
     return raw

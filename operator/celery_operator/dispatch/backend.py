@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from celery_operator.api.celery_state import TaskState
 from celery_operator.dispatch.control import consumed_queues, revoke
@@ -11,10 +12,18 @@ from celery_operator.dispatch.publisher import Publication, Publisher
 from celery_operator.dispatch.results import ResultReader
 from celery_operator.dispatch.revocations import RevokeMarks
 
+# A task id no task has: reading it proves the result backend answers.
+PROBE_ID = "celery-operator-probe"
+
 
 class CeleryBackend:
-    def __init__(self, broker_url: str, result_backend_url: str) -> None:
-        self.publisher = Publisher(broker_url)
+    def __init__(
+        self,
+        broker_url: str,
+        result_backend_url: str,
+        transport_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.publisher = Publisher(broker_url, transport_options)
         self.reader = ResultReader(result_backend_url)
         self.revoke_marks = RevokeMarks(result_backend_url)
         self._listener: EventListener | None = None
@@ -39,6 +48,23 @@ class CeleryBackend:
 
     def broker_run_id(self) -> str:
         return self.publisher.broker_run_id()
+
+    def worker_queues(self, timeout: float = 1.0) -> dict[str, list[str]]:
+        """Each worker that answered within `timeout`, with the queues it consumes."""
+        replies = self.publisher.app.control.inspect(timeout=timeout).active_queues() or {}
+        return {
+            str(hostname): sorted(
+                {str(q.get("name")) for q in queues or [] if isinstance(q, dict)}
+            )
+            for hostname, queues in replies.items()
+        }
+
+    def queue_length(self, queue: str) -> int:
+        return self.publisher.queue_length(queue)
+
+    def check_result_backend(self) -> None:
+        """Raises when the result backend cannot be read (one MGET of a key never set)."""
+        self.reader.read([PROBE_ID])
 
     def listen(self, on_event: Callable[[TaskEvent], None]) -> None:
         """Start forwarding Celery task events (hints) to `on_event`, from a thread."""

@@ -10,6 +10,7 @@ from typing import Any
 
 import redis
 from celery import Celery
+from kombu.pools import ProducerPool
 
 from celery_operator.api import TaskCall
 from celery_operator.api.headers import reserved_header_reason
@@ -33,9 +34,15 @@ class Publication:
     headers: Mapping[str, str] = field(default_factory=dict)
 
 
-def celery_app(broker_url: str, name: str = "celery-operator") -> Celery:
+def celery_app(
+    broker_url: str,
+    name: str = "celery-operator",
+    transport_options: Mapping[str, Any] | None = None,
+) -> Celery:
     """A JSON-only Celery app for publishing and control. No result backend: with one,
-    every send_task would subscribe to a pub/sub channel for its id (celery#3808)."""
+    every send_task would subscribe to a pub/sub channel for its id (celery#3808).
+    `transport_options` become broker_transport_options (e.g. visibility_timeout,
+    queue_order_strategy: they must match the workers' for priorities to route alike)."""
     app = Celery(name, broker=broker_url, set_as_current=False)
     app.conf.update(
         task_serializer="json",
@@ -44,15 +51,32 @@ def celery_app(broker_url: str, name: str = "celery-operator") -> Celery:
         broker_connection_retry_on_startup=True,
         task_send_sent_event=False,
     )
+    if transport_options:
+        app.conf.broker_transport_options = dict(transport_options)
+    # Connections and producers from pools of this app's own, not kombu's process-wide
+    # ones (keyed by broker URL, shared by every app on that broker): close_app can then
+    # close every broker connection the app opened without breaking another app's.
+    limit = app.conf.broker_pool_limit
+    app._pool = app.connection_for_write().Pool(limit=limit)
+    app.amqp._producer_pool = ProducerPool(app._pool, limit=limit)  # type: ignore[no-untyped-call]
     return app
+
+
+def close_app(app: Celery) -> None:
+    """Close every broker connection `app` opened (Celery's own close() keeps them)."""
+    app.amqp.producer_pool.force_close_all()
+    app.pool.force_close_all()
+    app.close()
 
 
 class Publisher:
     """Thread-safe: send_task draws connections from the app's producer pool."""
 
-    def __init__(self, broker_url: str) -> None:
+    def __init__(
+        self, broker_url: str, transport_options: Mapping[str, Any] | None = None
+    ) -> None:
         self.broker_url = broker_url
-        self.app = celery_app(broker_url)
+        self.app = celery_app(broker_url, transport_options=transport_options)
         self._redis = redis.Redis.from_url(broker_url, socket_timeout=10)
         self.routes = RouteCheck(self.app)
         self._run_id: str | None = None
@@ -118,7 +142,7 @@ class Publisher:
 
     def close(self) -> None:
         self._redis.close()
-        self.app.close()
+        close_app(self.app)
 
 
 def _options(pub: Publication) -> dict[str, Any]:

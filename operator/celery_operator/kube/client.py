@@ -6,6 +6,9 @@ counted by verb so benchmarks can hold the operator to its write budget.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import builtins
 import json
 import logging
 from collections.abc import Mapping
@@ -229,6 +232,84 @@ class KubeClient:
         )
         metrics.API_WRITES.labels(verb="create", resource="events").inc()
         try:
-            self.core.create_namespaced_event(meta.get("namespace"), event)
+            # A cluster-scoped object's Events live in "default" (as a Node's do).
+            self.core.create_namespaced_event(meta.get("namespace") or "default", event)
         except Exception as exc:
             logger.warning("could not post event %s on %s: %s", reason, meta.get("name"), exc)
+
+    # --- CeleryApp / ClusterCeleryApp: Secrets and namespaces are only ever read by `get`.
+
+    def get_secret(self, namespace: str, name: str) -> dict[str, str]:
+        """The Secret's data, decoded; a value that is not UTF-8 text is left out.
+        Raises Gone (404), Rejected (403: the operator may not read it)."""
+        try:
+            secret = self.core.read_namespaced_secret(name, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                raise Gone(f"Secret {namespace}/{name} not found") from exc
+            if exc.status in FINAL_STATUSES:
+                raise rejected(exc) from exc
+            raise
+        decoded: dict[str, str] = {}
+        for key, value in (secret.data or {}).items():
+            try:
+                decoded[key] = base64.b64decode(value, validate=True).decode("utf-8")
+            except (binascii.Error, UnicodeDecodeError, ValueError):
+                continue
+        return decoded
+
+    def get_namespace_labels(self, name: str) -> dict[str, str]:
+        """The namespace's labels. Raises Gone (404) or Rejected (403)."""
+        try:
+            ns = self.core.read_namespace(name)
+        except ApiException as exc:
+            if exc.status == 404:
+                raise Gone(f"namespace {name} not found") from exc
+            if exc.status in FINAL_STATUSES:
+                raise rejected(exc) from exc
+            raise
+        return dict((ns.metadata.labels if ns.metadata else None) or {})
+
+    def list_objects(
+        self, plural: str, namespace: str | None
+    ) -> builtins.list[dict[str, Any]]:
+        """Every object of a kind: in one namespace, or (namespace None) cluster-wide,
+        which is also how cluster-scoped kinds are listed."""
+        if namespace is None:
+            found = self.custom.list_cluster_custom_object(GROUP, VERSION, plural)
+        else:
+            found = self.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, plural)
+        return cast(builtins.list[dict[str, Any]], cast(dict[str, Any], found)["items"])
+
+    def patch_app_status(
+        self,
+        plural: str,
+        namespace: str | None,
+        name: str,
+        status: Mapping[str, Any],
+        *,
+        uid: str | None = None,
+    ) -> dict[str, Any]:
+        """Merge-patch the status of a CeleryApp (namespace) or ClusterCeleryApp (None).
+        The operator is its only writer: no resourceVersion precondition, only the uid
+        (never write onto an object recreated under the same name)."""
+        body: dict[str, Any] = {"status": dict(status)}
+        if uid is not None:
+            body["metadata"] = {"uid": uid}
+        metrics.API_WRITES.labels(verb="patch", resource=f"{plural}/status").inc()
+        try:
+            if namespace is None:
+                obj = self.custom.patch_cluster_custom_object_status(
+                    GROUP, VERSION, plural, name, body
+                )
+            else:
+                obj = self.custom.patch_namespaced_custom_object_status(
+                    GROUP, VERSION, namespace, plural, name, body
+                )
+        except ApiException as exc:
+            if exc.status == 404 or (exc.status == 409 and uid is not None):
+                raise Gone(f"{plural} {namespace or ''}/{name} is gone") from exc
+            if exc.status in FINAL_STATUSES:
+                raise rejected(exc) from exc
+            raise
+        return cast(dict[str, Any], obj)

@@ -14,6 +14,8 @@ REPO_ROOT = Path(__file__).resolve().parents[3]
 CRD_FILES = {
     "ScheduledTask": REPO_ROOT / "crds" / "celeryoperator.dev_scheduledtasks.yaml",
     "PeriodicTask": REPO_ROOT / "crds" / "celeryoperator.dev_periodictasks.yaml",
+    "CeleryApp": REPO_ROOT / "crds" / "celeryoperator.dev_celeryapps.yaml",
+    "ClusterCeleryApp": REPO_ROOT / "crds" / "celeryoperator.dev_clusterceleryapps.yaml",
 }
 
 
