@@ -27,12 +27,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--broker-url",
         default=os.environ.get("CELERY_BROKER_URL"),
-        help="Celery broker (Redis) URL [env CELERY_BROKER_URL]",
+        help="the default app's Celery broker (Redis) URL, used by tasks of namespaces with "
+        "no CeleryApp 'default' and no default ClusterCeleryApp [env CELERY_BROKER_URL]",
     )
     run.add_argument(
         "--result-backend",
         default=os.environ.get("CELERY_RESULT_BACKEND"),
-        help="Celery Redis result backend URL [env CELERY_RESULT_BACKEND]",
+        help="the default app's Celery Redis result backend URL [env CELERY_RESULT_BACKEND]",
     )
     run.add_argument(
         "-n", "--namespace", action="append", default=[],
@@ -87,9 +88,10 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     from celery_operator.config import OperatorConfig
     from celery_operator.logs import setup_logging
 
-    if not args.broker_url or not args.result_backend:
+    if bool(args.broker_url) != bool(args.result_backend):
         parser.error("--broker-url and --result-backend (or CELERY_BROKER_URL and "
-                     "CELERY_RESULT_BACKEND) are required")
+                     "CELERY_RESULT_BACKEND) go together: they are the cluster's default app "
+                     "(leave both out to use CeleryApp objects only)")
     setup_logging(args.log_format, logging.DEBUG if args.verbose else logging.INFO)
     config = OperatorConfig(
         broker_url=args.broker_url,

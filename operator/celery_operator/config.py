@@ -9,11 +9,26 @@ import socket
 from dataclasses import dataclass, field
 from urllib.parse import unquote
 
+SERVICE_ACCOUNT_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+
+
+def operator_namespace() -> str:
+    """Where the operator runs (ClusterCeleryApps keep their Secrets there): POD_NAMESPACE
+    (the chart sets it), else the pod's service account namespace, else "default"."""
+    if os.environ.get("POD_NAMESPACE"):
+        return os.environ["POD_NAMESPACE"]
+    try:
+        with open(SERVICE_ACCOUNT_NAMESPACE) as f:
+            return f.read().strip() or "default"
+    except OSError:
+        return "default"
+
 
 @dataclass(frozen=True)
 class OperatorConfig:
-    broker_url: str
-    result_backend_url: str
+    # The implicit cluster default app (--broker-url/--result-backend); None: apps only.
+    broker_url: str | None
+    result_backend_url: str | None
     namespaces: tuple[str, ...] = ()  # empty: all namespaces
     metrics_port: int | None = 8000
     liveness_endpoint: str | None = "http://0.0.0.0:8080/healthz"
@@ -24,6 +39,7 @@ class OperatorConfig:
     listen_events: bool = True
     kubeconfig: str | None = None
     identity: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    operator_namespace: str = field(default_factory=operator_namespace)
 
 
 # Query parameters whose value is a secret (kombu/redis-py accept e.g. ?password=).

@@ -50,12 +50,13 @@ DISPATCH_LATENESS = Histogram(
 )
 DISPATCHED = Counter(
     "celery_operator_dispatched_total",
-    "Task messages published (queue: see queue_label).",
-    ["queue"],
+    "Task messages published (queue: see queue_label; app: <namespace>/<name> of the "
+    "CeleryApp, cluster/<name> of a ClusterCeleryApp, default for the flags).",
+    ["queue", "app"],
 )
 FINISHED = Counter(
     "celery_operator_finished_total", "ScheduledTasks that reached a final phase.",
-    ["queue", "outcome"],
+    ["queue", "outcome", "app"],
 )
 API_WRITES = Counter(
     "celery_operator_api_writes_total", "Writes to the Kubernetes API.", ["verb", "resource"]

@@ -15,6 +15,7 @@ from typing import Any
 from celery_operator.api import defaults
 from celery_operator.api._fields import Reader, describe, join
 from celery_operator.api.bounds import SECONDS_MAX
+from celery_operator.api.errors import InvalidSpec
 from celery_operator.api.names import CELERYAPP_KIND, CLUSTER_CELERYAPP_KIND
 from celery_operator.api.zones import read_time_zone
 
@@ -110,6 +111,21 @@ def parse_app_ref(raw: Any, path: str = "spec.app") -> AppRef | None:
     ref = read_app_ref(reader, {"app": raw}, path.rpartition(".")[0])
     reader.raise_if_invalid()
     return ref
+
+
+def app_ref_of(spec: Mapping[str, Any]) -> AppRef | None:
+    """spec.app of a raw task spec, leniently: None when unset or unreadable (such a spec
+    is Invalid anyway; its in-flight task is still followed through the default app)."""
+    try:
+        return parse_app_ref(spec.get("app"))
+    except InvalidSpec:
+        return None
+
+
+def describe_key(key: str) -> str:
+    """describe_app from an app key ("CeleryApp/<ns>/<name>", "ClusterCeleryApp/<name>")."""
+    kind, _, rest = key.partition("/")
+    return f"{kind} {rest}" if rest else key
 
 
 def read_app_ref(reader: Reader, spec: Mapping[str, Any], path: str) -> AppRef | None:

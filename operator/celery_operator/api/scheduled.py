@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 from celery_operator.api import defaults
 from celery_operator.api._fields import Reader, describe, join
-from celery_operator.api.apps import AppRef, read_app_ref, render_app_ref
+from celery_operator.api.apps import AppDefaults, AppRef, read_app_ref, render_app_ref
 from celery_operator.api.bounds import BACKOFF_FACTOR_MAX, SECONDS_MAX
 from celery_operator.api.task import TaskCall, read_task, render_task
 from celery_operator.api.timefmt import format_time, looks_like_time
@@ -58,6 +58,14 @@ class ScheduledTaskSpec:
     revoke: RevokeRequest | None = None
     ttl_seconds_after_finished: int | None = None
     app: AppRef | None = None  # None: the namespace's or the cluster's default app
+
+
+def with_app_defaults(spec: ScheduledTaskSpec, defaults: AppDefaults) -> ScheduledTaskSpec:
+    """The spec with its app's defaults where it leaves them unset (the queue is applied
+    when the message is sent: effective_queue)."""
+    if defaults.expires is None or spec.expires_seconds is not None or spec.expires_at:
+        return spec
+    return replace(spec, expires_seconds=float(defaults.expires))
 
 
 def parse_scheduled_task_spec(spec: Mapping[str, Any]) -> ScheduledTaskSpec:

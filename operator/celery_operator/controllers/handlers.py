@@ -7,16 +7,28 @@ restart over 10,000 objects that need nothing costs no writes.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
 import kopf
 
-from celery_operator.api import GROUP, PERIODIC_PLURAL, SCHEDULED_PLURAL, VERSION
+from celery_operator.api import (
+    CELERYAPP_KIND,
+    CELERYAPP_PLURAL,
+    CLUSTER_CELERYAPP_KIND,
+    CLUSTER_CELERYAPP_PLURAL,
+    GROUP,
+    PERIODIC_PLURAL,
+    SCHEDULED_PLURAL,
+    VERSION,
+)
 from celery_operator.config import OperatorConfig, redact_url
+from celery_operator.controllers.apps import AppDirectory
+from celery_operator.controllers.appstatus import AppStatusWriter
 from celery_operator.controllers.periodicengine import PeriodicEngine
 from celery_operator.controllers.taskengine import TaskEngine
-from celery_operator.dispatch.backend import CeleryBackend
+from celery_operator.dispatch.registry import BackendRegistry, ConnectionSet
 from celery_operator.kube.client import KubeClient, load_api_client
 from celery_operator.scheduling.periodic_plan import PeriodicConfig
 from celery_operator.scheduling.task_lifecycle import LifecycleConfig
@@ -68,14 +80,25 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     configure_kopf(settings)
     config: OperatorConfig = memo.config
     kube = KubeClient(load_api_client(config.kubeconfig))
-    backend = CeleryBackend(config.broker_url, config.result_backend_url)
+    registry = BackendRegistry()
+    flags = (
+        ConnectionSet.of(config.broker_url, config.result_backend_url)
+        if config.broker_url and config.result_backend_url else None
+    )
+    directory = AppDirectory(kube, registry, operator_namespace=config.operator_namespace,
+                             flags=flags)
+    memo.registry, memo.directory = registry, directory
+    # Every app is known before the first task is planned: a restart never reports a
+    # task's app as missing (and writes nothing) just because it was not loaded yet.
+    await asyncio.to_thread(directory.load, config.namespaces)
+    directory.start()
     lifecycle = LifecycleConfig(
         dispatch_lead=_seconds(config.dispatch_lead_seconds),
         claim_lease=_seconds(config.claim_lease_seconds),
         holder=config.identity,
     )
     engine = TaskEngine(
-        kube, backend, lifecycle, poll_interval=config.poll_interval_seconds,
+        kube, directory, lifecycle, poll_interval=config.poll_interval_seconds,
         claim_rate=config.claim_rate,
     )
     await engine.start()
@@ -83,14 +106,14 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     periodic.start()
     memo.periodic = periodic
     if config.listen_events:
-        backend.listen(engine.on_celery_event)
+        registry.on_every_backend(lambda backend: backend.listen(engine.on_celery_event))
     memo.engine = engine
-    memo.backend = backend
+    memo.app_status = AppStatusWriter(directory, kube, phase_counts=engine.phase_counts).start()
     logger.info(
-        "celery-operator started as %s: broker %s, results %s, namespaces %s",
+        "celery-operator started as %s: default broker %s, results %s, namespaces %s",
         config.identity,
-        redact_url(config.broker_url),
-        redact_url(config.result_backend_url),
+        redact_url(config.broker_url) if config.broker_url else "none (apps only)",
+        redact_url(config.result_backend_url) if config.result_backend_url else "none",
         ", ".join(config.namespaces) or "all",
     )
 
@@ -101,9 +124,32 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
         part = getattr(memo, name, None)
         if part is not None:
             await part.stop()
-    backend: CeleryBackend | None = getattr(memo, "backend", None)
-    if backend is not None:
-        backend.close()
+    for name in ("app_status", "directory"):
+        part = getattr(memo, name, None)
+        if part is not None:
+            part.stop()
+    registry: BackendRegistry | None = getattr(memo, "registry", None)
+    if registry is not None:
+        registry.close_all()
+
+
+@kopf.on.event(GROUP, VERSION, CELERYAPP_PLURAL)
+async def celery_app_event(type: str | None, body: kopf.Body, memo: Any, **_: Any) -> None:
+    await _observe_app(memo, CELERYAPP_KIND, type, body)
+
+
+@kopf.on.event(GROUP, VERSION, CLUSTER_CELERYAPP_PLURAL)
+async def cluster_celery_app_event(
+    type: str | None, body: kopf.Body, memo: Any, **_: Any
+) -> None:
+    await _observe_app(memo, CLUSTER_CELERYAPP_KIND, type, body)
+
+
+async def _observe_app(memo: Any, kind: str, type: str | None, body: kopf.Body) -> None:
+    directory: AppDirectory | None = getattr(memo, "directory", None)
+    if directory is not None:
+        # It may read the app's Secrets (a GET each): not on the event loop.
+        await asyncio.to_thread(directory.observe, kind, type, _raw(body))
 
 
 @kopf.on.event(GROUP, VERSION, SCHEDULED_PLURAL)

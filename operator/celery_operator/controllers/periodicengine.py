@@ -404,6 +404,11 @@ class PeriodicEngine:
         labels = {PARENT_LABEL: str(meta["name"])}
         if order.manual:
             labels[MANUAL_LABEL] = "true"
+        child_spec: dict[str, Any] = {"task": task}
+        if not order.manual:
+            child_spec["eta"] = format_time(order.scheduled_time)
+        if isinstance(spec.get("app"), Mapping):
+            child_spec["app"] = dict(spec["app"])  # runs use their schedule's app
         body = {
             "apiVersion": f"{GROUP}/{VERSION}",
             "kind": "ScheduledTask",
@@ -420,9 +425,7 @@ class PeriodicEngine:
                     "controller": True,
                 }],
             },
-            "spec": {"task": task} if order.manual else {
-                "task": task, "eta": format_time(order.scheduled_time)
-            },
+            "spec": child_spec,
         }
         namespace = str(meta["namespace"])
         try:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
+from celery_operator.api.apps import AppRef
 from celery_operator.api.celery_state import TaskState
 from celery_operator.dispatch.publisher import Publication
+
+from .appresolve import AppProblem, ResolvedApp
 
 
 class Kube(Protocol):
@@ -38,6 +41,16 @@ class Kube(Protocol):
     def post_event(
         self, obj: Mapping[str, Any], *, type_: str, reason: str, message: str
     ) -> None: ...
+
+
+class Apps(Protocol):
+    """The Celery apps tasks use (controllers.apps.AppDirectory)."""
+
+    def resolve(self, namespace: str, ref: AppRef | None) -> ResolvedApp | AppProblem: ...
+
+    def apps(self) -> list[ResolvedApp]: ...
+
+    def subscribe(self, fn: Callable[[str], None]) -> None: ...
 
 
 class Backend(Protocol):

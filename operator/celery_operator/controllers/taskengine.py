@@ -14,7 +14,7 @@ import contextlib
 import logging
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -28,7 +28,9 @@ from celery_operator.api import (
     parse_scheduled_task_spec,
     parse_time,
 )
+from celery_operator.api.apps import app_ref_of, describe_key, effective_queue, policy_violation
 from celery_operator.api.celery_state import TaskState
+from celery_operator.api.scheduled import with_app_defaults
 from celery_operator.dispatch.errors import PublishFailed, public_error
 from celery_operator.dispatch.events import TaskEvent
 from celery_operator.dispatch.publisher import Publication
@@ -45,10 +47,11 @@ from celery_operator.scheduling.task_lifecycle import (
     plan_step,
 )
 
+from .appresolve import AppProblem, ResolvedApp
 from .bursts import BurstTracker, QuietWindows
 from .duequeue import DueQueue
 from .kubeio import KubeIO, WriteOutcome, resource_version, stalled_conditions
-from .ports import Backend, Kube
+from .ports import Apps, Backend, Kube
 from .watched import Watched, slim
 
 logger = logging.getLogger(__name__)
@@ -98,7 +101,7 @@ class TaskEngine:
     def __init__(
         self,
         kube: Kube,
-        backend: Backend,
+        apps: Apps,
         config: LifecycleConfig,
         *,
         clock: Clock = utcnow,
@@ -114,7 +117,7 @@ class TaskEngine:
         publish_threads: int = 4,
     ) -> None:
         self.kube = kube
-        self.backend = backend
+        self.apps = apps
         self.config = config
         self.clock = clock
         self.poll_interval = poll_interval
@@ -148,8 +151,18 @@ class TaskEngine:
         self._rejected_backoff = Backoff(initial=5.0, maximum=600.0)
         self._rejected_message: dict[str, str] = {}
         self._read_backoff = Backoff(initial=1.0, maximum=60.0)
+        self._read_next: dict[str, datetime] = {}
         self._quiet = QuietWindows()  # keyed by the burst's due second
-        self._broker_run_id: str | None = None
+        # Per app (ResolvedApp.key): the broker's run id, and how each app's broker checks
+        # fail (backoff). uid -> the key of the app a task uses, from its last plan.
+        self._run_ids: dict[str, str] = {}
+        self._broker_backoff = Backoff(initial=2.0, maximum=60.0)
+        self._broker_next: dict[str, datetime] = {}
+        self._app_of: dict[str, str] = {}
+        self._app_labels: dict[str, str] = {"flags": "default"}
+        # Tasks held back by their app (missing, not allowed, policy): uid -> message.
+        self._app_blocked: dict[str, str] = {}
+        self._app_backoff = Backoff(initial=5.0, maximum=600.0)
         self.io = KubeIO(kube, kube_threads)
         self._publish_pool = ThreadPoolExecutor(publish_threads, thread_name_prefix="publish")
         self._broker_pool = ThreadPoolExecutor(1, thread_name_prefix="broker-watch")
@@ -160,8 +173,9 @@ class TaskEngine:
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
+        self.apps.subscribe(self._app_changed)
         # Nothing is confirmed before the broker's run id is known (see _confirm).
-        await self._check_broker()
+        await self._check_brokers()
         self.queue.start()
         self._tasks = [
             asyncio.create_task(self._track_loop(), name="result-tracker"),
@@ -235,7 +249,10 @@ class TaskEngine:
             return None
         if hostname in self._hints.worker_offline:
             return False
-        listening = self.backend.events_connected_for()
+        listening = max(
+            (b for a in self.apps.apps() if (b := a.backend.events_connected_for()) is not None),
+            default=None,
+        )
         if listening is None or listening < self.worker_timeout.total_seconds():
             return None  # we may have missed its heartbeats: judge nothing
         age: timedelta = self.clock() - self._hints.worker_seen[hostname]
@@ -267,6 +284,8 @@ class TaskEngine:
         self._untrack(uid)
         self._published.pop(uid, None)
         self._forget_failures(uid)
+        self._app_of.pop(uid, None)
+        self._app_blocked.pop(uid, None)
         status = (entry.body if entry else body).get("status") or {}
         task_id = current_task_id(uid, status)
         if task_id and status.get("phase") in REVOKE_ON_DELETE:
@@ -274,9 +293,15 @@ class TaskEngine:
             spec = (entry.body if entry else body).get("spec") or {}
             raw_revoke = spec.get("revoke")
             revoke: Mapping[str, Any] = raw_revoke if isinstance(raw_revoke, Mapping) else {}
+            app = self._resolve(body)
+            if not isinstance(app, ResolvedApp):
+                logger.warning("cannot revoke task %s of deleted %s: %s", task_id, _name(body),
+                               app.message)
+                return
             asyncio.get_running_loop().run_in_executor(
                 self._publish_pool,
                 self._send_revoke,
+                app.backend,
                 task_id,
                 # Deleting is cancelling: stop it if it runs (spec.revoke may say more).
                 revoke.get("terminate") is not False,
@@ -291,12 +316,12 @@ class TaskEngine:
         self._rejected_message.pop(uid, None)
         self._rejected_backoff.succeeded(uid)
 
-    def _send_revoke(self, task_id: str, terminate: bool, signal: str) -> None:
+    def _send_revoke(self, backend: Backend, task_id: str, terminate: bool, signal: str) -> None:
         """Record the revoke where the worker guard looks, then broadcast it (from a
         thread; a failure is logged, the next broadcast is already planned)."""
         try:
-            self.backend.mark_revoked(task_id)
-            self.backend.revoke(task_id, terminate=terminate, signal=signal)
+            backend.mark_revoked(task_id)
+            backend.revoke(task_id, terminate=terminate, signal=signal)
         except Exception as exc:
             logger.warning("revoking task %s failed: %s", task_id, public_error(exc))
 
@@ -335,7 +360,37 @@ class TaskEngine:
         for member, wake in self.bursts.set(uid, second):
             self.schedule(member, wake - self.config.dispatch_lead)
 
-    def observed(self, uid: str, entry: Entry) -> Observed:
+    def _resolve(self, body: Mapping[str, Any]) -> ResolvedApp | AppProblem:
+        """The Celery app a task uses (spec.app, else the namespace's or cluster's default,
+        else the flags): read from the raw spec, so a task whose spec broke after it
+        was sent is still tracked and revoked through its app."""
+        namespace = str((body.get("metadata") or {}).get("namespace"))
+        spec = body.get("spec")
+        return self.apps.resolve(namespace, app_ref_of(spec if isinstance(spec, Mapping) else {}))
+
+    def _app_problem(
+        self, app: ResolvedApp | AppProblem, spec: ScheduledTaskSpec | InvalidSpec
+    ) -> tuple[str, str] | None:
+        """Why this app will not take this task now (checked before every claim)."""
+        if isinstance(app, AppProblem):
+            return app.reason, app.message
+        if not isinstance(spec, ScheduledTaskSpec):
+            return None
+        queue = effective_queue(spec.task.queue, app.defaults)
+        violation = policy_violation(app.policy, spec.task.name, queue, describe_key(app.key))
+        return ("NotAllowed", violation) if violation else None
+
+    def observed(
+        self, uid: str, entry: Entry, app: ResolvedApp | AppProblem | None = None
+    ) -> Observed:
+        if app is None:
+            app = self._resolve(entry.body)
+        if isinstance(app, ResolvedApp):
+            self._app_of[uid] = app.key
+            self._app_labels[app.key] = app.label
+        spec = self._spec(entry)
+        if isinstance(spec, ScheduledTaskSpec) and isinstance(app, ResolvedApp):
+            spec = with_app_defaults(spec, app.defaults)
         self._note_due(uid, entry)
         status = entry.status
         task_id = current_task_id(uid, status)
@@ -352,12 +407,12 @@ class TaskEngine:
             uid=uid,
             generation=int(entry.meta.get("generation") or 0),
             created=parse_time(str(entry.meta.get("creationTimestamp"))),
-            spec=self._spec(entry),
+            spec=spec,
             status=status,
             now=self.clock(),
             backend=backend,
             backend_read=bool(task_id) and task_id in self._states,
-            broker_run_id=self._broker_run_id,
+            broker_run_id=self._run_ids.get(app.key) if isinstance(app, ResolvedApp) else None,
             published_here=published.task_id if published else None,
             published_run_id=published.run_id if published else None,
             published_at=published.at if published else None,
@@ -367,6 +422,7 @@ class TaskEngine:
             publish_failure=self._publish_failures.get(uid),
             revoke_sent_at=self._revoke_sent.get(uid, (None, 0))[0],
             revoke_sends=self._revoke_sent.get(uid, (None, 0))[1],
+            app_problem=self._app_problem(app, spec),
         )
 
     async def reconcile(self, uid: str) -> None:
@@ -377,24 +433,31 @@ class TaskEngine:
         if held is not None and held[1] > self.clock():
             self.schedule(uid, held[1])  # its final write is paced: nothing before then
             return
-        obs = self.observed(uid, entry)
+        app = self._resolve(entry.body)
+        obs = self.observed(uid, entry, app)
         step = plan_step(obs, self.config)
+        if obs.app_problem is not None:
+            if not self._held_by_app(uid, step, obs.app_problem):
+                return
+        else:
+            self._app_blocked.pop(uid, None)
+            self._app_backoff.succeeded(uid)
         if step.status is not None:
             if not await self._write_status(uid, entry, step.status):
                 return
             # Plan once more from what we wrote (its watch echo is skipped as known):
             # e.g. a task just finished now arms its ttlSecondsAfterFinished.
             self.queue.again(uid)
-        if step.publish is not None:
-            await self._publish(uid, entry, step)
+        if step.publish is not None and isinstance(app, ResolvedApp):
+            await self._publish(uid, entry, step, app)
             self.queue.again(uid)  # confirm right away
         task_id = current_task_id(uid, obs.status)
-        if step.revoke is not None and task_id:
+        if step.revoke is not None and task_id and isinstance(app, ResolvedApp):
             sends = self._revoke_sent.get(uid, (None, 0))[1]
             self._revoke_sent[uid] = (self.clock(), sends + 1)
             await asyncio.get_running_loop().run_in_executor(
                 self._publish_pool, self._send_revoke,
-                task_id, step.revoke.terminate, step.revoke.signal,
+                app.backend, task_id, step.revoke.terminate, step.revoke.signal,
             )
         if step.delete:
             meta = entry.meta
@@ -410,12 +473,47 @@ class TaskEngine:
             self.io.post_event(entry.body, notice.type, notice.reason, notice.message)
         self._after(uid, entry, step)
 
+    def _held_by_app(self, uid: str, step: Step, problem: tuple[str, str]) -> bool:
+        """Its app cannot take the task. The planner has held it back before dispatch
+        (Stalled, said once); a step that would still publish (a takeover or a republish
+        of a task already out there) is not carried out at all. Either way: try again
+        when the app changes, or after a capped backoff. True: carry out the step."""
+        self._app_blocked[uid] = problem[1]
+        if step.publish is None:
+            if step.wake_at is None:
+                self.schedule(uid, self.clock() + self._app_backoff.failed(uid))
+            return True
+        logger.warning("not sending task of %s: %s", uid, problem[1])
+        self.schedule(uid, self.clock() + self._app_backoff.failed(uid))
+        return False
+
+    def _app_changed(self, key: str) -> None:
+        """An app was created, changed, deleted or its Secret rotated (any thread)."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._wake_app, key)
+
+    def _wake_app(self, key: str) -> None:
+        for uid in [u for u, k in self._app_of.items() if k == key] + list(self._app_blocked):
+            self.schedule(uid, self.clock())
+
+    def phase_counts(self, app_key: str) -> dict[str, int]:
+        """Tasks by phase that use the app (for its status)."""
+        counts: dict[str, int] = {}
+        for uid, key in list(self._app_of.items()):
+            entry = self.entries.get(uid)
+            if key == app_key and entry is not None:
+                phase = str(entry.status.get("phase") or "Pending")
+                counts[phase] = counts.get(phase, 0) + 1
+        return counts
+
     def _after(self, uid: str, entry: Entry, step: Step) -> None:
         phase = entry.status.get("phase")
         task_id = current_task_id(uid, entry.status)
         if step.finished_outcome:
             queue = metrics.queue_label(_queue(entry))
-            metrics.FINISHED.labels(queue=queue, outcome=step.finished_outcome).inc()
+            app_label = self._app_labels.get(self._app_of.get(uid, ""), "unknown")
+            metrics.FINISHED.labels(queue=queue, outcome=step.finished_outcome,
+                                    app=app_label).inc()
             # What this process published is only needed until the attempt ends.
             self._published.pop(uid, None)
             self._forget_failures(uid)
@@ -493,7 +591,7 @@ class TaskEngine:
                     entry.body = slim(obj)
         self.schedule(uid, self.clock() + delay)
 
-    async def _publish(self, uid: str, entry: Entry, step: Step) -> None:
+    async def _publish(self, uid: str, entry: Entry, step: Step, app: ResolvedApp) -> None:
         assert step.publish is not None
         spec = entry.spec
         if not isinstance(spec, ScheduledTaskSpec):
@@ -506,14 +604,17 @@ class TaskEngine:
             "celeryoperator_name": str(meta.get("name")),
             "celeryoperator_attempt": str(order.attempt),
         }
+        call = spec.task
+        if not call.queue and app.defaults.queue:
+            call = replace(call, queue=app.defaults.queue)
         pub = Publication(
-            call=spec.task, task_id=order.task_id, eta=order.eta, expires=order.expires,
+            call=call, task_id=order.task_id, eta=order.eta, expires=order.expires,
             headers=headers,
         )
         loop = asyncio.get_running_loop()
-        run_id = self._broker_run_id
+        run_id = self._run_ids.get(app.key)
         try:
-            await loop.run_in_executor(self._publish_pool, self.backend.publish, pub)
+            await loop.run_in_executor(self._publish_pool, app.backend.publish, pub)
         except Exception as exc:
             failure = self._publish_failed(uid, order.task_id, exc)
             self._publish_failures[uid] = failure
@@ -534,7 +635,7 @@ class TaskEngine:
         self._quiet_for_burst(uid, order.eta)
         lateness = (self.clock() - order.eta).total_seconds()
         metrics.DISPATCH_LATENESS.observe(lateness)
-        metrics.DISPATCHED.labels(queue=metrics.queue_label(spec.task.queue)).inc()
+        metrics.DISPATCHED.labels(queue=metrics.queue_label(call.queue), app=app.label).inc()
 
     def _publish_failed(self, uid: str, task_id: str, exc: Exception) -> PublishFailure:
         """Classify a publish error (dispatch says whether a retry can help) and pick the
@@ -559,14 +660,14 @@ class TaskEngine:
         start, end = due - QUIET_BEFORE, due + min(extra, QUIET_MAX)
         if not self._quiet.admit(int(due.timestamp()), start, end, self.clock()):
             return
-        self.backend.quiet_events(start.timestamp(), end.timestamp())
+        for app in self.apps.apps():
+            app.backend.quiet_events(start.timestamp(), end.timestamp())
         logger.info("burst due %s: quiet (no event hints, no result reads) until %s",
                     due.isoformat(), end.isoformat())
 
     # ---- the result tracker --------------------------------------------------------------
 
     async def _track_loop(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._poll_now.wait(), timeout=self.poll_interval)
@@ -588,15 +689,7 @@ class TaskEngine:
             }
             if not ids:
                 continue
-            try:
-                states = await loop.run_in_executor(self._publish_pool, self.backend.read, ids)
-            except Exception as exc:
-                delay = self._read_backoff.failed("backend")
-                logger.warning("reading the result backend failed (next try in %.0f s): %s",
-                               delay.total_seconds(), public_error(exc))
-                await asyncio.sleep(delay.total_seconds())
-                continue
-            self._read_backoff.succeeded("backend")
+            states = await self._read_backends(ids)
             now = self.clock()
             for uid, task_id in list(self._tracked.items()):
                 if task_id not in ids:
@@ -619,6 +712,36 @@ class TaskEngine:
                 elif changed:
                     self.schedule(uid, now)
 
+    async def _read_backends(self, ids: set[str]) -> dict[str, TaskState | None]:
+        """One batched read per app's result backend; an app whose backend fails backs
+        off on its own (its tasks wait), the others are read as usual."""
+        loop = asyncio.get_running_loop()
+        by_app: dict[str, set[str]] = {}
+        for uid, task_id in self._tracked.items():
+            if task_id in ids and (key := self._app_of.get(uid)) is not None:
+                by_app.setdefault(key, set()).add(task_id)
+        states: dict[str, TaskState | None] = {}
+        now = self.clock()
+        for app in self.apps.apps():
+            wanted = by_app.get(app.key)
+            if not wanted or self._read_next.get(app.key, now) > now:
+                continue
+            try:
+                states |= await loop.run_in_executor(
+                    self._publish_pool, app.backend.read, wanted
+                )
+            except Exception as exc:
+                delay = self._read_backoff.failed(app.key)
+                self._read_next[app.key] = now + delay
+                logger.warning(
+                    "reading the result backend of app %s failed (next try in %.0f s): %s",
+                    app.label, delay.total_seconds(), public_error(exc),
+                )
+                continue
+            self._read_backoff.succeeded(app.key)
+            self._read_next.pop(app.key, None)
+        return states
+
     def _burst_settled(self, uid: str) -> datetime:
         extra = self.bursts.extra_lead(uid)
         entry = self.entries.get(uid)
@@ -633,22 +756,37 @@ class TaskEngine:
     async def _broker_loop(self) -> None:
         while True:
             await asyncio.sleep(self.broker_check_interval)
-            await self._check_broker()
+            await self._check_brokers()
 
-    async def _check_broker(self) -> None:
+    async def _check_brokers(self) -> None:
+        """Each app's broker run id (a change: it restarted, maybe empty); an app whose
+        broker is down is asked again later and later, the others as usual."""
         loop = asyncio.get_running_loop()
-        try:
-            # Its own thread: a publish backlog must not delay noticing a restart.
-            run_id = await loop.run_in_executor(self._broker_pool, self.backend.broker_run_id)
-        except Exception as exc:
-            logger.warning("cannot reach the broker: %s", exc)
-            return
-        if run_id and run_id != self._broker_run_id:
-            previous, self._broker_run_id = self._broker_run_id, run_id
-            if previous is not None:
-                logger.warning("broker restarted (run id %s → %s)", previous, run_id)
-            for uid in list(self._tracked):
-                self.schedule(uid, self.clock())
+        now = self.clock()
+        for app in self.apps.apps():
+            if self._broker_next.get(app.key, now) > now:
+                continue
+            try:
+                # Its own thread: a publish backlog must not delay noticing a restart.
+                run_id = await loop.run_in_executor(
+                    self._broker_pool, app.backend.broker_run_id
+                )
+            except Exception as exc:
+                delay = self._broker_backoff.failed(app.key)
+                self._broker_next[app.key] = now + delay
+                logger.warning("cannot reach the broker of app %s (next try in %.0f s): %s",
+                               app.label, delay.total_seconds(), public_error(exc))
+                continue
+            self._broker_backoff.succeeded(app.key)
+            self._broker_next.pop(app.key, None)
+            previous = self._run_ids.get(app.key)
+            if run_id and run_id != previous:
+                self._run_ids[app.key] = run_id
+                if previous is not None:
+                    logger.warning("broker of app %s restarted (run id %s → %s)",
+                                   app.label, previous, run_id)
+                for uid in [u for u in self._tracked if self._app_of.get(u) == app.key]:
+                    self.schedule(uid, self.clock())
 
     async def _consumer_loop(self) -> None:
         """Tell users when a task waits on a queue no worker consumes (a typo, a missing
@@ -658,33 +796,42 @@ class TaskEngine:
         while True:
             await asyncio.sleep(self.consumer_check_interval)
             now = self.clock()
-            waiting = []
+            waiting: dict[str, list[tuple[str, Entry]]] = {}  # by app
             for uid in list(self._tracked):
                 entry = self.entries.get(uid)
                 if entry is None or uid in warned or entry.status.get("phase") != "Queued":
                     continue
                 queued = entry.status.get("queuedTime")
-                if queued and now - parse_time(str(queued)) >= self.consumer_grace:
-                    waiting.append((uid, entry))
-            if not waiting:
-                continue
-            try:
-                consumed = await loop.run_in_executor(
-                    self._publish_pool, self.backend.consumed_queues
-                )
-            except Exception as exc:
-                logger.warning("asking workers for their queues failed: %s", exc)
-                continue
-            for uid, entry in waiting:
-                queue = _queue(entry)
-                if queue not in consumed:
-                    warned.add(uid)
-                    self.io.post_event(
-                        entry.body, "Warning", "NoConsumer",
-                        f"no running worker consumes queue {queue!r}: the task waits in the "
-                        "queue until one does",
+                key = self._app_of.get(uid)
+                if key and queued and now - parse_time(str(queued)) >= self.consumer_grace:
+                    waiting.setdefault(key, []).append((uid, entry))
+            for app in self.apps.apps():
+                if app.key not in waiting:
+                    continue
+                try:
+                    consumed = await loop.run_in_executor(
+                        self._publish_pool, app.backend.consumed_queues
                     )
+                except Exception as exc:
+                    logger.warning("asking the workers of app %s for their queues failed: %s",
+                                   app.label, public_error(exc))
+                    continue
+                self._warn_no_consumer(waiting[app.key], consumed, app, warned)
             warned &= set(self._tracked)
+
+    def _warn_no_consumer(
+        self, waiting: list[tuple[str, Entry]], consumed: set[str], app: ResolvedApp,
+        warned: set[str],
+    ) -> None:
+        for uid, entry in waiting:
+            queue = effective_queue(_queue(entry), app.defaults)
+            if queue not in consumed:
+                warned.add(uid)
+                self.io.post_event(
+                    entry.body, "Warning", "NoConsumer",
+                    f"no running worker consumes queue {queue!r}: the task waits in the "
+                    "queue until one does",
+                )
 
     # ---- introspection -------------------------------------------------------------------
 
@@ -698,8 +845,8 @@ def _name(body: Mapping[str, Any]) -> str:
     return f"{meta.get('namespace')}/{meta.get('name')}"
 
 
-def _queue(entry: Entry) -> str:
+def _queue(entry: Entry) -> str | None:
     spec = entry.spec
     if isinstance(spec, ScheduledTaskSpec) and spec.task.queue:
         return spec.task.queue
-    return "celery"
+    return None

@@ -118,6 +118,9 @@ class Observed:
     # When this process last broadcast the revoke of the current task id, and how often.
     revoke_sent_at: datetime | None = None
     revoke_sends: int = 0
+    # Why the task's Celery app cannot take it now: (reason, message naming the field) —
+    # the app is missing, the namespace may not use it, or its policy refuses the task.
+    app_problem: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -181,7 +184,13 @@ class _Patch:
         return self
 
     def done(
-        self, phase: Phase, reason: str, message: str, *, ready: bool | None = None
+        self,
+        phase: Phase,
+        reason: str,
+        message: str,
+        *,
+        ready: bool | None = None,
+        stalled: bool | None = None,
     ) -> dict[str, Any]:
         self.fields["phase"] = phase.value
         self.fields["observedGeneration"] = self.obs.generation
@@ -193,6 +202,7 @@ class _Patch:
             generation=self.obs.generation,
             now=self.obs.now,
             ready=ready,
+            stalled=stalled,
         )
         return self.fields
 
@@ -206,6 +216,7 @@ def conditions_for(
     generation: int,
     now: datetime,
     ready: bool | None = None,
+    stalled: bool | None = None,
 ) -> list[dict[str, Any]]:
     """Ready/Stalled as kstatus reads them: a task that is scheduled, running or done
     is Current (Ready=True); a failed, expired or invalid one is Stalled. `ready=False`
@@ -213,6 +224,8 @@ def conditions_for(
     failed = phase in (Phase.FAILED, Phase.EXPIRED, Phase.INVALID)
     if ready is None:
         ready = not failed
+    if stalled is not None:
+        failed = stalled
     conditions = set_condition(
         current,
         type="Ready",
@@ -337,6 +350,8 @@ def _before_dispatch(
             finished_outcome=Phase.EXPIRED.value,
         )
     lead = cfg.dispatch_lead + obs.extra_lead
+    if obs.app_problem is not None and not waiting_retry:
+        return _held_by_app(obs, base, phase, generation_changed, fire_at - lead)
     if obs.now >= fire_at - lead:
         return _claim(obs, cfg, base, attempt, eta=fire_at, expires=expires_at)
 
@@ -359,6 +374,35 @@ def _before_dispatch(
     scheduled = _Patch(obs).set(**base).done(Phase.SCHEDULED, "Scheduled", message)
     notices = () if phase is Phase.SCHEDULED else (Notice("Normal", "Scheduled", message),)
     return Step(status=scheduled, wake_at=wake, notices=notices)
+
+
+def _held_by_app(
+    obs: Observed,
+    base: dict[str, Any],
+    phase: Phase | None,
+    generation_changed: bool,
+    claim_at: datetime,
+) -> Step:
+    """Its app cannot take the task (missing, not allowed here, its policy refuses it):
+    Scheduled but Stalled, said once; never claimed or sent while it lasts. The controller
+    plans again when the app changes (and, past the claim time, with backoff)."""
+    assert obs.app_problem is not None
+    reason, message = obs.app_problem
+    wake = claim_at if obs.now < claim_at else None
+    stalled = get_condition(obs.status.get("conditions"), "Stalled") or {}
+    said = (
+        phase is Phase.SCHEDULED
+        and not generation_changed
+        and stalled.get("status") == "True"
+        and (stalled.get("reason"), stalled.get("message")) == (reason, message)
+        and obs.status.get("dueTime") == base["dueTime"]
+        and obs.status.get("expiresAt") == base["expiresAt"]
+    )
+    if said:
+        return Step(wake_at=wake)
+    patch = _Patch(obs).set(**base).done(Phase.SCHEDULED, reason, message, ready=False,
+                                         stalled=True)
+    return Step(status=patch, notices=(Notice("Warning", reason, message),), wake_at=wake)
 
 
 def _retry_msg(at: datetime) -> str:
