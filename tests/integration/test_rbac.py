@@ -149,6 +149,8 @@ class Setup:
     operators: list[OperatorProcess]
     timeout: float
     late_namespace: str | None = None  # watched, but created only by a check
+    broker_url: str = ""  # the test broker and backend, for apps' Secrets
+    backend_url: str = ""
     late_docs: list[dict[str, Any]] = field(default_factory=list)
 
     def log(self) -> str:
@@ -301,6 +303,42 @@ def conflicts_resolved(setup: Setup) -> None:
     assert setup.conflicts() > 0, "no write conflict happened: nothing was re-read"
 
 
+def _make_app(setup: Setup) -> str:
+    """A Secret with the test broker's URLs and a CeleryApp naming it."""
+    name = f"app-{uuid.uuid4().hex[:6]}"
+    setup.core.create_namespaced_secret(setup.namespace, client.V1Secret(
+        metadata=client.V1ObjectMeta(name=name),
+        string_data={"broker": setup.broker_url, "backend": setup.backend_url},
+    ))
+    setup.tasks.api.create_namespaced_custom_object(GROUP, "v1alpha1", setup.namespace,
+                                                    CELERYAPP_PLURAL, {
+        "apiVersion": f"{GROUP}/v1alpha1", "kind": "CeleryApp",
+        "metadata": {"name": name, "namespace": setup.namespace},
+        "spec": {"broker": {"secretKeyRef": {"name": name, "key": "broker"}},
+                 "resultBackend": {"secretKeyRef": {"name": name, "key": "backend"}}},
+    })
+    return name
+
+
+def app_task_succeeds(setup: Setup) -> None:
+    """A task naming a CeleryApp created while the operator runs succeeds through it."""
+    app = _make_app(setup)
+    name = f"via-{app}"
+    setup.tasks.create(name, {**ADD, "app": {"name": app}})
+    obj = poll(f"{name} Succeeded", setup.timeout, lambda: (
+        o if _status(o := setup.tasks.get(name)).get("phase") == "Succeeded" else None))
+    assert obj["status"]["result"] == 5
+
+
+def app_ready(setup: Setup) -> None:
+    """A CeleryApp gets its status: Ready, with the workers on its broker."""
+    app = _make_app(setup)
+    poll(f"{app} Ready with a worker", setup.timeout, lambda: (
+        _ready(o := setup.tasks.api.get_namespaced_custom_object(
+            GROUP, "v1alpha1", setup.namespace, CELERYAPP_PLURAL, app))
+        and _status(o).get("workers")))
+
+
 # ---- the table: every rule of the chart, and the check that fails without it -------------------
 
 
@@ -351,21 +389,23 @@ NEEDS: dict[Rule, Need] = {
     ("", "namespaces", "watch"): Need(
         late_namespace_served, "namespaced mode only: kopf notices a watched namespace "
         "created after start-up", at_start=True),
+    (GROUP, CELERYAPP_PLURAL, "list"): Need(
+        app_task_succeeds, "kopf and the app directory list the CeleryApps", at_start=True),
+    (GROUP, CELERYAPP_PLURAL, "watch"): Need(
+        app_task_succeeds, "kopf watches CeleryApps: an app created after start-up",
+        at_start=True),
+    (GROUP, f"{CELERYAPP_PLURAL}/status", "patch"): Need(
+        app_ready, "the app's status (Ready, workers, queues, task counts)"),
+    ("", "secrets", "get"): Need(
+        app_task_succeeds, "the broker and backend URLs of an app, by name"),
 }
 
 
 # The rules of CeleryApps (issue 12): the app directory (controllers/apps.py) lists and
 # watches the apps, reads the Secrets they name and the namespaces' labels, and writes the
 # apps' status. Their rows in NEEDS (a check failing without each verb) come with it.
-APP_RULES: set[Rule] = {
-    (GROUP, CELERYAPP_PLURAL, "get"),
-    (GROUP, CELERYAPP_PLURAL, "list"),
-    (GROUP, CELERYAPP_PLURAL, "watch"),
-    (GROUP, f"{CELERYAPP_PLURAL}/status", "patch"),
-    ("", "secrets", "get"),
-}
+APP_RULES: set[Rule] = set()  # each has its row in NEEDS
 CLUSTER_APP_RULES: set[Rule] = {
-    (GROUP, CLUSTER_CELERYAPP_PLURAL, "get"),
     (GROUP, CLUSTER_CELERYAPP_PLURAL, "list"),
     (GROUP, CLUSTER_CELERYAPP_PLURAL, "watch"),
     (GROUP, f"{CLUSTER_CELERYAPP_PLURAL}/status", "patch"),
@@ -511,7 +551,8 @@ def test_table_covers_every_rendered_rule() -> None:
 @pytest.mark.parametrize("rule", sorted(NEEDS), ids=lambda r: f"{r[2]}-{r[1]}")
 def test_each_verb_is_needed(
     rule: Rule, kube: KubeEnv, namespace: str, launch: Callable[..., list[OperatorProcess]],
-    cleanup_cluster_scoped: list[dict[str, Any]], tmp_path: Path,
+    cleanup_cluster_scoped: list[dict[str, Any]], tmp_path: Path, broker_url: str,
+    backend_url: str,
 ) -> None:
     need = NEEDS[rule]
     late = f"{namespace}-late"
@@ -526,7 +567,7 @@ def test_each_verb_is_needed(
     # working operator must not be mistaken for a broken one).
     timeout = 10.0 if need.functional else 20.0
     setup = make_setup(kube, namespace, operators, timeout=timeout, late_namespace=late,
-                       late_docs=late_docs)
+                       late_docs=late_docs, broker_url=broker_url, backend_url=backend_url)
 
     denial = denial_pattern(rule)
     if need.at_start:

@@ -86,11 +86,10 @@ proved necessary by tests/integration/test_rbac.py (taking any verb away breaks 
 - apiGroups: [celeryoperator.dev]
   resources: [periodictasks]
   verbs: [get, list, watch]
-# The apps of the namespace: kopf lists and watches them (the app directory), re-reads one
-# after a conflict.
+# The apps of the namespace: kopf lists and watches them for the app directory.
 - apiGroups: [celeryoperator.dev]
   resources: [celeryapps]
-  verbs: [get, list, watch]
+  verbs: [list, watch]
 # The only writes to objects from Git: their status.
 - apiGroups: [celeryoperator.dev]
   resources: [scheduledtasks/status, periodictasks/status, celeryapps/status]
@@ -121,7 +120,7 @@ watched namespace created later.
 # ClusterCeleryApps (cluster-scoped): watched like CeleryApps, their status written.
 - apiGroups: [celeryoperator.dev]
   resources: [clusterceleryapps]
-  verbs: [get, list, watch]
+  verbs: [list, watch]
 - apiGroups: [celeryoperator.dev]
   resources: [clusterceleryapps/status]
   verbs: [patch]
