@@ -125,8 +125,10 @@ def test_celery_urls_only_through_a_secret() -> None:
             assert PASSWORD not in json.dumps(doc), f"{doc['kind']} shows the password"
     container = next(d for d in docs if d["kind"] == "Deployment")["spec"]["template"][
         "spec"]["containers"][0]
-    env = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"]}
+    env = {e["name"]: e["valueFrom"].get("secretKeyRef") or e["valueFrom"]["fieldRef"]
+           for e in container["env"]}
     assert env == {
+        "POD_NAMESPACE": {"fieldPath": "metadata.namespace"},
         "CELERY_BROKER_URL": {"name": "urls-celery-operator-celery", "key": "broker-url"},
         "CELERY_RESULT_BACKEND": {"name": "urls-celery-operator-celery", "key": "result-backend"},
     }
@@ -137,7 +139,8 @@ def test_celery_urls_only_through_a_secret() -> None:
     assert not [d for d in docs if d["kind"] == "Secret"]
     container = next(d for d in docs if d["kind"] == "Deployment")["spec"]["template"][
         "spec"]["containers"][0]
-    assert [e["valueFrom"]["secretKeyRef"] for e in container["env"]] == [
+    assert [e["valueFrom"]["secretKeyRef"] for e in container["env"]
+            if "secretKeyRef" in e["valueFrom"]] == [
         {"name": "mine", "key": "b"}, {"name": "mine", "key": "r"}]
 
 
