@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import redis as redis_lib
 from kubernetes import client
+from kubernetes.client.exceptions import ApiException
 
 from celery_operator.api import GROUP, PERIODIC_PLURAL, SCHEDULED_PLURAL, VERSION
 from celery_operator.devstack import KubeEnv, RedisServer
@@ -187,3 +188,34 @@ def wait_for_events(
         time.sleep(0.2)
         events = events_for(core, namespace, name)
     return events
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> None:
+    """Poll `predicate` until it holds; AssertionError naming `what` after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.25)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def holds_for(predicate: Callable[[], Any], seconds: float, what: str) -> None:
+    """Something must NOT happen: check it all along a window, fail at the first miss."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert predicate(), f"no longer true: {what}"
+        time.sleep(0.25)
+    assert predicate(), f"no longer true: {what}"
+
+
+def gone(tasks: Tasks, name: str) -> bool:
+    """The object no longer exists (404)."""
+    try:
+        tasks.get(name)
+    except ApiException as exc:
+        if exc.status == 404:
+            return True
+        raise
+    return False
+

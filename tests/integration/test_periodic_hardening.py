@@ -22,7 +22,7 @@ from celery_operator.devstack import CeleryWorker, KubeEnv
 from celery_operator.devstack.demo_app import RUNS_KEY
 from celery_operator.devstack.operatorproc import OperatorProcess
 
-from .conftest import StartOperator, Tasks, events_for, wait_for_events
+from .conftest import StartOperator, Tasks, events_for, gone, holds_for, wait_for, wait_for_events
 
 pytestmark = pytest.mark.integration
 
@@ -43,31 +43,7 @@ def _owned(tasks: Tasks, parent_uid: str) -> list[dict[str, Any]]:
                    for r in i["metadata"].get("ownerReferences") or ())]
 
 
-def _wait(predicate: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.25)
-    raise AssertionError(f"timed out waiting for {what}")
 
-
-def _holds_for(predicate: Any, seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        assert predicate(), f"no longer true: {what}"
-        time.sleep(0.25)
-    assert predicate(), f"no longer true: {what}"
-
-
-def _gone(tasks: Tasks, name: str) -> bool:
-    try:
-        tasks.get(name)
-    except ApiException as exc:
-        if exc.status == 404:
-            return True
-        raise
-    return False
 
 
 def _metric(operator: OperatorProcess, name: str, labels: str) -> float:
@@ -131,9 +107,9 @@ def test_a_scheduledtask_with_the_parent_label_but_no_owner_is_left_alone(
     # The parent kept pruning its own runs after the look-alike finished: its first run
     # after that was created (counted in lastScheduleTime), ran and was deleted ...
     fire = start + timedelta(seconds=2 * (int((finished - start).total_seconds()) // 2 + 1))
-    _wait(lambda: parse_time(periodic.get("owner")["status"]["lastScheduleTime"]) >= fire, 10,
+    wait_for(lambda: parse_time(periodic.get("owner")["status"]["lastScheduleTime"]) >= fire, 10,
           f"the run at {format_time(fire)} created")
-    _wait(lambda: _gone(tasks, f"owner-{int(fire.timestamp())}"), 15,
+    wait_for(lambda: gone(tasks, f"owner-{int(fire.timestamp())}"), 15,
           "that run deleted by the history limit")
     # ... and the look-alike is still there, never shown or counted as a run.
     assert tasks.get("owner-forged")["status"]["phase"] == "Succeeded"
@@ -183,10 +159,10 @@ def _delete_and_collect(
     def three_runs() -> bool:
         tasks_before[:] = _children(tasks, "doomed")
         return len(tasks_before) == 3
-    _wait(three_runs, 25, "three runs")
+    wait_for(three_runs, 25, "three runs")
     periodic.delete("doomed")  # right after a run was created: none is being created now
     names = [c["metadata"]["name"] for c in tasks_before]
-    _holds_for(lambda: [c["metadata"]["name"] for c in _children(tasks, "doomed")] == names,
+    holds_for(lambda: [c["metadata"]["name"] for c in _children(tasks, "doomed")] == names,
                7, "no run created after the PeriodicTask was deleted")
     owned = _owned(tasks, uid)
     assert sorted(c["metadata"]["name"] for c in owned) == names
@@ -201,13 +177,13 @@ def _delete_and_collect(
         tasks.delete(child["metadata"]["name"])
     for child in running:
         task_id = child["status"]["taskId"]
-        _wait(lambda tid=task_id: _meta_state(results, tid) == "REVOKED", 20,
+        wait_for(lambda tid=task_id: _meta_state(results, tid) == "REVOKED", 20,
               f"running task {task_id} terminated")
     for child in waiting:
         task_id = (child.get("status") or {}).get("taskId")
         if task_id is None:
             continue  # never claimed: nothing was ever sent
-        _wait(lambda tid=task_id: _meta_state(results, tid) == "REVOKED", 20,
+        wait_for(lambda tid=task_id: _meta_state(results, tid) == "REVOKED", 20,
               f"waiting task {task_id} discarded")
         assert results.get(RUNS_KEY + task_id) is None  # its body never ran
 
@@ -308,15 +284,15 @@ def test_a_refused_run_is_reported_once_and_retried_with_backoff(
     policies: Policies,
 ) -> None:
     message = _refuse_runs_of(policies, "refused")
-    _wait(lambda: _create_refused(custom, namespace, "refused"), 15, "the policy in force")
+    wait_for(lambda: _create_refused(custom, namespace, "refused"), 15, "the policy in force")
     operator = start_operator()
     periodic.create("refused", {
         "schedule": {"interval": "2s"},
         "task": {"name": "demo.add", "args": [1, 2]},
     })
-    _wait(lambda: _child_creates(operator) >= 1, 10, "the first create")
+    wait_for(lambda: _child_creates(operator) >= 1, 10, "the first create")
     first = time.monotonic()
-    _wait(lambda: _condition(periodic.get("refused"), "Ready").get("reason") == "ChildRejected",
+    wait_for(lambda: _condition(periodic.get("refused"), "Ready").get("reason") == "ChildRejected",
           10, "Ready=False, ChildRejected")
     obj = periodic.get("refused")
     ready, stalled = _condition(obj, "Ready"), _condition(obj, "Stalled")
@@ -334,12 +310,12 @@ def test_a_refused_run_is_reported_once_and_retried_with_backoff(
     assert len(warnings) == 1 and warnings[0][0] == "Warning" and message in warnings[0][2]
     # Allowed again and the spec changed: tried at once (not after the 20 s backoff).
     policies.lift("refuse-runs")
-    _wait(lambda: not _create_refused(custom, namespace, "refused"), 15, "the policy gone")
+    wait_for(lambda: not _create_refused(custom, namespace, "refused"), 15, "the policy gone")
     periodic.patch_spec("refused", {"task": {"name": "demo.add", "args": [2, 2]}})
-    _wait(lambda: len(_children(tasks, "refused")) >= 1, 6, "a run right after the change")
+    wait_for(lambda: len(_children(tasks, "refused")) >= 1, 6, "a run right after the change")
     child = _children(tasks, "refused")[0]
     assert child["spec"]["task"]["args"] == [2, 2]
-    _wait(lambda: _condition(periodic.get("refused"), "Ready").get("status") == "True", 10,
+    wait_for(lambda: _condition(periodic.get("refused"), "Ready").get("status") == "True", 10,
           "Ready again")
     assert _condition(periodic.get("refused"), "Stalled")["status"] == "False"
     assert tasks.wait_phase(child["metadata"]["name"], "Succeeded", 20)["status"]["result"] == 4
@@ -378,11 +354,11 @@ def test_a_refused_status_write_is_reported_and_its_runs_are_counted_once(
         "concurrencyPolicy": "Replace",  # a run taken for another one would be revoked
         "successfulRunsHistoryLimit": 50,
     })
-    _wait(lambda: _status_refused(custom, namespace, "unrecorded"), 15, "the policy in force")
+    wait_for(lambda: _status_refused(custom, namespace, "unrecorded"), 15, "the policy in force")
     operator = start_operator()
-    _wait(lambda: _status_writes(operator) >= 1, 10, "the first status write")
+    wait_for(lambda: _status_writes(operator) >= 1, 10, "the first status write")
     first = time.monotonic()
-    _wait(lambda: _condition(periodic.get("unrecorded"), "Ready").get("reason")
+    wait_for(lambda: _condition(periodic.get("unrecorded"), "Ready").get("reason")
           == "StatusRejected", 10, "Ready=False, StatusRejected")
     ready = _condition(periodic.get("unrecorded"), "Ready")
     assert ready["status"] == "False" and message in ready["message"]
@@ -397,7 +373,7 @@ def test_a_refused_status_write_is_reported_and_its_runs_are_counted_once(
     assert len(warnings) == 1 and warnings[0][0] == "Warning" and message in warnings[0][1]
     # Allowed again: the next retry (at most 20 s later) records every run once.
     policies.lift("refuse-status")
-    _wait(lambda: int((periodic.get("unrecorded").get("status") or {}).get("totalRuns") or 0)
+    wait_for(lambda: int((periodic.get("unrecorded").get("status") or {}).get("totalRuns") or 0)
           >= len(runs), 30, "the runs recorded")
     status = periodic.get("unrecorded")["status"]
     last = parse_time(status["lastScheduleTime"])
@@ -432,15 +408,15 @@ def test_a_run_request_longer_than_status_allows_runs_once_and_is_recorded_by_ha
     now = datetime.now(UTC).replace(microsecond=0)
     value = now.strftime("%Y-%m-%dT%H:%M:%S.") + "0" * 400 + "Z"  # RFC 3339, 421 characters
     _request(custom, namespace, "asked", value)
-    _wait(lambda: len(_children(tasks, "asked")) == 1, 10, "the requested run")
+    wait_for(lambda: len(_children(tasks, "asked")) == 1, 10, "the requested run")
     child = _children(tasks, "asked")[0]
     assert child["metadata"]["name"] == f"asked-manual-{int(now.timestamp())}"
     assert tasks.wait_phase(child["metadata"]["name"], "Succeeded", 20)["status"]["result"] == 7
     token = "sha256:" + hashlib.sha256(value.encode()).hexdigest()
-    _wait(lambda: periodic.get("asked")["status"].get("lastHandledRunRequest") == token, 10,
+    wait_for(lambda: periodic.get("asked")["status"].get("lastHandledRunRequest") == token, 10,
           "the request recorded by its hash")
     assert _condition(periodic.get("asked"), "Ready")["status"] == "True"
-    _holds_for(lambda: len(_children(tasks, "asked")) == 1, 3, "handled once")
+    holds_for(lambda: len(_children(tasks, "asked")) == 1, 3, "handled once")
 
 
 def test_a_run_request_that_is_no_time_is_one_warning_and_no_write_loop(
@@ -452,16 +428,16 @@ def test_a_run_request_that_is_no_time_is_one_warning_and_no_write_loop(
         "schedule": {"cron": "0 0 1 1 *"},
         "task": {"name": "demo.add", "args": [1, 1]},
     })
-    _wait(lambda: bool(periodic.get("noise").get("status")), 10, "first status")
+    wait_for(lambda: bool(periodic.get("noise").get("status")), 10, "first status")
     value = "soon, \u00e9\u00e9\u00e9 \U0001f600 " * 500
     _request(custom, namespace, "noise", value)
     token = "sha256:" + hashlib.sha256(value.encode()).hexdigest()
-    _wait(lambda: periodic.get("noise")["status"].get("lastHandledRunRequest") == token, 10,
+    wait_for(lambda: periodic.get("noise")["status"].get("lastHandledRunRequest") == token, 10,
           "the request handled")
     events = wait_for_events(core, namespace, "noise",
                              lambda es: "InvalidRunRequest" in [r for _, r, _ in es])
     writes = _status_writes(operator)
-    _holds_for(lambda: _status_writes(operator) == writes, 5, "no status write after it")
+    holds_for(lambda: _status_writes(operator) == writes, 5, "no status write after it")
     events = [e for e in events_for(core, namespace, "noise") if e[1] == "InvalidRunRequest"]
     assert len(events) == 1 and events[0][0] == "Warning"
     assert "must be an RFC 3339 time" in events[0][2] and len(events[0][2]) < 300
@@ -488,7 +464,7 @@ def test_thirty_two_headers_are_refused_at_apply_or_reported_without_a_create(
     except ApiException as exc:  # the schema refuses it: the field is named
         assert exc.status == 422 and "spec.task.headers" in str(exc.body)
         return
-    _wait(lambda: _condition(periodic.get("crowded"), "Ready").get("reason") == "InvalidSpec",
+    wait_for(lambda: _condition(periodic.get("crowded"), "Ready").get("reason") == "InvalidSpec",
           10, "Ready=False, InvalidSpec")
     ready = _condition(periodic.get("crowded"), "Ready")
     assert ready["status"] == "False"
@@ -496,5 +472,5 @@ def test_thirty_two_headers_are_refused_at_apply_or_reported_without_a_create(
     events = wait_for_events(core, namespace, "crowded",
                              lambda es: "InvalidSpec" in [r for _, r, _ in es])
     assert [t for t, r, _ in events if r == "InvalidSpec"] == ["Warning"]
-    _holds_for(lambda: _child_creates(operator) == 0, 6, "no create sent to be refused")
+    holds_for(lambda: _child_creates(operator) == 0, 6, "no create sent to be refused")
     assert _children(tasks, "crowded") == []

@@ -14,7 +14,7 @@ from celery_operator.api import format_time, parse_time
 from celery_operator.devstack import CeleryWorker
 from celery_operator.devstack.demo_app import RUNS_KEY
 
-from .conftest import StartOperator, Tasks, wait_for_events
+from .conftest import StartOperator, Tasks, gone, holds_for, wait_for, wait_for_events
 
 pytestmark = pytest.mark.integration
 
@@ -31,32 +31,7 @@ def _nominal(child: dict[str, Any]) -> datetime:
     return parse_time(child["metadata"]["annotations"]["celeryoperator.dev/scheduled-time"])
 
 
-def _wait(predicate: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.25)
-    raise AssertionError(f"timed out waiting for {what}")
 
-
-def _holds_for(predicate: Any, seconds: float, what: str) -> None:
-    """Something must NOT happen: check it all along a window, fail at the first miss."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        assert predicate(), f"no longer true: {what}"
-        time.sleep(0.25)
-    assert predicate(), f"no longer true: {what}"
-
-
-def _gone(tasks: Tasks, name: str) -> bool:
-    try:
-        tasks.get(name)
-    except ApiException as exc:
-        if exc.status == 404:
-            return True
-        raise
-    return False
 
 
 def _succeeded(tasks: Tasks, parent: str) -> list[dict[str, Any]]:
@@ -76,7 +51,7 @@ def test_interval_schedule_runs_on_time_and_children_succeed(
     })
     start = parse_time(created["metadata"]["creationTimestamp"])
     # Anchored at creation: start + k·2 s exactly, no drift, none missed.
-    _wait(lambda: any(_nominal(c) >= start + timedelta(seconds=10)
+    wait_for(lambda: any(_nominal(c) >= start + timedelta(seconds=10)
                       for c in _children(tasks, "every2s")), 20, "the run at start + 10 s")
     children = [c for c in _children(tasks, "every2s")
                 if _nominal(c) <= start + timedelta(seconds=10)]
@@ -124,9 +99,9 @@ def test_history_limits_delete_old_children(
                 return False  # not created yet
             raise
         return (seen[0].get("status") or {}).get("phase") == "Succeeded"
-    _wait(first_succeeded, 15, f"{first_three[0]} Succeeded")
+    wait_for(first_succeeded, 15, f"{first_three[0]} Succeeded")
     assert seen[0]["status"]["result"] == 2
-    _wait(lambda: all(_gone(tasks, name) for name in first_three), 20,
+    wait_for(lambda: all(gone(tasks, name) for name in first_three), 20,
           "the first three runs deleted by the history limit")
     # At rest between two runs exactly two successful runs are kept: the newest ones.
     def kept_two() -> bool:
@@ -134,7 +109,7 @@ def test_history_limits_delete_old_children(
         newest = max((_nominal(c) for c in _children(tasks, "trimmed")), default=start)
         return len(done) == 2 and all(_nominal(c) >= newest - timedelta(seconds=3)
                                       for c in done)
-    _wait(kept_two, 15, "exactly the two newest successful runs kept")
+    wait_for(kept_two, 15, "exactly the two newest successful runs kept")
     assert periodic.get("trimmed")["status"]["totalRuns"] >= 5
 
 
@@ -152,7 +127,7 @@ def test_operator_down_for_three_intervals_catches_up_once_or_not_at_all(
         "successfulRunsHistoryLimit": 50,
     })
     anchor = parse_time(created["metadata"]["creationTimestamp"])
-    _wait(lambda: len(_children(tasks, "catchup")) >= 1, 10, "a first run")
+    wait_for(lambda: len(_children(tasks, "catchup")) >= 1, 10, "a first run")
     operator.kill()
     before = {c["metadata"]["name"]: _nominal(c) for c in _children(tasks, "catchup")}
     last_run = max(before.values())
@@ -163,7 +138,7 @@ def test_operator_down_for_three_intervals_catches_up_once_or_not_at_all(
     start_operator()
     up_at = datetime.now(UTC)
     # The catch-up decision is made at once; the next regular run comes after it.
-    _wait(lambda: any(_nominal(c) > up_at for c in _children(tasks, "catchup")), 15,
+    wait_for(lambda: any(_nominal(c) > up_at for c in _children(tasks, "catchup")), 15,
           "the first regular run after the restart")
     new = [c for c in _children(tasks, "catchup") if c["metadata"]["name"] not in before]
     caught = [c for c in new if _nominal(c) <= up_at]
@@ -176,7 +151,7 @@ def test_operator_down_for_three_intervals_catches_up_once_or_not_at_all(
     first_new = min(_nominal(c) for c in new)
     never_ran = int((first_new - last_run).total_seconds() // every) - 1
     assert never_ran == 3 - catch_up
-    _wait(lambda: periodic.get("catchup")["status"].get("missedRuns", 0) == never_ran, 10,
+    wait_for(lambda: periodic.get("catchup")["status"].get("missedRuns", 0) == never_ran, 10,
           "missedRuns")
     # Never a duplicate execution: each run's task ran once.
     for name in [*before, *(c["metadata"]["name"] for c in new)]:
@@ -198,7 +173,7 @@ def test_forbid_skips_while_a_run_is_active(
     })
     start = parse_time(created["metadata"]["creationTimestamp"])
     third = start + timedelta(seconds=15)
-    _wait(lambda: (periodic.get("forbid").get("status") or {}).get("lastScheduleTime")
+    wait_for(lambda: (periodic.get("forbid").get("status") or {}).get("lastScheduleTime")
           == format_time(third), 30, "the third run (start + 15 s)")
     status = periodic.get("forbid")["status"]
     assert [(_nominal(c) - start).total_seconds() for c in _children(tasks, "forbid")] == [
@@ -219,13 +194,13 @@ def test_replace_revokes_the_running_one(
         "successfulRunsHistoryLimit": 50,
         "failedRunsHistoryLimit": 50,
     })
-    _wait(lambda: len(_children(tasks, "replace")) >= 2, 15, "a second run")
+    wait_for(lambda: len(_children(tasks, "replace")) >= 2, 15, "a second run")
     first, second = (c["metadata"]["name"] for c in _children(tasks, "replace")[:2])
     revoked = tasks.wait_phase(first, "Revoked", timeout=15)
     assert revoked["spec"]["revoke"]["terminate"] is True
     # The replacement runs; only it is active until the next fire time replaces it too.
     assert "revoke" not in tasks.wait_phase(second, "Started", timeout=15)["spec"]
-    _wait(lambda: [a["name"] for a in periodic.get("replace")["status"]["active"]] in (
+    wait_for(lambda: [a["name"] for a in periodic.get("replace")["status"]["active"]] in (
         [second], [c["metadata"]["name"] for c in _children(tasks, "replace")[2:3]]), 10,
         "exactly one active run")
 
@@ -240,12 +215,12 @@ def test_suspend_pauses_and_resume_catches_up_once(
         "suspend": True,
         "successfulRunsHistoryLimit": 50,
     })
-    _wait(lambda: len((periodic.get("pausable").get("status") or {}).get(
+    wait_for(lambda: len((periodic.get("pausable").get("status") or {}).get(
         "nextScheduleTimes") or []) == 5, 10, "next times shown while suspended")
-    _holds_for(lambda: _children(tasks, "pausable") == [], 7, "no run while suspended")
+    holds_for(lambda: _children(tasks, "pausable") == [], 7, "no run while suspended")
     periodic.patch_spec("pausable", {"suspend": False})
     resumed_at = datetime.now(UTC)
-    _wait(lambda: any(_nominal(c) > resumed_at for c in _children(tasks, "pausable")), 10,
+    wait_for(lambda: any(_nominal(c) > resumed_at for c in _children(tasks, "pausable")), 10,
           "the first regular run after resuming")
     caught_up = [c for c in _children(tasks, "pausable") if _nominal(c) <= resumed_at]
     assert len(caught_up) == 1  # the most recent missed time, not one per missed time
@@ -253,7 +228,7 @@ def test_suspend_pauses_and_resume_catches_up_once(
     start = parse_time(periodic.get("pausable")["metadata"]["creationTimestamp"])
     missed = int((_nominal(caught_up[0]) - start).total_seconds() // 2) - 1
     assert missed >= 2  # suspended for 7 s or more: at least three fire times passed
-    _wait(lambda: periodic.get("pausable")["status"].get("missedRuns") == missed, 10,
+    wait_for(lambda: periodic.get("pausable")["status"].get("missedRuns") == missed, 10,
           f"missedRuns == {missed}")
 
 
@@ -271,11 +246,11 @@ def test_run_now_annotation_creates_one_extra_run(
         "celeryoperator.dev", "v1alpha1", namespace, "periodictasks", "manual",
         {"metadata": {"annotations": {"celeryoperator.dev/run-requested-at": stamp}}},
     )
-    _wait(lambda: len(_children(tasks, "manual")) == 1, 10, "the manual run")
+    wait_for(lambda: len(_children(tasks, "manual")) == 1, 10, "the manual run")
     child = _children(tasks, "manual")[0]
     assert tasks.wait_phase(child["metadata"]["name"], "Succeeded", 20)["status"]["result"] == 10
     assert periodic.get("manual")["status"]["lastHandledRunRequest"] == stamp
-    _holds_for(lambda: len(_children(tasks, "manual")) == 1, 3, "acknowledged: not run again")
+    holds_for(lambda: len(_children(tasks, "manual")) == 1, 3, "acknowledged: not run again")
     events = wait_for_events(core, namespace, "manual",
                              lambda es: "RunRequested" in [r for _, r, _ in es])
     assert "RunRequested" in [r for _, r, _ in events]
@@ -290,13 +265,13 @@ def test_spec_change_applies_from_the_next_run(
         "task": {"name": "demo.add", "args": [1, 1]},
         "successfulRunsHistoryLimit": 50,
     })
-    _wait(lambda: len(_children(tasks, "changing")) >= 1, 10, "a first run")
+    wait_for(lambda: len(_children(tasks, "changing")) >= 1, 10, "a first run")
     updated = periodic.patch_spec("changing", {"task": {"name": "demo.add", "args": [100, 1]}})
     changed_at = datetime.now(UTC)
-    _wait(lambda: any(_nominal(c) > changed_at + timedelta(seconds=2.5)
+    wait_for(lambda: any(_nominal(c) > changed_at + timedelta(seconds=2.5)
                       for c in _children(tasks, "changing")), 10, "a run after the change")
     later = [c for c in _children(tasks, "changing")
              if _nominal(c) > changed_at + timedelta(seconds=2.5)]
     assert later[0]["spec"]["task"]["args"] == [100, 1]
-    _wait(lambda: periodic.get("changing")["status"].get("observedGeneration")
+    wait_for(lambda: periodic.get("changing")["status"].get("observedGeneration")
           == updated["metadata"]["generation"], 10, "observedGeneration")
