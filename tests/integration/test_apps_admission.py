@@ -361,3 +361,42 @@ def test_tenant_edit_role(
     ]:
         proc = as_tenant(*args, doc=doc)
         assert proc.returncode != 0 and "forbidden" in proc.stderr, (args, proc.stderr)
+
+
+# ---- the app CRDs' own validation ----------------------------------------------------------------
+
+BAD_APPS: list[tuple[dict[str, Any], str, str]] = [
+    ({"broker": {"secretKeyRef": {"name": "Bad_Name", "key": "k"}}},
+     "spec.broker.secretKeyRef.name", "must be a lowercase RFC 1123 subdomain"),
+    ({"resultBackend": {"secretKeyRef": {"name": "urls", "key": "a/b"}}},
+     "spec.resultBackend.secretKeyRef.key", "must be a Secret key"),
+    ({"policy": {"allowedTasks": ["reports.[a]"]}},
+     "spec.policy.allowedTasks[0]", "must be a glob of letters, digits"),
+    ({"policy": {"allowedQueues": ["q (x)"]}},
+     "spec.policy.allowedQueues[0]", "must be a glob of letters, digits"),
+    ({"transportOptions": {"queueOrderStrategy": "fifo"}},
+     "spec.transportOptions.queueOrderStrategy", "Unsupported value"),
+    ({"defaults": {"timeZone": "Not a zone"}},
+     "spec.defaults.timeZone", "must be an IANA time zone name"),
+    ({"namespaceSelector": {"matchExpressions": [{"key": "a", "operator": "In"}]}},
+     "spec.namespaceSelector.matchExpressions[0].values", "must be non-empty for In"),
+]
+
+
+@pytest.mark.parametrize(("change", "path", "message"), BAD_APPS,
+                         ids=[p for _, p, _ in BAD_APPS])
+def test_bad_app_specs_are_refused_naming_the_field(
+    kube: KubeEnv, namespace: str, change: dict[str, Any], path: str, message: str,
+) -> None:
+    from celery_operator.api import InvalidSpec, parse_celery_app_spec
+
+    cluster = "namespaceSelector" in change
+    doc = app(f"bad-{uuid.uuid4().hex[:6]}", None if cluster else namespace)
+    doc["spec"].update(change)
+    proc = apply(kube, doc)
+    assert proc.returncode != 0
+    assert f"{path}: " in proc.stderr and message in proc.stderr, proc.stderr
+    # The operator's parser names the same field.
+    with pytest.raises(InvalidSpec) as info:
+        parse_celery_app_spec(doc["spec"], cluster=cluster)
+    assert [e.path for e in info.value.errors] == [path]
