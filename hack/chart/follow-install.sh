@@ -63,12 +63,18 @@ start_operator() {
   sa=$(kubectl --namespace "$ns" get deployment "$deploy" -o jsonpath="$jsonpath")
   mapfile -t args < <(kubectl --namespace "$ns" get deployment "$deploy" \
     -o jsonpath='{range .spec.template.spec.containers[0].args[*]}{@}{"\n"}{end}')
-  # The environment as the kubelet would build it from the secretKeyRefs.
-  local envs=() line name ref secret key
-  local env_refs='{range .spec.template.spec.containers[0].env[*]}{.name}={.valueFrom.secretKeyRef.name}/{.valueFrom.secretKeyRef.key}{"\n"}{end}'
+  # The environment as the kubelet would build it from the secretKeyRefs and the
+  # downward API (metadata.namespace is the only field the chart uses).
+  local envs=() line name ref secret key field
+  local env_refs='{range .spec.template.spec.containers[0].env[*]}{.name}={.valueFrom.secretKeyRef.name}/{.valueFrom.secretKeyRef.key}/{.valueFrom.fieldRef.fieldPath}{"\n"}{end}'
   while IFS= read -r line; do
     [[ -z $line ]] && continue
-    name=${line%%=*}; ref=${line#*=}; secret=${ref%%/*}; key=${ref#*/}
+    name=${line%%=*}; ref=${line#*=}; secret=${ref%%/*}; ref=${ref#*/}
+    key=${ref%%/*}; field=${ref#*/}
+    if [[ $field == metadata.namespace ]]; then
+      envs+=("$name=$ns")
+      continue
+    fi
     envs+=("$name=$(kubectl --namespace "$ns" get secret "$secret" \
       -o jsonpath="{.data.$key}" | base64 -d)")
   done < <(kubectl --namespace "$ns" get deployment "$deploy" -o jsonpath="$env_refs")

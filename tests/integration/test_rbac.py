@@ -626,7 +626,7 @@ MAY = [
 
 
 CLUSTER_MAY = [
-    ("get", "clusterceleryapps.celeryoperator.dev"),
+    ("list", "clusterceleryapps.celeryoperator.dev"),
     ("watch", "clusterceleryapps.celeryoperator.dev"),
     ("patch", "clusterceleryapps.celeryoperator.dev/status"),
     ("get", "namespaces"),
