@@ -138,10 +138,11 @@ class Apps:
         self.core = client.CoreV1Api(kube.api_client())
         self.namespace = namespace
 
-    def secret(self, name: str, broker: str, backend: str, namespace: str | None = None) -> None:
-        ns = namespace or self.namespace
+    def secret(self, name: str, broker: str, backend: str,
+               keys: tuple[str, str] = ("broker", "backend")) -> None:
+        ns = self.namespace
         body = client.V1Secret(metadata=client.V1ObjectMeta(name=name, namespace=ns),
-                               string_data={"broker": broker, "backend": backend})
+                               string_data=dict(zip(keys, (broker, backend), strict=True)))
         try:
             self.core.create_namespaced_secret(ns, body)
         except ApiException as exc:
@@ -176,7 +177,7 @@ class Apps:
     def wait_ready(self, name: str, timeout: float = 30.0) -> dict[str, Any]:
         """The operator has read the app and reached its broker and backend."""
         return wait_for(f"CeleryApp {name} Ready", lambda: ready_status(self.get(name)),
-                        timeout)
+                        timeout, show=lambda: self.get(name).get("status"))
 
 
 def ready_status(obj: dict[str, Any]) -> dict[str, Any] | None:
@@ -196,14 +197,17 @@ def call(task: str = "demo.add", args: list[Any] | None = None, **more: Any) -> 
     return {"name": task, "args": args if args is not None else [2, 3], **more}
 
 
-def wait_for(what: str, check: Callable[[], Any], timeout: float = 30.0) -> Any:
+def wait_for(what: str, check: Callable[[], Any], timeout: float = 30.0,
+             show: Callable[[], Any] | None = None) -> Any:
+    """Poll `check` until it returns something true; on timeout say `show()`."""
     deadline = time.monotonic() + timeout
     while True:
         found = check()
         if found:
             return found
         if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not in {timeout} s")
+            seen = f"; last seen: {show()}" if show is not None else ""
+            raise AssertionError(f"{what}: not in {timeout} s{seen}")
         time.sleep(0.2)
 
 
@@ -513,7 +517,7 @@ def test_app_status_shows_workers_queue_depth_and_tasks_by_phase(
 
 def test_dispatch_metrics_carry_the_app_label(
     kube: KubeEnv, namespace: str, start_operator: StartOperator, tasks: Tasks,
-    brokers: tuple[Broker, Broker],
+    brokers: tuple[Broker, Broker], celery_worker: CeleryWorker,
 ) -> None:
     a, _ = brokers
     apps = Apps(kube, namespace)
@@ -566,14 +570,18 @@ def test_install_doc_apps_section_runs_through_the_operator(
             secret["stringData"][key] = url.replace("PASSWORD", DOC_PASSWORD).replace(
                 "redis.team-reports.svc:6379", f"127.0.0.1:{broker.redis.port}")
         assert apply(kube, namespace_and_secret).returncode == 0
-        # The shared app's Secret lives in the operator's namespace (not in the doc).
-        Apps(kube, namespace).secret("shared-celery", broker.url(2), broker.url(3))
+        # The shared app's Secret lives in the operator's namespace (not in the doc; its
+        # keys are the ones the doc's ClusterCeleryApp names).
+        Apps(kube, namespace).secret("shared-celery", broker.url(2), broker.url(3),
+                                     keys=("broker-url", "result-backend"))
         start_operator("--namespace", team, extra_env={"POD_NAMESPACE": namespace})
+        refused_at_apply = False
         for docs in (celery_app, good_task, bad_task, shared):
             proc = apply(kube, docs)
             if docs is bad_task and proc.returncode != 0:
                 # The chart's admission policies are installed: refused as the doc shows.
                 assert consoles[0].strip() in proc.stderr
+                refused_at_apply = True
                 continue
             assert proc.returncode == 0, proc.stderr
 
@@ -582,24 +590,26 @@ def test_install_doc_apps_section_runs_through_the_operator(
         name = good_task[0]["metadata"]["name"]
         done = team_tasks.wait_phase(name, "Succeeded", timeout=60)
         assert done["status"]["result"] == "report 2030-01"
-        assert done["status"]["worker"] == broker.worker.name
-        task_id = str(done["status"]["taskId"])
-        assert broker.runs(task_id) == 1
         # Its worker consumes only `reports`: the app's default queue was used.
+        assert done["status"]["worker"] == broker.worker.name
+        assert broker.runs(str(done["status"]["taskId"])) == 1
 
-        # Without the admission policies, the operator refuses the doc's bad task itself,
+        # Without the admission policies, the operator holds the doc's bad task itself,
         # with the very message the doc shows kubectl printing.
         shown = DENIED.search(consoles[0])
         assert shown
-        if any(t["metadata"]["name"] == bad_task[0]["metadata"]["name"]
-               for t in team_tasks.list()):
+        if not refused_at_apply:
             status = stalled(team_tasks, bad_task[0]["metadata"]["name"], "NotAllowed")
-            assert condition(status, "Stalled")["message"] == shown.group(1).strip()  # type: ignore[index]
+            held = condition(status, "Stalled") or {}
+            assert held["message"] == shown.group(1).strip()
 
         # The shared ClusterCeleryApp is usable (its Secret found in the operator's
         # namespace, its broker reached).
-        wait_for("ClusterCeleryApp shared Ready", lambda: ready_status(
-            custom.get_cluster_custom_object(GROUP, VERSION, CLUSTER_CELERYAPP_PLURAL,
-                                             "shared")))
+        def shared_app() -> dict[str, Any]:
+            obj: dict[str, Any] = custom.get_cluster_custom_object(
+                GROUP, VERSION, CLUSTER_CELERYAPP_PLURAL, "shared")
+            return obj
+        wait_for("ClusterCeleryApp shared Ready", lambda: ready_status(shared_app()),
+                 show=lambda: shared_app().get("status"))
     finally:
         stop_broker(broker)
