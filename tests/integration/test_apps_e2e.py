@@ -99,6 +99,14 @@ def make_broker(workdir: Path, queues: tuple[str, ...] = ("celery",),
     return broker
 
 
+def run_id_of(broker: Broker) -> str:
+    admin = redis_lib.Redis(host="127.0.0.1", port=broker.redis.port, password=broker.password)
+    try:
+        return str(admin.info("server")["run_id"])
+    finally:
+        admin.close()
+
+
 def stop_broker(broker: Broker) -> None:
     broker.worker.stop()
     broker.redis.stop()
@@ -406,6 +414,12 @@ def test_a_stopped_broker_delays_only_its_own_apps_tasks(
         apps.wait_ready("up")
         apps.wait_ready("down")
 
+        # A message already on the down broker, on a queue no worker consumes: the broker
+        # comes back empty, so the operator must send it again, to that broker only.
+        tasks.create("parked", {"app": {"name": "down"}, "task": call(queue="parked")})
+        [parked_id] = task_ids([tasks.wait_phase("parked", "Queued", timeout=30)])
+        assert published(down_tap) == Counter({parked_id: 1})
+
         down.redis.stop()
         for app in ("up", "down"):
             for i in range(2):
@@ -426,8 +440,18 @@ def test_a_stopped_broker_delays_only_its_own_apps_tasks(
         downs = [tasks.wait_phase(f"down-{i}", "Succeeded", timeout=90) for i in range(2)]
         ids = task_ids(downs)
         assert [d["status"]["worker"] for d in downs] == [down.worker.name] * 2
-        assert published(down_tap) == Counter({i: 1 for i in ids})
+        # Sent once each, to the restarted broker: a publish made before the operator's
+        # broker check noticed the restart is not a message the restart lost.
+        down_tap.sync()
+        assert {i: down_tap.sessions_of(i) for i in ids} == {i: [2] for i in ids}
         assert [down.runs(i) for i in ids] == [1, 1]
+        new_run_id = run_id_of(down)
+        wait_for("the parked task sent again to the restarted broker", lambda: (
+            tasks.get("parked")["status"].get("brokerRunId") == new_run_id
+            and down_tap.sessions_of(parked_id) == [1, 2]), timeout=60,
+            show=lambda: (tasks.get("parked")["status"], down_tap.sessions_of(parked_id)))
+        assert tasks.get("parked")["status"]["phase"] == "Queued"
+        assert published(down_tap) == Counter({**{i: 1 for i in ids}, parked_id: 2})
         assert published(taps[0]) == Counter({i: 1 for i in task_ids(ups)})
         assert published(broker_tap) == Counter()
     finally:
@@ -463,14 +487,20 @@ def test_a_rotated_secret_is_used_without_a_restart_and_no_password_leaks(
         broker.restart_worker()
 
         tasks.create("after", {"task": call(args=[20, 22])})
-        done = tasks.wait_phase("after", "Succeeded", timeout=90)
+        seen: list[Any] = []  # every status of the task and the app until it ran
+
+        def succeeded() -> dict[str, Any] | None:
+            obj = tasks.get("after")
+            seen.extend([obj.get("status"), apps.get("default").get("status")])
+            return obj if (obj.get("status") or {}).get("phase") == "Succeeded" else None
+        done = wait_for("after Succeeded", succeeded, timeout=90, show=lambda: seen[-2:])
         assert done["status"]["result"] == 42
         assert done["status"]["worker"] == broker.worker.name
         assert broker.runs(str(done["status"]["taskId"])) == 1
         status = apps.wait_ready("default", timeout=40)
 
         events = core.list_namespaced_event(namespace).items
-        text = json.dumps([tasks.get("before"), done, apps.get("default"), status])
+        text = json.dumps([tasks.get("before"), done, apps.get("default"), status, seen])
         text += json.dumps([(e.reason, e.message) for e in events])
         text += operator.log_tail(100_000)
         for secret in (PASSWORD, ENCODED, urllib.parse.quote(PASSWORD)):
