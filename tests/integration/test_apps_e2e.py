@@ -398,8 +398,8 @@ def test_a_deleted_app_stalls_its_tasks_and_recreating_it_resumes_them(
 
 def test_a_stopped_broker_delays_only_its_own_apps_tasks(
     kube: KubeEnv, namespace: str, start_operator: StartOperator, tasks: Tasks,
-    brokers: tuple[Broker, Broker], taps: tuple[BrokerTap, BrokerTap], broker_tap: BrokerTap,
-    tmp_path: Path,
+    core: client.CoreV1Api, brokers: tuple[Broker, Broker],
+    taps: tuple[BrokerTap, BrokerTap], broker_tap: BrokerTap, tmp_path: Path,
 ) -> None:
     up = brokers[0]
     down = make_broker(tmp_path / "down")
@@ -410,7 +410,7 @@ def test_a_stopped_broker_delays_only_its_own_apps_tasks(
         apps.secret("down-urls", down.url(0), down.url(1))
         apps.create("up", "up-urls")
         apps.create("down", "down-urls")
-        start_operator()
+        operator = start_operator()
         apps.wait_ready("up")
         apps.wait_ready("down")
 
@@ -420,6 +420,8 @@ def test_a_stopped_broker_delays_only_its_own_apps_tasks(
         [parked_id] = task_ids([tasks.wait_phase("parked", "Queued", timeout=30)])
         assert published(down_tap) == Counter({parked_id: 1})
 
+        # Its worker comes back only after the operator has seen the broker restarted.
+        down.worker.stop()
         down.redis.stop()
         for app in ("up", "down"):
             for i in range(2):
@@ -436,21 +438,38 @@ def test_a_stopped_broker_delays_only_its_own_apps_tasks(
         assert [w["status"]["phase"] for w in waiting] == ["Dispatching"] * 2, waiting
         assert published(broker_tap) == Counter()
 
-        down.redis.start()  # back, empty; its worker reconnects
-        downs = [tasks.wait_phase(f"down-{i}", "Succeeded", timeout=90) for i in range(2)]
+        # Restart it just after a failed broker check that waits 8 s or more for the next:
+        # a task due now is then sent before the operator has seen the restarted broker.
+        next_check = re.compile(
+            rf"cannot reach the broker of app {namespace}/down \(next try in (\d+) s\)")
+        seen = len(next_check.findall(operator.log_tail(100_000)))
+        wait_for("a broker check backing off 8 s or more", lambda: [
+            int(d) for d in next_check.findall(operator.log_tail(100_000))[seen:]
+            if int(d) >= 8], timeout=40)
+        down.redis.start()  # back, empty
+        tasks.create("down-2", {"app": {"name": "down"}, "task": call()})
+        # The operator has seen the restart when it sends the parked message again.
+        new_run_id = run_id_of(down)
+        wait_for("the parked task sent again to the restarted broker", lambda: (
+            tasks.get("parked")["status"].get("brokerRunId") == new_run_id
+            and down_tap.sessions_of(parked_id) == [1, 2]), timeout=90,
+            show=lambda: (tasks.get("parked")["status"], down_tap.sessions_of(parked_id)))
+        down.restart_worker()
+        downs = [tasks.wait_phase(f"down-{i}", "Succeeded", timeout=90) for i in range(3)]
         ids = task_ids(downs)
-        assert [d["status"]["worker"] for d in downs] == [down.worker.name] * 2
+        assert [d["status"]["worker"] for d in downs] == [down.worker.name] * 3
         # Sent once each, to the restarted broker: a publish made before the operator's
         # broker check noticed the restart is not a message the restart lost.
         down_tap.sync()
         assert {i: down_tap.sessions_of(i) for i in ids} == {i: [2] for i in ids}
-        assert [down.runs(i) for i in ids] == [1, 1]
-        new_run_id = run_id_of(down)
-        wait_for("the parked task sent again to the restarted broker", lambda: (
-            tasks.get("parked")["status"].get("brokerRunId") == new_run_id
-            and down_tap.sessions_of(parked_id) == [1, 2]), timeout=60,
-            show=lambda: (tasks.get("parked")["status"], down_tap.sessions_of(parked_id)))
+        for i in range(3):
+            reasons = [e[1] for e in events_for(core, namespace, f"down-{i}")]
+            assert "Republished" not in reasons, reasons
+        assert [down.runs(i) for i in ids] == [1, 1, 1]
         assert tasks.get("parked")["status"]["phase"] == "Queued"
+        wait_for("the parked task's Republished Warning", lambda: [
+            e for e in events_for(core, namespace, "parked") if e[:2] == ("Warning", "Republished")
+        ], timeout=10)
         assert published(down_tap) == Counter({**{i: 1 for i in ids}, parked_id: 2})
         assert published(taps[0]) == Counter({i: 1 for i in task_ids(ups)})
         assert published(broker_tap) == Counter()
