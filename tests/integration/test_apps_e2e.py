@@ -5,6 +5,10 @@ Each app has its own redis-server and worker; a BrokerTap on every broker counts
 reached it, so "only" and "nothing" are counted where the messages land, not taken from
 the operator's own account. The flags' broker (--broker-url) is the session's Redis with
 its demo worker.
+
+test_a_stopped_broker_delays_only_its_own_apps_tasks also shows the operator sending a
+task twice when it published it to a restarted (empty) broker before its broker check saw
+the restart: it records the old run id, then takes its own message for lost.
 """
 
 from __future__ import annotations
@@ -59,10 +63,8 @@ class Broker:
     log: Path  # the worker's execution log: every task body it entered
     password: str | None = None
 
-    def url(self, db: int, password: str | None = None) -> str:
-        secret = password if password is not None else self.password
-        auth = f":{urllib.parse.quote(secret, safe='')}@" if secret else ""
-        return f"redis://{auth}127.0.0.1:{self.redis.port}/{db}"
+    def url(self, db: int) -> str:
+        return redis_url(self.redis.port, db, self.password)
 
     def runs(self, task_id: str) -> int:
         return read_executions(self.log).runs[task_id]
@@ -84,19 +86,23 @@ def start_worker(broker: str, backend: str, workdir: Path, log: Path,
                         extra_env={"PYTHONPATH": path}).start()
 
 
+def redis_url(port: int, db: int, password: str | None = None) -> str:
+    auth = f":{urllib.parse.quote(password, safe='')}@" if password else ""
+    return f"redis://{auth}127.0.0.1:{port}/{db}"
+
+
 def make_broker(workdir: Path, queues: tuple[str, ...] = ("celery",),
                 password: str | None = None) -> Broker:
     workdir.mkdir(parents=True, exist_ok=True)
     server = RedisServer(workdir / "redis").start()
-    broker = Broker(server, None, workdir / "executions.log")  # type: ignore[arg-type]
     if password:
         admin = redis_lib.Redis(host="127.0.0.1", port=server.port)
         admin.config_set("requirepass", password)
         admin.close()
-        broker.password = password
-    broker.worker = start_worker(broker.url(0), broker.url(1), workdir / "worker", broker.log,
-                                 queues)
-    return broker
+    log = workdir / "executions.log"
+    worker = start_worker(redis_url(server.port, 0, password), redis_url(server.port, 1, password),
+                          workdir / "worker", log, queues)
+    return Broker(server, worker, log, password)
 
 
 def run_id_of(broker: Broker) -> str:
