@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -65,6 +66,7 @@ REVOKE_ON_DELETE = frozenset({p.value for p in IN_FLIGHT} | {Phase.RETRYING.valu
 QUIET_BEFORE = timedelta(seconds=0.5)
 QUIET_MAX = timedelta(seconds=10)
 QUIET_MIN_EXTRA = timedelta(seconds=5)  # 250 tasks in three seconds at 50 claims/s
+RUN_ID_FRESH = 1.0  # seconds a broker run id is trusted for a publish without a re-read
 T = TypeVar("T")
 
 Clock = Callable[[], datetime]
@@ -152,6 +154,7 @@ class TaskEngine:
         self._rejected_message: dict[str, str] = {}
         self._read_backoff = Backoff(initial=1.0, maximum=60.0)
         self._read_next: dict[str, datetime] = {}
+        self._run_id_checked: dict[str, float] = {}  # app key -> monotonic time of the read
         self._quiet = QuietWindows()  # keyed by the burst's due second
         # Per app (ResolvedApp.key): the broker's run id, and how each app's broker checks
         # fail (backoff). uid -> the key of the app a task uses, from its last plan.
@@ -612,9 +615,8 @@ class TaskEngine:
             headers=headers,
         )
         loop = asyncio.get_running_loop()
-        run_id = self._run_ids.get(app.key)
         try:
-            await loop.run_in_executor(self._publish_pool, app.backend.publish, pub)
+            run_id = await loop.run_in_executor(self._publish_pool, self._send, app, pub)
         except Exception as exc:
             failure = self._publish_failed(uid, order.task_id, exc)
             self._publish_failures[uid] = failure
@@ -636,6 +638,40 @@ class TaskEngine:
         lateness = (self.clock() - order.eta).total_seconds()
         metrics.DISPATCH_LATENESS.observe(lateness)
         metrics.DISPATCHED.labels(queue=metrics.queue_label(call.queue), app=app.label).inc()
+
+    def _send(self, app: ResolvedApp, pub: Publication) -> str | None:
+        """Publish (in a publish thread); the broker's run id just before, as confirmed.
+
+        The id recorded with a message says which lifetime of the broker holds it: a later,
+        different id means a restart that may have lost it, and the task is sent again.
+        So it must not be stale — were the broker to restart between our last check and
+        this publish, the message would sit on the new broker under the old id, and be
+        sent twice. Unless the id was checked within RUN_ID_FRESH, read it now (at most
+        about once a second per app in a burst)."""
+        last = self._run_id_checked.get(app.key)
+        if last is None or time.monotonic() - last > RUN_ID_FRESH:
+            with contextlib.suppress(Exception):  # a broker that is down fails the publish
+                self._noted_run_id(app, app.backend.broker_run_id())
+        run_id = self._run_ids.get(app.key)
+        app.backend.publish(pub)
+        return run_id
+
+    def _noted_run_id(self, app: ResolvedApp, run_id: str) -> None:
+        """A run id read from the app's broker (any thread): a change wakes its tasks."""
+        self._run_id_checked[app.key] = time.monotonic()
+        previous = self._run_ids.get(app.key)
+        if not run_id or run_id == previous:
+            return
+        self._run_ids[app.key] = run_id
+        if previous is not None:
+            logger.warning("broker of app %s restarted (run id %s → %s)",
+                           app.label, previous, run_id)
+        if self._loop is not None:  # a restart to judge, or confirms that waited for an id
+            self._loop.call_soon_threadsafe(self._wake_app_tracked, app.key)
+
+    def _wake_app_tracked(self, key: str) -> None:
+        for uid in [u for u in self._tracked if self._app_of.get(u) == key]:
+            self.schedule(uid, self.clock())
 
     def _publish_failed(self, uid: str, task_id: str, exc: Exception) -> PublishFailure:
         """Classify a publish error (dispatch says whether a retry can help) and pick the
@@ -779,14 +815,7 @@ class TaskEngine:
                 continue
             self._broker_backoff.succeeded(app.key)
             self._broker_next.pop(app.key, None)
-            previous = self._run_ids.get(app.key)
-            if run_id and run_id != previous:
-                self._run_ids[app.key] = run_id
-                if previous is not None:
-                    logger.warning("broker of app %s restarted (run id %s → %s)",
-                                   app.label, previous, run_id)
-                for uid in [u for u in self._tracked if self._app_of.get(u) == app.key]:
-                    self.schedule(uid, self.clock())
+            self._noted_run_id(app, run_id)
 
     async def _consumer_loop(self) -> None:
         """Tell users when a task waits on a queue no worker consumes (a typo, a missing
