@@ -152,7 +152,11 @@ def test_periodic_task_names_leave_room_for_run_names() -> None:
     assert max_name["maxLength"] + 1 + 10 <= 63
 
 
-@pytest.mark.parametrize("kind", KINDS)
+# The structural rules hold for every kind of the group, the apps' kinds included.
+ALL_KINDS = (*KINDS, "CeleryApp", "ClusterCeleryApp")
+
+
+@pytest.mark.parametrize("kind", ALL_KINDS)
 def test_every_field_is_described(kind: str) -> None:
     undescribed = [
         path
@@ -173,7 +177,7 @@ def _bounded(sub: dict[str, Any]) -> bool:
     return True
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", ALL_KINDS)
 def test_every_string_list_and_map_is_bounded(kind: str) -> None:
     unbounded = [
         path
