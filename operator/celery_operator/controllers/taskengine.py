@@ -425,7 +425,8 @@ class TaskEngine:
             publish_failure=self._publish_failures.get(uid),
             revoke_sent_at=self._revoke_sent.get(uid, (None, 0))[0],
             revoke_sends=self._revoke_sent.get(uid, (None, 0))[1],
-            app_problem=self._app_problem(app, spec),
+            # A finished task needs nothing of its app (and must not wake for it).
+            app_problem=None if _finished(status) else self._app_problem(app, spec),
         )
 
     async def reconcile(self, uid: str) -> None:
@@ -872,6 +873,13 @@ class TaskEngine:
 def _name(body: Mapping[str, Any]) -> str:
     meta = body.get("metadata") or {}
     return f"{meta.get('namespace')}/{meta.get('name')}"
+
+
+def _finished(status: Mapping[str, Any]) -> bool:
+    phase = status.get("phase")
+    return phase is not None and phase in {p.value for p in FINISHED_PHASES} and (
+        phase != Phase.INVALID.value
+    )
 
 
 def _queue(entry: Entry) -> str | None:
