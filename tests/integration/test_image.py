@@ -41,7 +41,7 @@ CHART_META = yaml.safe_load((CHART / "Chart.yaml").read_text())
 VALUES = yaml.safe_load((CHART / "values.yaml").read_text())
 VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
 UID = 65532
-KUBECONFIG_IN_IMAGE = "/var/run/celery-operator/kubeconfig"
+KUBECONFIG_IN_IMAGE = "/run/celery-operator/kubeconfig"  # not under /var/run: a symlink
 
 
 def run(*argv: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
