@@ -9,6 +9,7 @@ diff -r crds charts/celery-operator/crds >/dev/null \
 mkdir -p build/chart
 out=$("$helm" package charts/celery-operator --destination build/chart)
 archive=${out##*: }
-tar -tzf "$archive" | grep -q '^celery-operator/crds/.*\.yaml$' \
+listing=$(tar -tzf "$archive")
+grep -q '^celery-operator/crds/.*\.yaml$' <<<"$listing" \
   || { echo "$archive has no CRDs" >&2; exit 1; }
 echo "$archive"
