@@ -106,6 +106,11 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         listen_events=not args.no_events,
         kubeconfig=args.kubeconfig,
     )
+    from celery_operator.kube.client import credentials_problem
+
+    if (problem := credentials_problem(args.kubeconfig)) is not None:
+        # One line and a non-zero exit: Kubernetes restarts the pod and shows why.
+        parser.exit(2, f"{parser.prog}: error: {problem}\n")
     from celery_operator.controllers.run import run_operator
 
     run_operator(config)

@@ -337,6 +337,25 @@ def test_half_of_the_secret_exits_with_one_clear_line(
     assert "Traceback" not in proc.stderr
 
 
+def test_no_kubernetes_credentials_exits_with_one_clear_line(
+    image: str, config: dict[str, Any], release: tuple[str, list[str]],
+) -> None:
+    """No service account and a kubeconfig that does not exist: it can never work, so
+    exit 2 with one line (not kopf retrying every minute)."""
+    namespace, values = release
+    deployment, secret = deployment_and_secret("image-test", namespace, *values)
+    pod = deployment["spec"]["template"]["spec"]
+    env = environment(pod, secret, namespace) | {"KUBECONFIG": "/nonexistent/kubeconfig"}
+    with container(image) as (ctr, _):
+        proc = subprocess.run(
+            in_image(ctr, [*config["Entrypoint"], *pod["containers"][0]["args"]], env),
+            capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    errors = [ln for ln in proc.stderr.splitlines() if "error:" in ln]
+    assert len(errors) == 1 and "Kubernetes credentials" in errors[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
 def test_unreachable_api_server_is_retried_with_backoff(
     kube: KubeEnv, image: str, config: dict[str, Any], release: tuple[str, list[str]],
     tmp_path: Path,

@@ -83,6 +83,17 @@ def load_api_client(kubeconfig: str | None = None) -> client.ApiClient:
     return client.ApiClient(cfg)
 
 
+def credentials_problem(kubeconfig: str | None = None) -> str | None:
+    """Why no API-server credentials can be loaded (None: they can). Credentials that
+    will never load (no service account, no or a broken kubeconfig) make the operator
+    exit at once, with this line, instead of kopf retrying them every minute."""
+    try:
+        load_api_client(kubeconfig)
+    except (config.ConfigException, OSError, ValueError, TypeError) as exc:
+        return f"no usable Kubernetes credentials (in-cluster or kubeconfig): {exc}"
+    return None
+
+
 class KubeClient:
     def __init__(self, api_client: client.ApiClient) -> None:
         self.api_client = api_client
