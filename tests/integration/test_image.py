@@ -156,15 +156,15 @@ def environment(pod: dict[str, Any], secret: dict[str, Any], namespace: str) -> 
 
 
 def serviceaccount_kubeconfig(kube: KubeEnv, namespace: str, account: str, path: Path,
-                              server: str | None = None) -> Path:
+                              server: str | None = None, token: str | None = None) -> Path:
     """A kubeconfig with a token of the chart's ServiceAccount: the pod's credentials."""
     admin = json.loads(kube.kubectl("config", "view", "--minify", "--raw", "--flatten",
                                     "-o", "json").stdout)
     cluster = dict(admin["clusters"][0]["cluster"])
     if server is not None:
         cluster["server"] = server
-    token = kube.kubectl("--namespace", namespace, "create", "token", account,
-                         "--duration=1h").stdout.strip()
+    token = token or kube.kubectl("--namespace", namespace, "create", "token", account,
+                                  "--duration=1h").stdout.strip()
     path.write_text(yaml.safe_dump({
         "apiVersion": "v1", "kind": "Config", "current-context": "pod",
         "clusters": [{"name": "target", "cluster": cluster}],
@@ -391,6 +391,29 @@ def test_unreachable_api_server_is_retried_with_backoff(
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait(timeout=30)
+
+
+def test_refused_credentials_exit_with_one_clear_line(
+    kube: KubeEnv, image: str, config: dict[str, Any], release: tuple[str, list[str]],
+    tmp_path: Path,
+) -> None:
+    """A token the API server refuses (401) will not start working by itself: exit 2 with
+    one line, not kopf's re-authentication tracebacks."""
+    namespace, values = release
+    deployment, secret = deployment_and_secret("image-test", namespace, *values)
+    pod = deployment["spec"]["template"]["spec"]
+    kubeconfig = serviceaccount_kubeconfig(kube, namespace, pod["serviceAccountName"],
+                                           tmp_path / "kubeconfig", token="not-a-token")
+    env = environment(pod, secret, namespace) | {"KUBECONFIG": KUBECONFIG_IN_IMAGE}
+    with container(image) as (ctr, _):
+        proc = subprocess.run(
+            in_image(ctr, [*config["Entrypoint"], *pod["containers"][0]["args"]], env,
+                     (f"{kubeconfig}:{KUBECONFIG_IN_IMAGE}:ro",)),
+            capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    errors = [ln for ln in proc.stderr.splitlines() if "error:" in ln]
+    assert len(errors) == 1 and "401 Unauthorized" in errors[0], proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
 
 
 # ---- release path ----------------------------------------------------------------------

@@ -88,9 +88,20 @@ def credentials_problem(kubeconfig: str | None = None) -> str | None:
     will never load (no service account, no or a broken kubeconfig) make the operator
     exit at once, with this line, instead of kopf retrying them every minute."""
     try:
-        load_api_client(kubeconfig)
+        api = load_api_client(kubeconfig)
     except (config.ConfigException, OSError, ValueError, TypeError) as exc:
         return f"no usable Kubernetes credentials (in-cluster or kubeconfig): {exc}"
+    try:
+        # /version is open to every authenticated user: only a refused credential fails.
+        client.VersionApi(api).get_code(_request_timeout=5)
+    except ApiException as exc:
+        if exc.status == 401:
+            return ("the API server refuses these Kubernetes credentials (401 Unauthorized): "
+                    "a wrong or expired token or client certificate")
+    except Exception:
+        return None  # not reachable now: kopf retries with backoff until it is
+    finally:
+        api.close()
     return None
 
 
