@@ -318,23 +318,36 @@ def test_operator_from_the_image_runs_a_task(
 
 # ---- bad input -------------------------------------------------------------------------
 
-def test_half_of_the_secret_exits_with_one_clear_line(
-    kube: KubeEnv, image: str, config: dict[str, Any], release: tuple[str, list[str]],
+def _exits_with_one_clear_line(
+    image: str, config: dict[str, Any], release: tuple[str, list[str]], words: str,
+    change_env: Any, volumes: tuple[str, ...] = (),
 ) -> None:
-    """A Secret without the result backend: exit 2 (Kubernetes restarts and reports it)."""
+    """Run the chart's operator from the image with `change_env` applied to its env: it
+    must exit 2 with exactly one `error:` line holding `words`, and no traceback."""
     namespace, values = release
     deployment, secret = deployment_and_secret("image-test", namespace, *values)
     pod = deployment["spec"]["template"]["spec"]
-    env = environment(pod, secret, namespace)
-    del env["CELERY_RESULT_BACKEND"]
+    env = change_env(environment(pod, secret, namespace))
     with container(image) as (ctr, _):
         proc = subprocess.run(
-            in_image(ctr, [*config["Entrypoint"], *pod["containers"][0]["args"]], env),
+            in_image(ctr, [*config["Entrypoint"], *pod["containers"][0]["args"]], env,
+                     volumes),
             capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2, proc.stderr
     errors = [ln for ln in proc.stderr.splitlines() if "error:" in ln]
-    assert len(errors) == 1 and "CELERY_RESULT_BACKEND" in errors[0], proc.stderr
-    assert "Traceback" not in proc.stderr
+    assert len(errors) == 1 and words in errors[0], proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+
+
+def test_half_of_the_secret_exits_with_one_clear_line(
+    image: str, config: dict[str, Any], release: tuple[str, list[str]],
+) -> None:
+    """A Secret without the result backend: exit 2 (Kubernetes restarts and reports it)."""
+    def without_backend(env: dict[str, str]) -> dict[str, str]:
+        return {k: v for k, v in env.items() if k != "CELERY_RESULT_BACKEND"}
+
+    _exits_with_one_clear_line(image, config, release, "CELERY_RESULT_BACKEND",
+                               without_backend)
 
 
 def test_no_kubernetes_credentials_exits_with_one_clear_line(
@@ -342,18 +355,24 @@ def test_no_kubernetes_credentials_exits_with_one_clear_line(
 ) -> None:
     """No service account and a kubeconfig that does not exist: it can never work, so
     exit 2 with one line (not kopf retrying every minute)."""
-    namespace, values = release
-    deployment, secret = deployment_and_secret("image-test", namespace, *values)
-    pod = deployment["spec"]["template"]["spec"]
-    env = environment(pod, secret, namespace) | {"KUBECONFIG": "/nonexistent/kubeconfig"}
-    with container(image) as (ctr, _):
-        proc = subprocess.run(
-            in_image(ctr, [*config["Entrypoint"], *pod["containers"][0]["args"]], env),
-            capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 2, proc.stderr
-    errors = [ln for ln in proc.stderr.splitlines() if "error:" in ln]
-    assert len(errors) == 1 and "Kubernetes credentials" in errors[0], proc.stderr
-    assert "Traceback" not in proc.stderr
+    _exits_with_one_clear_line(image, config, release, "Kubernetes credentials",
+                               lambda env: env | {"KUBECONFIG": "/nonexistent/kubeconfig"})
+
+
+def test_refused_credentials_exit_with_one_clear_line(
+    kube: KubeEnv, image: str, config: dict[str, Any], release: tuple[str, list[str]],
+    tmp_path: Path,
+) -> None:
+    """A token the API server refuses (401) will not start working by itself: exit 2 with
+    one line, not kopf's re-authentication tracebacks."""
+    namespace, _ = release
+    account = deployment_and_secret("image-test", namespace, *release[1])[0][
+        "spec"]["template"]["spec"]["serviceAccountName"]
+    kubeconfig = serviceaccount_kubeconfig(kube, namespace, account,
+                                           tmp_path / "kubeconfig", token="not-a-token")
+    _exits_with_one_clear_line(image, config, release, "401 Unauthorized",
+                               lambda env: env | {"KUBECONFIG": KUBECONFIG_IN_IMAGE},
+                               (f"{kubeconfig}:{KUBECONFIG_IN_IMAGE}:ro",))
 
 
 def test_unreachable_api_server_is_retried_with_backoff(
@@ -391,29 +410,6 @@ def test_unreachable_api_server_is_retried_with_backoff(
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait(timeout=30)
-
-
-def test_refused_credentials_exit_with_one_clear_line(
-    kube: KubeEnv, image: str, config: dict[str, Any], release: tuple[str, list[str]],
-    tmp_path: Path,
-) -> None:
-    """A token the API server refuses (401) will not start working by itself: exit 2 with
-    one line, not kopf's re-authentication tracebacks."""
-    namespace, values = release
-    deployment, secret = deployment_and_secret("image-test", namespace, *values)
-    pod = deployment["spec"]["template"]["spec"]
-    kubeconfig = serviceaccount_kubeconfig(kube, namespace, pod["serviceAccountName"],
-                                           tmp_path / "kubeconfig", token="not-a-token")
-    env = environment(pod, secret, namespace) | {"KUBECONFIG": KUBECONFIG_IN_IMAGE}
-    with container(image) as (ctr, _):
-        proc = subprocess.run(
-            in_image(ctr, [*config["Entrypoint"], *pod["containers"][0]["args"]], env,
-                     (f"{kubeconfig}:{KUBECONFIG_IN_IMAGE}:ro",)),
-            capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 2, proc.stderr
-    errors = [ln for ln in proc.stderr.splitlines() if "error:" in ln]
-    assert len(errors) == 1 and "401 Unauthorized" in errors[0], proc.stderr
-    assert "Traceback" not in proc.stderr + proc.stdout
 
 
 # ---- release path ----------------------------------------------------------------------
