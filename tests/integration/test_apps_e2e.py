@@ -263,6 +263,21 @@ def published(tap: BrokerTap) -> Counter[str]:
     return tap.all_published()
 
 
+def held_and_reported(
+    tasks: Tasks, core: client.CoreV1Api, namespace: str, name: str, reason: str,
+    message: str, taps: tuple[BrokerTap, ...],
+) -> None:
+    """Its app will not take the task: Scheduled, Stalled with `reason` and `message`, one
+    Warning saying so, and nothing sent to any of `taps` until past its due time."""
+    status = stalled(tasks, name, reason)
+    assert status["phase"] == "Scheduled"
+    assert condition(status, "Stalled")["message"] == message  # type: ignore[index]
+    assert ("Warning", reason, message) in events_for(core, namespace, name)
+    hold("held past the due time", due_of(tasks.get(name)) + 3, lambda: (
+        tasks.get(name)["status"]["phase"] == "Scheduled"
+        and not any(published(tap) for tap in taps)))
+
+
 # ---- 1. two apps, two brokers -------------------------------------------------------------------
 
 
@@ -344,15 +359,9 @@ def test_a_policy_tightened_after_creation_holds_the_task_until_relaxed(
     apps.patch_spec("gamma", {"policy": {"allowedTasks": ["reports.*"]}})
     rule = (f'spec.task.name: "demo.add" is not allowed by CeleryApp {namespace}/gamma '
             "(allowedTasks: reports.*)")
-    status = stalled(tasks, "later", "NotAllowed")
-    assert status["phase"] == "Scheduled"
-    assert condition(status, "Stalled")["message"] == rule  # type: ignore[index]
-    assert ("Warning", "NotAllowed", rule) in events_for(core, namespace, "later")
-
     # Past its due time (and the claim before it): never sent, still held.
-    hold("held past the due time", due_of(tasks.get("later")) + 3, lambda: (
-        tasks.get("later")["status"]["phase"] == "Scheduled"
-        and not published(taps[0]) and not published(broker_tap)))
+    held_and_reported(tasks, core, namespace, "later", "NotAllowed", rule,
+                      (taps[0], broker_tap))
 
     apps.patch_spec("gamma", {"policy": {"allowedTasks": ["demo.add"]}})
     done = tasks.wait_phase("later", "Succeeded", timeout=60)
@@ -383,13 +392,8 @@ def test_a_deleted_app_stalls_its_tasks_and_recreating_it_resumes_them(
 
     apps.delete("delta")
     message = f'spec.app: CeleryApp "delta" not found in namespace "{namespace}"'
-    status = stalled(tasks, "orphan", "AppNotFound")
-    assert status["phase"] == "Scheduled"
-    assert condition(status, "Stalled")["message"] == message  # type: ignore[index]
-    assert ("Warning", "AppNotFound", message) in events_for(core, namespace, "orphan")
-    hold("held past the due time", due_of(tasks.get("orphan")) + 3, lambda: (
-        tasks.get("orphan")["status"]["phase"] == "Scheduled"
-        and not published(taps[0]) and not published(broker_tap)))
+    held_and_reported(tasks, core, namespace, "orphan", "AppNotFound", message,
+                      (taps[0], broker_tap))
 
     apps.create("delta", "urls")
     done = tasks.wait_phase("orphan", "Succeeded", timeout=60)
