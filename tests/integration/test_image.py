@@ -307,12 +307,15 @@ def test_operator_from_the_image_runs_a_task(
                 proc.kill()
                 proc.wait(timeout=30)
         # No write outside the emptyDirs: nothing in the root filesystem changed but the
-        # mount points buildah made for the volumes (the kubelet makes its own).
+        # mount points buildah made for the volumes (the kubelet makes its own) and the
+        # folders holding them, whose mtime moves when a mount point is made in them (/run
+        # for /run/celery-operator: whether it was already newer than /etc/passwd depends on
+        # when the image was built). A write anywhere else still shows as the file itself.
         after = set(run("find", str(root), "-xdev", "-newer", str(root / "etc" / "passwd"),
                         timeout=120).stdout.split())
-        inside = Path(KUBECONFIG_IN_IMAGE)
-        mount_points = {inside, inside.parent} | {Path(m["mountPath"]) for m in mounts}
-        assert after - before <= {str(root) + str(p) for p in mount_points}
+        mount_points = {Path(KUBECONFIG_IN_IMAGE)} | {Path(m["mountPath"]) for m in mounts}
+        allowed = mount_points | {parent for p in mount_points for parent in p.parents}
+        assert after - before <= {str(root) + str(p) for p in allowed} | {str(root)}
         assert "forbidden" not in log.read_text().lower()
 
 
