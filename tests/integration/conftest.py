@@ -190,14 +190,17 @@ def wait_for_events(
     return events
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> None:
-    """Poll `predicate` until it holds; AssertionError naming `what` after `timeout`."""
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
+    """Poll `predicate` until it returns something truthy, and return that; AssertionError
+    naming `what` (and the last value seen) after `timeout`."""
     deadline = time.monotonic() + timeout
+    last: Any = None
     while time.monotonic() < deadline:
-        if predicate():
-            return
+        last = predicate()
+        if last:
+            return last
         time.sleep(0.25)
-    raise AssertionError(f"timed out waiting for {what}")
+    raise AssertionError(f"timed out waiting for {what} (last seen: {last!r})")
 
 
 def holds_for(predicate: Callable[[], Any], seconds: float, what: str) -> None:

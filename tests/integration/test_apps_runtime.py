@@ -9,9 +9,8 @@ import base64
 import contextlib
 import json
 import logging
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +34,8 @@ from celery_operator.dispatch.backend import CeleryBackend
 from celery_operator.dispatch.publisher import Publication
 from celery_operator.dispatch.registry import BackendRegistry, ConnectionSet
 from celery_operator.kube.client import KubeClient
+
+from .conftest import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -65,17 +66,6 @@ class Recorded(CeleryBackend):
 
 def opened(conn: ConnectionSet) -> Recorded:
     return Recorded(conn.broker_url, conn.result_backend_url, dict(conn.transport_options))
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.2)
-    raise AssertionError(f"{what}: not within {timeout} s (last: {last!r})")
 
 
 class Cluster:
@@ -343,7 +333,7 @@ def test_a_rotated_password_swaps_the_backend_and_a_deleted_app_closes_its_conne
     assert changes == [key]
     assert isinstance(new.backend, Recorded) and new.backend.closed
     assert registry.open_count() == 0
-    wait_for("the app's connections closed", lambda: connections(redis_a, PASSWORD) == 0)
+    wait_for(lambda: connections(redis_a, PASSWORD) == 0, 30.0, "the app's connections closed")
     gone = directory.resolve(team, None)
     assert isinstance(gone, AppProblem) and gone.reason == "AppNotFound"
     logged = caplog.text
@@ -393,8 +383,9 @@ def test_a_broken_app_says_why_on_its_status_and_recovers_when_fixed(
         assert (ready["type"], ready["status"], ready["reason"], ready["message"]) == (
             "Ready", "False", reason, message)
         assert status["lastError"] == message and status["observedGeneration"] == 1
-        events = wait_for("the Warning Event", lambda ns=ns, name=name: [
-            e for e in cluster.events(ns or "default", name) if e[1] == "AppNotReady"])
+        events = wait_for(lambda ns=ns, name=name: [
+            e for e in cluster.events(ns or "default", name) if e[1] == "AppNotReady"],
+                30.0, "the Warning Event")
         assert events == [("Warning", "AppNotReady", message)]
         # A task naming it is told the same, from its own field.
         answer = directory.resolve(team, AppRef(kind, name))
@@ -415,8 +406,9 @@ def test_a_broken_app_says_why_on_its_status_and_recovers_when_fixed(
     assert writer.update(f"{CELERYAPP_KIND}/{team}/nokey") is True
     ready = cluster.get_app(team, "nokey")["status"]["conditions"][0]
     assert (ready["status"], ready["reason"]) == ("True", "Reachable")
-    wait_for("the Normal Event", lambda: ("Normal", "AppReady",
-             "broker and result backend answer") in cluster.events(team, "nokey"))
+    wait_for(lambda: ("Normal", "AppReady",
+             "broker and result backend answer") in cluster.events(team, "nokey"),
+                 30.0, "the Normal Event")
     text = json.dumps([cluster.get_app(ns, n) for ns, n in expected]) + caplog.text
     text += json.dumps([cluster.events(ns or "default", n) for ns, n in expected])
     assert PASSWORD not in text and ENCODED not in text
@@ -450,8 +442,8 @@ def test_status_shows_ready_workers_queue_depth_and_task_counts_and_follows_the_
                                  if k == key else {},
                                  interval=0.3, max_backoff=1.0).start()
         try:
-            status = wait_for("Ready with the worker", lambda: _ready_with_workers(
-                cluster.get_app(team, "default")))
+            status = wait_for(lambda: _ready_with_workers(
+                cluster.get_app(team, "default")), 30.0, "Ready with the worker")
             assert status["workers"] == [{"hostname": worker.name, "queues": ["bulk", "reports"]}]
             assert status["workerCount"] == 1
             assert status["queues"] == [{"name": "idle", "depth": 1},
@@ -460,24 +452,24 @@ def test_status_shows_ready_workers_queue_depth_and_task_counts_and_follows_the_
             assert status["observedGeneration"] == 1 and "lastError" not in status
 
             redis_a.stop()  # the broker goes away: Ready=False, a Warning, the error kept
-            down = wait_for("Ready=False", lambda: _ready_is(cluster.get_app(team, "default"),
-                                                             "False"))
+            down = wait_for(lambda: _ready_is(cluster.get_app(team, "default"),
+                                                             "False"), 30.0, "Ready=False")
             ready = down["conditions"][0]
             assert ready["reason"] == "BrokerUnreachable"
             assert ready["message"].startswith("broker unreachable: ConnectionError")
             assert down["lastError"] == ready["message"]
-            wait_for("AppNotReady", lambda: ("Warning", "AppNotReady", ready["message"])
-                     in cluster.events(team, "default"))
+            wait_for(lambda: ("Warning", "AppNotReady", ready["message"])
+                     in cluster.events(team, "default"), 30.0, "AppNotReady")
 
             redis_a.start()  # back (empty: the password must be set again)
             set_password(redis_a, PASSWORD)
-            up = wait_for("Ready=True again", lambda: _ready_is(cluster.get_app(team, "default"),
-                                                                "True"), timeout=60)
+            up = wait_for(lambda: _ready_is(cluster.get_app(team, "default"),
+                                                                "True"), 60, "Ready=True again")
             # The last error stays on record (the restart's own, e.g. the moment before
             # the password was set again, may have replaced the first).
             assert up["lastError"].startswith("broker ")
-            wait_for("AppReady again", lambda: [e[1] for e in cluster.events(
-                team, "default")].count("AppReady") >= 2)
+            wait_for(lambda: [e[1] for e in cluster.events(
+                team, "default")].count("AppReady") >= 2, 30.0, "AppReady again")
         finally:
             writer.stop()
     finally:
@@ -521,8 +513,8 @@ def test_the_background_refresh_picks_up_a_rotated_password_by_itself(
         set_password(redis_a, PASSWORD, "first")
         cluster.secret(team, "broker", **urls(redis_a, ENCODED))
         changes.clear()
-        second = wait_for("the new Secret read", lambda: _other(directory.resolve(team, None),
-                                                                 first))
+        second = wait_for(lambda: _other(directory.resolve(team, None), first), 30.0,
+                          "the new Secret read")
         assert second.backend.broker_run_id() == run_id(redis_a, PASSWORD)
         assert changes == [f"CeleryApp/{team}/default"]
         assert isinstance(first.backend, Recorded) and first.backend.closed

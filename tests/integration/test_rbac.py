@@ -23,7 +23,6 @@ import copy
 import json
 import re
 import subprocess
-import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -46,7 +45,7 @@ from celery_operator.controllers.periodicengine import PARENT_LABEL
 from celery_operator.devstack import KubeEnv, find_binary
 from celery_operator.devstack.operatorproc import OperatorProcess
 
-from .conftest import Tasks, events_for
+from .conftest import Tasks, events_for, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -168,18 +167,6 @@ class Setup:
         return total
 
 
-def poll(what: str, timeout: float, probe: Callable[[], Any]) -> Any:
-    """probe() until it returns something truthy; AssertionError naming `what` after timeout."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(0.25)
-    raise AssertionError(f"{what}: not within {timeout} s (last seen: {last!r})")
-
-
 def _status(obj: dict[str, Any]) -> dict[str, Any]:
     return obj.get("status") or {}
 
@@ -211,8 +198,9 @@ def task_succeeds(setup: Setup) -> None:
     """A ScheduledTask created while the operator runs succeeds with its result."""
     name = f"add-{uuid.uuid4().hex[:6]}"
     setup.tasks.create(name, ADD)
-    obj = poll(f"{name} Succeeded", setup.timeout, lambda: (
-        o if _status(o := setup.tasks.get(name)).get("phase") == "Succeeded" else None))
+    obj = wait_for(lambda: (
+        o if _status(o := setup.tasks.get(name)).get("phase") == "Succeeded" else None),
+            setup.timeout, f"{name} Succeeded")
     assert obj["status"]["result"] == 5
     assert _ready(obj)
 
@@ -221,9 +209,9 @@ def events_posted(setup: Setup) -> None:
     """A ScheduledTask that succeeds gets its Dispatched and Succeeded Events."""
     name = f"evt-{uuid.uuid4().hex[:6]}"
     setup.tasks.create(name, ADD)
-    poll(f"Events Dispatched and Succeeded on {name}", setup.timeout, lambda: {
-        "Dispatched", "Succeeded"} <= {r for _, r, _ in events_for(setup.core, setup.namespace,
-                                                                    name)})
+    wait_for(lambda: {"Dispatched", "Succeeded"} <= {
+        r for _, r, _ in events_for(setup.core, setup.namespace, name)},
+        setup.timeout, f"Events Dispatched and Succeeded on {name}")
 
 
 def finished_task_deleted(setup: Setup) -> None:
@@ -238,7 +226,7 @@ def finished_task_deleted(setup: Setup) -> None:
             return exc.status == 404
         return False
 
-    poll(f"{name} deleted after it finished", setup.timeout, gone)
+    wait_for(gone, setup.timeout, f"{name} deleted after it finished")
 
 
 def periodic_runs(setup: Setup) -> None:
@@ -249,10 +237,12 @@ def periodic_runs(setup: Setup) -> None:
         "task": {"name": "demo.add", "args": [1, 1]},
         "successfulRunsHistoryLimit": 1,
     })
-    poll(f"a run of {name} Succeeded", setup.timeout, lambda: [
-        c for c in _children(setup, name) if _status(c).get("phase") == "Succeeded"])
-    poll(f"{name} Ready with lastScheduleTime", setup.timeout, lambda: (
-        _ready(o := setup.periodic.get(name)) and _status(o).get("lastScheduleTime")))
+    wait_for(lambda: [
+        c for c in _children(setup, name) if _status(c).get("phase") == "Succeeded"],
+            setup.timeout, f"a run of {name} Succeeded")
+    wait_for(lambda: (
+        _ready(o := setup.periodic.get(name)) and _status(o).get("lastScheduleTime")),
+            setup.timeout, f"{name} Ready with lastScheduleTime")
 
 
 def replace_revokes(setup: Setup) -> None:
@@ -265,8 +255,9 @@ def replace_revokes(setup: Setup) -> None:
         "concurrencyPolicy": "Replace",
         "task": {"name": "demo.add", "args": [1, 1], "queue": "rbac-test-unconsumed"},
     })
-    poll(f"a run of {name} revoked", setup.timeout, lambda: [
-        c for c in _children(setup, name) if (c.get("spec") or {}).get("revoke")])
+    wait_for(lambda: [
+        c for c in _children(setup, name) if (c.get("spec") or {}).get("revoke")],
+            setup.timeout, f"a run of {name} revoked")
 
 
 def late_namespace_served(setup: Setup) -> None:
@@ -276,8 +267,8 @@ def late_namespace_served(setup: Setup) -> None:
     apply(setup.kube, setup.late_docs)
     late = Tasks(setup.tasks.api, setup.late_namespace, SCHEDULED_PLURAL)
     late.create("late", ADD)
-    poll("a ScheduledTask in the late namespace Succeeded", setup.timeout,
-         lambda: _status(late.get("late")).get("phase") == "Succeeded")
+    wait_for(lambda: _status(late.get("late")).get("phase") == "Succeeded",
+        setup.timeout, "a ScheduledTask in the late namespace Succeeded")
 
 
 def conflicts_resolved(setup: Setup) -> None:
@@ -295,11 +286,12 @@ def conflicts_resolved(setup: Setup) -> None:
             "successfulRunsHistoryLimit": 1,
         })
     for name in names:
-        poll(f"{name} Succeeded", setup.timeout,
-             lambda name=name: _status(setup.tasks.get(name)).get("phase") == "Succeeded")
+        wait_for(lambda name=name: _status(setup.tasks.get(name)).get("phase") == "Succeeded",
+            setup.timeout, f"{name} Succeeded")
     for name in periodic:
-        poll(f"{name} ran", setup.timeout,
-             lambda name=name: int(_status(setup.periodic.get(name)).get("totalRuns") or 0) >= 2)
+        wait_for(lambda name=name: int(_status(setup.periodic.get(name)).get("totalRuns") or 0)
+                 >= 2,
+            setup.timeout, f"{name} ran")
     assert setup.conflicts() > 0, "no write conflict happened: nothing was re-read"
 
 
@@ -325,18 +317,19 @@ def app_task_succeeds(setup: Setup) -> None:
     app = _make_app(setup)
     name = f"via-{app}"
     setup.tasks.create(name, {**ADD, "app": {"name": app}})
-    obj = poll(f"{name} Succeeded", setup.timeout, lambda: (
-        o if _status(o := setup.tasks.get(name)).get("phase") == "Succeeded" else None))
+    obj = wait_for(lambda: (
+        o if _status(o := setup.tasks.get(name)).get("phase") == "Succeeded" else None),
+            setup.timeout, f"{name} Succeeded")
     assert obj["status"]["result"] == 5
 
 
 def app_ready(setup: Setup) -> None:
     """A CeleryApp gets its status: Ready, with the workers on its broker."""
     app = _make_app(setup)
-    poll(f"{app} Ready with a worker", setup.timeout, lambda: (
+    wait_for(lambda: (
         _ready(o := setup.tasks.api.get_namespaced_custom_object(
             GROUP, "v1alpha1", setup.namespace, CELERYAPP_PLURAL, app))
-        and _status(o).get("workers")))
+        and _status(o).get("workers")), setup.timeout, f"{app} Ready with a worker")
 
 
 # ---- the table: every rule of the chart, and the check that fails without it -------------------
@@ -490,7 +483,7 @@ def history_kept(setup: Setup) -> None:
         return len(seen) >= 3 and len(succeeded) <= 1 and bool(seen - {
             c["metadata"]["name"] for c in children})
 
-    poll(f"runs of {name} succeed and old ones are deleted", setup.timeout, old_runs_deleted)
+    wait_for(old_runs_deleted, setup.timeout, f"runs of {name} succeed and old ones are deleted")
     owners = _children(setup, name)[0]["metadata"]["ownerReferences"]
     assert [(o["kind"], o["name"], o.get("controller")) for o in owners] == [
         ("PeriodicTask", name, True)]
@@ -571,15 +564,15 @@ def test_each_verb_is_needed(
 
     denial = denial_pattern(rule)
     if need.at_start:
-        poll(f"kopf's denied request at start-up ({denial.pattern})", 10.0,
-             lambda: denial.search(setup.log()))
+        wait_for(lambda: denial.search(setup.log()),
+            10.0, f"kopf's denied request at start-up ({denial.pattern})")
     failure: AssertionError | None = None
     try:
         need.check(setup)
     except AssertionError as exc:
         failure = exc
-    poll(f"the operator's denied request ({denial.pattern})", 5.0,
-         lambda: denial.search(setup.log()))
+    wait_for(lambda: denial.search(setup.log()),
+        5.0, f"the operator's denied request ({denial.pattern})")
     if need.functional:
         assert failure is not None, f"{need.check.__name__} passed without {rule}"
     else:  # the operator copes (retries, falls back): the denial above is the evidence
