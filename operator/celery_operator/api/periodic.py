@@ -16,6 +16,7 @@ from celery_operator.api._fields import Reader, describe, join
 from celery_operator.api.apps import AppRef, read_app_ref, render_app_ref
 from celery_operator.api.bounds import MAX_RUNS_MAX, SECONDS_MAX
 from celery_operator.api.durations import format_duration, parse_duration
+from celery_operator.api.expires import read_expires, render_expires
 from celery_operator.api.task import TaskCall, read_task, render_task
 from celery_operator.api.timefmt import format_time
 from celery_operator.api.zones import TIME_ZONE_PATTERN as TIME_ZONE_PATTERN
@@ -89,6 +90,9 @@ class PeriodicTaskSpec:
     start_time: datetime | None = None
     end_time: datetime | None = None
     max_runs: int | None = None
+    # Each run's expiry, as ScheduledTask's: seconds count from the run's fire time.
+    expires_seconds: float | None = None
+    expires_at: datetime | None = None
     successful_runs_history_limit: int = defaults.SUCCESSFUL_RUNS_HISTORY_LIMIT
     failed_runs_history_limit: int = defaults.FAILED_RUNS_HISTORY_LIMIT
     app: AppRef | None = None  # None: the namespace's or the cluster's default app
@@ -125,6 +129,7 @@ def parse_periodic_task_spec(spec: Mapping[str, Any]) -> PeriodicTaskSpec:
     if start_time is not None and end_time is not None and end_time <= start_time:
         reader.error(join(path, "endTime"), "endTime must be after startTime")
     max_runs = reader.integer(spec, "maxRuns", path, minimum=1, maximum=MAX_RUNS_MAX)
+    expires_seconds, expires_at = read_expires(reader, spec, path)
     successful = reader.integer(
         spec, "successfulRunsHistoryLimit", path, minimum=0, maximum=HISTORY_LIMIT_MAX
     )
@@ -143,6 +148,8 @@ def parse_periodic_task_spec(spec: Mapping[str, Any]) -> PeriodicTaskSpec:
         start_time=start_time,
         end_time=end_time,
         max_runs=max_runs,
+        expires_seconds=expires_seconds,
+        expires_at=expires_at,
         successful_runs_history_limit=(
             defaults.SUCCESSFUL_RUNS_HISTORY_LIMIT if successful is None else successful
         ),
@@ -300,6 +307,9 @@ def render_periodic_task_spec(spec: PeriodicTaskSpec) -> dict[str, Any]:
         raw["endTime"] = format_time(spec.end_time, fraction=True)
     if spec.max_runs is not None:
         raw["maxRuns"] = spec.max_runs
+    expires = render_expires(spec.expires_seconds, spec.expires_at)
+    if expires is not None:
+        raw["expires"] = expires
     if spec.app is not None:
         raw["app"] = render_app_ref(spec.app)
     return raw

@@ -12,14 +12,14 @@ from celery_operator.api import defaults
 from celery_operator.api._fields import Reader, describe, join
 from celery_operator.api.apps import AppDefaults, AppRef, read_app_ref, render_app_ref
 from celery_operator.api.bounds import BACKOFF_FACTOR_MAX, SECONDS_MAX
+from celery_operator.api.expires import read_expires, render_expires
 from celery_operator.api.task import TaskCall, read_task, render_task
-from celery_operator.api.timefmt import format_time, looks_like_time
+from celery_operator.api.timefmt import format_time
 
 RETRY_ON_FAILED = "Failed"
 RETRY_ON_LOST = "Lost"
 RETRY_ON_CHOICES = (RETRY_ON_FAILED, RETRY_ON_LOST)
 RETRY_LIMIT_MAX = 100
-EXPIRES_SECONDS_MESSAGE = f"must be at most {SECONDS_MAX} seconds"
 REVOKE_SIGNALS = ("SIGTERM", "SIGKILL", "SIGINT", "SIGQUIT", "SIGHUP", "SIGUSR1", "SIGUSR2")
 
 
@@ -84,7 +84,7 @@ def parse_scheduled_task_spec(spec: Mapping[str, Any]) -> ScheduledTaskSpec:
     countdown = reader.number(spec, "countdown", path, minimum=0, maximum=SECONDS_MAX)
     if spec.get("eta") is not None and spec.get("countdown") is not None:
         reader.error(join(path, "countdown"), "Forbidden: may not set both eta and countdown")
-    expires_seconds, expires_at = _read_expires(reader, spec, path)
+    expires_seconds, expires_at = read_expires(reader, spec, path)
     retry = _read_retry(reader, spec, path)
     revoke = _read_revoke(reader, spec, path)
     ttl = reader.integer(spec, "ttlSecondsAfterFinished", path, minimum=0, maximum=SECONDS_MAX)
@@ -102,34 +102,6 @@ def parse_scheduled_task_spec(spec: Mapping[str, Any]) -> ScheduledTaskSpec:
         ttl_seconds_after_finished=ttl,
         app=app,
     )
-
-
-def _read_expires(
-    reader: Reader, spec: Mapping[str, Any], path: str
-) -> tuple[float | None, datetime | None]:
-    value = spec.get("expires")
-    field = join(path, "expires")
-    message = (
-        "must be a number of seconds greater than or equal to 0, or an RFC 3339 date-time "
-        "such as 2030-01-01T09:00:00Z"
-    )
-    if value is None:
-        return None, None
-    if isinstance(value, int) and not isinstance(value, bool):
-        if value < 0:
-            reader.error(field, f"Invalid value: {value}: {message}")
-            return None, None
-        if value > SECONDS_MAX:
-            reader.error(field, f"Invalid value: {value}: {EXPIRES_SECONDS_MESSAGE}")
-            return None, None
-        return float(value), None
-    if isinstance(value, str):
-        if not looks_like_time(value):
-            reader.error(field, f'Invalid value: "{value}": {message}')
-            return None, None
-        return None, reader.time_text(field, value)
-    reader.error(field, f"Invalid value: {describe(value)}: {message}")
-    return None, None
 
 
 def _read_retry(reader: Reader, spec: Mapping[str, Any], path: str) -> RetryPolicy:
@@ -195,10 +167,9 @@ def render_scheduled_task_spec(spec: ScheduledTaskSpec) -> dict[str, Any]:
         raw["eta"] = format_time(spec.eta, fraction=True)
     if spec.countdown is not None:
         raw["countdown"] = spec.countdown
-    if spec.expires_seconds is not None:
-        raw["expires"] = int(spec.expires_seconds)
-    elif spec.expires_at is not None:
-        raw["expires"] = format_time(spec.expires_at, fraction=True)
+    expires = render_expires(spec.expires_seconds, spec.expires_at)
+    if expires is not None:
+        raw["expires"] = expires
     retry = spec.retry
     raw["retry"] = {
         "limit": retry.limit,
