@@ -17,6 +17,7 @@ from celery_operator.api.apps import AppRef, read_app_ref, render_app_ref
 from celery_operator.api.bounds import MAX_RUNS_MAX, SECONDS_MAX
 from celery_operator.api.durations import format_duration, parse_duration
 from celery_operator.api.expires import read_expires, render_expires
+from celery_operator.api.slips import CRONTAB_SLIPS, PERIODIC_SPEC_SLIPS, SCHEDULE_SLIPS
 from celery_operator.api.task import TaskCall, read_task, render_task
 from celery_operator.api.timefmt import format_time
 from celery_operator.api.zones import TIME_ZONE_PATTERN as TIME_ZONE_PATTERN
@@ -32,6 +33,22 @@ MIN_INTERVAL = timedelta(seconds=1)
 MAX_INTERVAL = timedelta(hours=8784)
 HISTORY_LIMIT_MAX = 100
 CONCURRENCY_POLICIES = ("Allow", "Forbid", "Replace")
+# Every field of the spec and its schedule, as the CRD declares them (a unit test compares).
+SPEC_FIELDS = (
+    "schedule",
+    "task",
+    "concurrencyPolicy",
+    "startingDeadlineSeconds",
+    "app",
+    "suspend",
+    "startTime",
+    "endTime",
+    "maxRuns",
+    "expires",
+    "successfulRunsHistoryLimit",
+    "failedRunsHistoryLimit",
+)
+SCHEDULE_FIELDS = ("cron", "crontab", "interval", "timeZone")
 
 # Cron macros as Debian cron expands them.
 CRON_MACROS: Mapping[str, str] = {
@@ -109,6 +126,7 @@ def parse_periodic_task_spec(spec: Mapping[str, Any]) -> PeriodicTaskSpec:
     if not isinstance(spec, Mapping):
         reader.error(path, f"must be an object, not {describe(spec)}")
         reader.raise_if_invalid()
+    reader.no_other_keys(spec, path, SPEC_FIELDS, PERIODIC_SPEC_SLIPS)
     raw_schedule = reader.mapping(spec, "schedule", path, required=True)
     schedule = (
         _read_schedule(reader, raw_schedule, join(path, "schedule"))
@@ -159,6 +177,7 @@ def parse_periodic_task_spec(spec: Mapping[str, Any]) -> PeriodicTaskSpec:
 
 
 def _read_schedule(reader: Reader, raw: Mapping[str, Any], path: str) -> ScheduleSpec | None:
+    reader.no_other_keys(raw, path, SCHEDULE_FIELDS, SCHEDULE_SLIPS)
     kinds = [key for key in ("cron", "crontab", "interval") if raw.get(key) is not None]
     if len(kinds) != 1:
         reader.error(path, "must set exactly one of cron, crontab or interval")
@@ -222,6 +241,7 @@ def _read_crontab(reader: Reader, raw: Mapping[str, Any], path: str) -> str | No
     if crontab is None:
         return None
     path = join(path, "crontab")
+    reader.no_other_keys(crontab, path, CRONTAB_FIELDS, CRONTAB_SLIPS)
     fields: list[str] = []
     for key in CRONTAB_FIELDS:
         value = reader.string(

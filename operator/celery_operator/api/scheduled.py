@@ -13,6 +13,7 @@ from celery_operator.api._fields import Reader, describe, join
 from celery_operator.api.apps import AppDefaults, AppRef, read_app_ref, render_app_ref
 from celery_operator.api.bounds import BACKOFF_FACTOR_MAX, SECONDS_MAX
 from celery_operator.api.expires import read_expires, render_expires
+from celery_operator.api.slips import SCHEDULED_SPEC_SLIPS
 from celery_operator.api.task import TaskCall, read_task, render_task
 from celery_operator.api.timefmt import format_time
 
@@ -20,6 +21,20 @@ RETRY_ON_FAILED = "Failed"
 RETRY_ON_LOST = "Lost"
 RETRY_ON_CHOICES = (RETRY_ON_FAILED, RETRY_ON_LOST)
 RETRY_LIMIT_MAX = 100
+# Every field of the spec and its objects, as the CRD declares them (a unit test compares).
+SPEC_FIELDS = (
+    "task",
+    "eta",
+    "countdown",
+    "expires",
+    "retry",
+    "revoke",
+    "ttlSecondsAfterFinished",
+    "app",
+)
+RETRY_FIELDS = ("limit", "backoff", "on")
+BACKOFF_FIELDS = ("initialSeconds", "factor", "maxSeconds")
+REVOKE_FIELDS = ("terminate", "signal")
 REVOKE_SIGNALS = ("SIGTERM", "SIGKILL", "SIGINT", "SIGQUIT", "SIGHUP", "SIGUSR1", "SIGUSR2")
 
 
@@ -78,6 +93,7 @@ def parse_scheduled_task_spec(spec: Mapping[str, Any]) -> ScheduledTaskSpec:
     if not isinstance(spec, Mapping):
         reader.error(path, f"must be an object, not {describe(spec)}")
         reader.raise_if_invalid()
+    reader.no_other_keys(spec, path, SPEC_FIELDS, SCHEDULED_SPEC_SLIPS)
     raw_task = reader.mapping(spec, "task", path, required=True)
     task = read_task(reader, raw_task, join(path, "task")) if raw_task is not None else None
     eta = reader.time(spec, "eta", path)
@@ -109,9 +125,11 @@ def _read_retry(reader: Reader, spec: Mapping[str, Any], path: str) -> RetryPoli
     if raw is None:
         return RetryPolicy()
     path = join(path, "retry")
+    reader.no_other_keys(raw, path, RETRY_FIELDS)
     limit = reader.integer(raw, "limit", path, minimum=0, maximum=RETRY_LIMIT_MAX)
     backoff = reader.mapping(raw, "backoff", path) or {}
     backoff_path = join(path, "backoff")
+    reader.no_other_keys(backoff, backoff_path, BACKOFF_FIELDS)
     initial = reader.number(backoff, "initialSeconds", backoff_path, minimum=0, maximum=SECONDS_MAX)
     factor = reader.number(backoff, "factor", backoff_path, minimum=1, maximum=BACKOFF_FACTOR_MAX)
     maximum = reader.number(backoff, "maxSeconds", backoff_path, minimum=0, maximum=SECONDS_MAX)
@@ -155,6 +173,7 @@ def _read_revoke(reader: Reader, spec: Mapping[str, Any], path: str) -> RevokeRe
     if raw is None:
         return None
     path = join(path, "revoke")
+    reader.no_other_keys(raw, path, REVOKE_FIELDS)
     terminate = reader.boolean(raw, "terminate", path, default=defaults.REVOKE_TERMINATE)
     signal = reader.string(raw, "signal", path, choices=REVOKE_SIGNALS)
     return RevokeRequest(terminate=terminate, signal=signal or defaults.REVOKE_SIGNAL)
