@@ -82,12 +82,22 @@ class ScheduleSpec:
     """Exactly one of `cron` and `interval` is set.
 
     `cron` is always a 5-field expression CronSim accepts: macros are expanded and the
-    celery-style crontab object is normalised into it. `time_zone` is a valid IANA name.
+    celery-style crontab object is normalised into it (`from_crontab` remembers which the
+    user wrote). `time_zone` is a valid IANA name.
     """
 
     cron: str | None = None
     interval: timedelta | None = None
     time_zone: str = defaults.TIME_ZONE
+    from_crontab: bool = False
+
+    @property
+    def description(self) -> str:
+        """The schedule at a glance, for status.schedule (the SCHEDULE column):
+        "0 9 * * 1", "crontab: 0 */2 * * *", "every 30s"."""
+        if self.interval is not None:
+            return f"every {format_duration(self.interval)}"
+        return f"crontab: {self.cron}" if self.from_crontab else str(self.cron)
 
     @property
     def zone(self) -> ZoneInfo:
@@ -192,7 +202,9 @@ def _read_schedule(reader: Reader, raw: Mapping[str, Any], path: str) -> Schedul
         interval = _read_interval(reader, raw, path)
     if len(kinds) != 1 or time_zone is None or (cron is None and interval is None):
         return None
-    return ScheduleSpec(cron=cron, interval=interval, time_zone=time_zone)
+    return ScheduleSpec(
+        cron=cron, interval=interval, time_zone=time_zone, from_crontab="crontab" in kinds
+    )
 
 
 def _read_time_zone(reader: Reader, raw: Mapping[str, Any], path: str) -> str | None:
@@ -304,10 +316,12 @@ def _read_interval(reader: Reader, raw: Mapping[str, Any], path: str) -> timedel
 def render_periodic_task_spec(spec: PeriodicTaskSpec) -> dict[str, Any]:
     """The raw spec of a PeriodicTaskSpec, defaults written out (inverse of the parser).
 
-    A crontab schedule comes back as the equivalent `cron` string.
+    A crontab schedule comes back with every field written out; a cron macro expanded.
     """
     schedule: dict[str, Any] = {"timeZone": spec.schedule.time_zone}
-    if spec.schedule.cron is not None:
+    if spec.schedule.cron is not None and spec.schedule.from_crontab:
+        schedule["crontab"] = dict(zip(CRONTAB_FIELDS, spec.schedule.cron.split(), strict=True))
+    elif spec.schedule.cron is not None:
         schedule["cron"] = spec.schedule.cron
     if spec.schedule.interval is not None:
         schedule["interval"] = format_duration(spec.schedule.interval)

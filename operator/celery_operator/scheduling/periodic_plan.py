@@ -382,6 +382,7 @@ def _status_view(
         for c in ordered
     ][-RECENT_RUNS_KEPT:]
     view: dict[str, Any] = {
+        "schedule": spec.schedule.description,
         "nextScheduleTimes": [format_time(t) for t in upcoming],
         "active": active,
         "recentRuns": recent,
@@ -418,11 +419,13 @@ def _invalid(obs: PeriodicObserved, error: InvalidSpec) -> PeriodicStep:
         and status.get("observedGeneration") == obs.generation
     ):
         return PeriodicStep()
-    patch = {
+    patch: dict[str, Any] = {
         "observedGeneration": obs.generation,
         "conditions": _conditions(obs, ready=False, stalled=True, reason="InvalidSpec",
                                   message=message),
     }
+    if "schedule" in status:
+        patch["schedule"] = None  # no schedule runs: the SCHEDULE column goes blank
     return PeriodicStep(status=patch, notices=(PeriodicNotice("Warning", "InvalidSpec", message),))
 
 
