@@ -20,6 +20,8 @@ from celery_operator.api.names import CELERYAPP_KIND, CLUSTER_CELERYAPP_KIND
 from celery_operator.api.zones import read_time_zone
 
 APP_KINDS = (CELERYAPP_KIND, CLUSTER_CELERYAPP_KIND)
+# The fields of a task's spec.app (the parser refuses any other).
+APP_REF_FIELDS = ("kind", "name")
 # A task without spec.app uses the CeleryApp of this name in its namespace, if any.
 DEFAULT_APP_NAME = "default"
 # On a ClusterCeleryApp: "true" makes it the cluster default (the chart sets it).
@@ -134,6 +136,7 @@ def read_app_ref(reader: Reader, spec: Mapping[str, Any], path: str) -> AppRef |
     if raw is None:
         return None
     path = join(path, "app")
+    reader.no_other_keys(raw, path, APP_REF_FIELDS)
     kind = reader.string(raw, "kind", path, choices=APP_KINDS)
     name = _read_name(reader, raw, "name", path)
     if name is None or (kind is None and raw.get("kind") is not None):

@@ -20,6 +20,7 @@ from celery_operator.api import (
     scheduled,
     task,
 )
+from celery_operator.api.apps import APP_REF_FIELDS
 from celery_operator.api.slips import CRD_SLIPS, INT_OR_STRING, slip_type
 
 TASK = {"name": "demo.add", "args": [1, 2]}
@@ -42,6 +43,8 @@ MODEL_FIELDS: list[tuple[str, str, tuple[str, ...]]] = [
     (PERIODIC_KIND, "spec.task", task.TASK_FIELDS),
     (PERIODIC_KIND, "spec.schedule", periodic.SCHEDULE_FIELDS),
     (PERIODIC_KIND, "spec.schedule.crontab", periodic.CRONTAB_FIELDS),
+    (SCHEDULED_KIND, "spec.app", APP_REF_FIELDS),
+    (PERIODIC_KIND, "spec.app", APP_REF_FIELDS),
 ]
 SLIPS = [
     (kind, path, key, message)
