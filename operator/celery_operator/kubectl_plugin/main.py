@@ -9,9 +9,12 @@ kubeconfig's current context and namespace are used as kubectl uses them.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, tzinfo
+from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from celery_operator import __version__
@@ -27,6 +30,7 @@ from .target import Session
 PROG = "kubectl celery"
 DEFAULT_COUNT = 5
 MAX_COUNT = 100
+LOCALTIME = Path("/etc/localtime")
 Verb = Callable[[Session, argparse.Namespace], Shown]
 
 
@@ -47,6 +51,18 @@ def _count(text: str) -> int:
         raise argparse.ArgumentTypeError(f"must be a whole number from 1 to {MAX_COUNT}, "
                                          f"not {text!r}")
     return value
+
+
+def local_zone() -> tzinfo:
+    """This machine's zone as an IANA zone, so local times stay right across a DST change:
+    $TZ, else the zone /etc/localtime links to, else today's fixed offset."""
+    names = [os.environ.get("TZ", "").removeprefix(":")]
+    with contextlib.suppress(OSError):
+        names.append(str(LOCALTIME.resolve()).partition("/zoneinfo/")[2])
+    for name in filter(None, names):
+        with contextlib.suppress(ZoneInfoNotFoundError, ValueError):
+            return ZoneInfo(name)
+    return datetime.now().astimezone().tzinfo or UTC
 
 
 def _connection_flags(parser: argparse.ArgumentParser, *, top: bool) -> None:
@@ -141,7 +157,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         objects, context_namespace = connect(args.kubeconfig, args.context)
         session = Session(objects, args.namespace or context_namespace,
                           clock=lambda: datetime.now(UTC),
-                          zone=args.tz or datetime.now().astimezone().tzinfo or UTC)
+                          zone=args.tz or local_zone())
         shown = args.func(session, args)
     except Refused as exc:
         return _fail(f"error: {exc}")
