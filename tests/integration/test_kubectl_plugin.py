@@ -125,7 +125,7 @@ def test_next_shows_the_fire_times_the_engine_computes(celery: Celery, pt: Tasks
         india, berlin = t.astimezone(ZoneInfo(LOCAL_ZONE)), t.astimezone(ZoneInfo("Europe/Berlin"))
         assert re.fullmatch(
             rf"{stamp} +{india:%Y-%m-%d %H:%M:%S} IST +{berlin:%Y-%m-%d} 02:30:00 "
-            rf"{berlin.tzname()} +in \d+h\d+m(\d+s)?", line), line
+            rf"{berlin.tzname()} +in (?=\d)(\d+d)?(\d+h)?(\d+m)?(\d+s)?", line), line
 
     # maxRuns: two more runs, then none; a ScheduledTask: its due time.
     pt.create("twice", {"schedule": {"interval": "1h"}, "maxRuns": 2,
@@ -133,6 +133,11 @@ def test_next_shows_the_fire_times_the_engine_computes(celery: Celery, pt: Tasks
     twice = celery("next", "twice").stdout.splitlines()
     assert len(twice) == 5 and twice[-1] == (
         "then no more runs: maxRuns is 2; 0 run(s) made so far")
+    # Without NAME: the next run of each, soonest first (-A: every namespace).
+    firsts = {"nightly-report": engine[0], "twice": celery.json("next", "twice")["next"][0]["utc"]}
+    listed = [(i["name"], i["next"]["utc"]) for i in celery.json("next", "-A")["items"]
+              if i["namespace"] == st.namespace]
+    assert listed == sorted(firsts.items(), key=lambda item: item[1])
     st.create("later", {"task": {"name": "demo.add", "args": [1, 1]}, "countdown": 3600})
     due = st.wait_phase("later", "Scheduled", 20)["status"]["dueTime"]
     assert celery.json("next", "later")["due"]["utc"] == due

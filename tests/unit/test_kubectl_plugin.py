@@ -126,11 +126,11 @@ def test_history_joins_recent_runs_with_the_runs_that_still_exist() -> None:
                                                                      "nightly-3"]
     shown = shown_history(parent, rows)
     assert shown.text.splitlines() == [
-        "RUN                         SCHEDULED              OUTCOME     LATE    DURATION",
-        "nightly-1                   2026-03-28T12:00:00Z   Failed      -       -",
-        "nightly-2                   2026-03-28T12:01:00Z   Succeeded   250ms   1.75s",
-        "nightly-manual-9 (manual)   2026-03-28T12:01:30Z   Started     1.5s    -",
-        "nightly-3                   2026-03-28T12:02:00Z   Pending     -       -",
+        "RUN                SCHEDULED              OUTCOME     LATE    DURATION",
+        "nightly-1          2026-03-28T12:00:00Z   Failed      -       -",
+        "nightly-2          2026-03-28T12:01:00Z   Succeeded   250ms   1.75s",
+        "nightly-manual-9   2026-03-28T12:01:30Z   Started     1.5s    -",
+        "nightly-3          2026-03-28T12:02:00Z   Pending     -       -",
         "4 run(s) made, 1 missed, 0 skipped; last success: 2026-03-28T12:01:00Z",
     ]
     assert shown.data["runs"][1] == {
@@ -166,8 +166,11 @@ def test_span_is_signed_and_to_the_millisecond(delta: timedelta, text: str) -> N
     assert span(delta) == text
 
 
-def test_until_counts_to_the_second_both_ways() -> None:
-    assert until(NOW + timedelta(hours=5, minutes=47, seconds=12.6), NOW) == "in 5h47m13s"
+def test_until_shows_days_and_seconds_only_under_an_hour() -> None:
+    assert until(NOW + timedelta(minutes=12, seconds=29.6), NOW) == "in 12m30s"
+    assert until(NOW + timedelta(hours=5, minutes=47, seconds=59), NOW) == "in 5h47m"
+    assert until(NOW + timedelta(days=2, hours=5, minutes=47), NOW) == "in 2d5h47m"
+    assert until(NOW + timedelta(days=1), NOW) == "in 1d"
     assert until(NOW - timedelta(minutes=2), NOW) == "2m ago"
 
 

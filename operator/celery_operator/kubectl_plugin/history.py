@@ -91,7 +91,7 @@ def shown_history(periodic: Mapping[str, Any], rows: Sequence[RunRow]) -> Shown:
     status = periodic.get("status") or {}
     counts = {key: int(status.get(key) or 0) for key in ("totalRuns", "missedRuns", "skippedRuns")}
     body = table(["RUN", "SCHEDULED", "OUTCOME", "LATE", "DURATION"], [
-        [r.name + (" (manual)" if r.manual else ""), utc(r.scheduled), r.outcome, r.lateness,
+        [r.name, utc(r.scheduled), r.outcome, r.lateness,
          r.duration] for r in rows
     ]) if rows else "no runs yet"
     summary = (f"{counts['totalRuns']} run(s) made, {counts['missedRuns']} missed, "

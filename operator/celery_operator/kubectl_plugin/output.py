@@ -68,7 +68,11 @@ def span(delta: timedelta) -> str:
 
 
 def until(moment: datetime, now: datetime) -> str:
-    """How long from now, to the second: "in 5h47m12s", or "2m ago"."""
+    """How long from now: "in 12m30s", "in 5h47m", "in 2d5h47m", or "3m ago" (seconds
+    only under an hour, where they matter)."""
     seconds = round((moment - now).total_seconds())
-    text = format_duration(timedelta(seconds=abs(seconds)))
+    left = abs(seconds) if abs(seconds) < 3600 else abs(seconds) // 60 * 60
+    days, rest = divmod(left, 86400)
+    text = (f"{days}d" if days else "") + (format_duration(timedelta(seconds=rest))
+                                          if rest or not days else "")
     return f"in {text}" if seconds >= 0 else f"{text} ago"
