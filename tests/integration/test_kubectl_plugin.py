@@ -83,9 +83,10 @@ class Celery:
         self.env = {**os.environ, "KUBECONFIG": str(kubeconfig), "TZ": LOCAL_ZONE,
                     "PATH": f"{PLUGIN.parent}{os.pathsep}{os.environ.get('PATH', '')}"}
 
-    def __call__(self, *args: str, code: int | None = 0) -> subprocess.CompletedProcess[str]:
+    def __call__(self, *args: str, code: int | None = 0, cwd: Path | None = None
+                 ) -> subprocess.CompletedProcess[str]:
         """Runs it; asserts its exit status unless `code` is None."""
-        proc = subprocess.run([self.kubectl, "celery", *args], env=self.env,
+        proc = subprocess.run([self.kubectl, "celery", *args], env=self.env, cwd=cwd,
                               capture_output=True, text=True, timeout=60)
         assert code is None or proc.returncode == code, (proc.returncode, proc.stdout,
                                                          proc.stderr)
@@ -289,3 +290,33 @@ def test_rbac_refusal_prints_the_api_servers_message(
         f'forbidden: User "system:serviceaccount:{ns}:reader" cannot patch resource '
         f'"periodictasks" in API group "celeryoperator.dev" in the namespace "{ns}"\n')
     assert pt.get("guarded")["spec"].get("suspend") is not True
+
+
+BEAT_APP = """
+from celery import Celery
+from celery.schedules import crontab
+
+app = Celery("beatproj", set_as_current=False)
+app.conf.timezone = "Europe/Berlin"
+app.conf.beat_schedule = {
+    "morning digest": {"task": "reports.digest", "schedule": crontab(minute=0, hour=7),
+                       "options": {"queue": "reports"}},
+    "every ten minutes": {"task": "demo.add", "schedule": 600.0, "args": (1, 2)},
+}
+"""
+
+
+def test_import_is_celery_operator_import(celery: Celery, kube: KubeEnv, ns: str,
+                                          tmp_path: Path) -> None:
+    (tmp_path / "beatproj.py").write_text(BEAT_APP)
+    argv = ["import", "beat", "--app", "beatproj:app", "-n", ns]
+    plugin = celery(*argv, cwd=tmp_path)
+    direct = subprocess.run([sys.executable, "-m", "celery_operator", *argv], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=60, check=True)
+    assert (plugin.stdout, plugin.stderr) == (direct.stdout, direct.stderr)
+    manifests = {d["metadata"]["name"]: d for d in yaml.safe_load_all(plugin.stdout)}
+    assert len(manifests) == 2
+    kube.kubectl("apply", "-f", "-", input=plugin.stdout)
+    digest = next(name for name, d in manifests.items()
+                  if d["spec"]["task"]["name"] == "reports.digest")
+    assert celery.json("next", digest)["schedule"] == 'cron "0 7 * * *" in Europe/Berlin'

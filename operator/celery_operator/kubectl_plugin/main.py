@@ -122,8 +122,11 @@ def build_parser() -> argparse.ArgumentParser:
                 lambda s, a: schedules.history(s, a.name, a.limit))
     past.add_argument("--limit", type=_count, default=DEFAULT_LIMIT,
                       help=f"how many runs (default {DEFAULT_LIMIT})")
-    verbs.add_parser("import", help="turn a celery beat schedule into PeriodicTask manifests "
-                     "(the same as celery-operator import)", add_help=False)
+    # Listed for --help; run by main() before this parser sees it (it has its own flags).
+    late_import = verbs.add_parser("import", add_help=False, help="turn a celery beat "
+                                   "schedule into PeriodicTask manifests (the same as "
+                                   "celery-operator import; must come first)")
+    late_import.add_argument("rest", nargs=argparse.REMAINDER)
     return parser
 
 
@@ -151,6 +154,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return importing.run(PROG, argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.verb == "import":
+        parser.error("import must come first: kubectl celery import SOURCE ... (its own -n "
+                     "sets the manifests' namespace)")
     if args.verb == "revoke" and args.signal and not args.terminate:
         parser.error("--signal is the signal --terminate sends: give --terminate too")
     try:
