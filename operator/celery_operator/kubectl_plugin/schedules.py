@@ -51,8 +51,8 @@ def _shown_upcoming(target: Target, upcoming: Upcoming, now: datetime, local: tz
         lines.append(("no further runs: " if not upcoming.times else "then no more runs: ")
                      + upcoming.note)
     data: dict[str, Any] = {
-        "kind": target.kind, "namespace": target.namespace, "name": target.name,
-        "schedule": upcoming.schedule, "suspended": bool(target.spec.get("suspend")),
+        **target.identity, "schedule": upcoming.schedule,
+        "suspended": bool(target.spec.get("suspend")),
         "next": [_time_data(t, local) for t in upcoming.times],
     }
     if upcoming.note:
@@ -66,8 +66,7 @@ def _due(session: Session, target: Target, now: datetime) -> Shown:
     finished = phase in FINISHED_PHASES
     head = f"{target.ref}: {phase}" + (", finished" if finished else "")
     lines = [head, _time_table([due], now, session.zone, None)]
-    data = {"kind": target.kind, "namespace": target.namespace, "name": target.name,
-            "phase": phase, "due": _time_data(due, session.zone)}
+    data = {**target.identity, "phase": phase, "due": _time_data(due, session.zone)}
     return Shown("\n".join(lines), data)
 
 
@@ -94,8 +93,7 @@ def run_now(session: Session, ref: str) -> Shown:
     if spec.suspend:
         lines.append(f"{target.ref} is suspended: this one run goes ahead, "
                      "its scheduled runs stay paused")
-    data = {"kind": target.kind, "namespace": target.namespace, "name": target.name,
-            "requestedAt": stamp, "run": run, "suspended": spec.suspend}
+    data = {**target.identity, "requestedAt": stamp, "run": run, "suspended": spec.suspend}
     return Shown("\n".join(lines), data)
 
 
@@ -110,8 +108,7 @@ def set_suspend(session: Session, ref: str, suspend: bool) -> Shown:
         text = f"{target.ref} {'suspended' if suspend else 'resumed'}"
     else:
         text = f"{target.ref} is already {'suspended' if suspend else 'running on schedule'}"
-    data = {"kind": target.kind, "namespace": target.namespace, "name": target.name,
-            "suspend": suspend, "changed": changed}
+    data = {**target.identity, "suspend": suspend, "changed": changed}
     return Shown(text, data)
 
 

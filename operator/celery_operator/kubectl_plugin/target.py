@@ -61,6 +61,11 @@ class Target:
         return f"{self.plural[:-1]}/{self.name}"
 
     @property
+    def identity(self) -> dict[str, str]:
+        """What every verb's `-o json|yaml` answer starts with."""
+        return {"kind": self.kind, "namespace": self.namespace, "name": self.name}
+
+    @property
     def spec(self) -> dict[str, Any]:
         return dict(self.obj.get("spec") or {})
 

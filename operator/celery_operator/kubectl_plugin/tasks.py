@@ -11,6 +11,7 @@ from celery_operator.api import (
     SCHEDULED_PLURAL,
     Phase,
 )
+from celery_operator.api.status import RESULT_MAX_BYTES
 from celery_operator.kube.client import Rejected
 
 from .history import last_finished
@@ -36,8 +37,7 @@ def revoke(session: Session, ref: str, *, terminate: bool, signal: str) -> Shown
             when = target.status.get("completionTime")
             raise Refused(f"{target.ref} had already finished ({phase}"
                           f"{f' at {when}' if when else ''}): nothing to revoke")
-        data = {"kind": target.kind, "namespace": target.namespace, "name": target.name,
-                "phase": phase or None, "revoke": request}
+        data = {**target.identity, "phase": phase or None, "revoke": request}
         if target.spec.get("revoke") == request:
             return Shown(f"{target.ref}: revoke already requested", {**data, "changed": False})
         try:
@@ -72,8 +72,7 @@ def _outcome(target: Target, note: str | None) -> Shown:
     phase = str(status.get("phase") or "")
     if phase not in FINISHED_PHASES:
         raise Refused(f"{target.ref} is {phase or 'not dispatched yet'}: no result yet")
-    data: dict[str, Any] = {"kind": target.kind, "namespace": target.namespace,
-                            "name": target.name, "phase": phase}
+    data: dict[str, Any] = {**target.identity, "phase": phase}
     warning = note
     if phase == Phase.SUCCEEDED:
         value = status.get("result")
@@ -81,7 +80,7 @@ def _outcome(target: Target, note: str | None) -> Shown:
         truncated = bool(status.get("resultTruncated"))
         if truncated:
             data["resultTruncated"] = True
-            cut = "the result is cut to its first 8192 bytes of JSON"
+            cut = f"the result is cut to its first {RESULT_MAX_BYTES} bytes of JSON"
             warning = f"{note}; {cut}" if note else f"{target.ref}: {cut}"
             text = str(value)
         else:
