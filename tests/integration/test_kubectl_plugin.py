@@ -21,7 +21,7 @@ import yaml
 from kubernetes import client
 
 from celery_operator.api import PERIODIC_PLURAL, SCHEDULED_PLURAL, format_time, parse_time
-from celery_operator.devstack import CeleryWorker, KubeEnv
+from celery_operator.devstack import CeleryWorker, KubeEnv, free_port
 from celery_operator.devstack.operatorproc import OperatorProcess
 from celery_operator.kube.objects import PARENT_LABEL
 
@@ -58,8 +58,11 @@ def user_kubeconfig(kube: KubeEnv, ns: str, tmp_path_factory: pytest.TempPathFac
     who ran `kubectl config set-context --current --namespace ...`."""
     path = tmp_path_factory.mktemp("plugin-kubeconfig") / "config"
     config = yaml.safe_load(kube.kubeconfig.read_text())
-    for context in config["contexts"]:
-        context["context"]["namespace"] = ns
+    current = next(c for c in config["contexts"] if c["name"] == config["current-context"])
+    current["context"]["namespace"] = ns
+    # Another context, for --context: the same cluster and user, another namespace.
+    config["contexts"].append({"name": "elsewhere",
+                               "context": {**current["context"], "namespace": "elsewhere"}})
     path.write_text(yaml.safe_dump(config))
     return path
 
@@ -203,7 +206,7 @@ def test_revoke_cancels_a_task_and_refuses_a_finished_one(celery: Celery, st: Ta
                             f"{done['completionTime']}): nothing to revoke\n")
 
 
-def test_result_shows_a_value_or_a_traceback(celery: Celery, st: Tasks) -> None:
+def test_result_shows_a_value_a_cut_value_or_a_traceback(celery: Celery, st: Tasks) -> None:
     st.create("adds", {"task": {"name": "demo.add", "args": [2, 3]}})
     st.create("fails", {"task": {"name": "demo.fail", "args": ["no paper"]}})
     st.wait_phase("adds", "Succeeded", 30)
@@ -213,6 +216,13 @@ def test_result_shows_a_value_or_a_traceback(celery: Celery, st: Tasks) -> None:
     assert failed.stdout == error["traceback"].rstrip("\n") + "\n"
     assert failed.stdout.rstrip().endswith("ValueError: no paper")
     assert celery.json("result", "fails")["error"] == error
+    st.create("big", {"task": {"name": "demo.big_result", "args": [40000]}})
+    big = st.wait_phase("big", "Succeeded", 30)["status"]
+    assert big["resultTruncated"] is True
+    cut = celery("result", "big")
+    assert cut.stdout == big["result"] + "\n"
+    assert cut.stderr == ("scheduledtask/big: the result is cut to its first 32768 bytes of "
+                          "JSON (as the operator keeps it)\n")
     st.create("not-yet", {"task": {"name": "demo.add", "args": [1, 1]}, "countdown": 3600})
     st.wait_phase("not-yet", "Scheduled", 20)
     assert celery("result", "not-yet", code=1).stderr == (
@@ -255,9 +265,26 @@ def test_unknown_names_and_usage_errors_exit_1_and_2(celery: Celery, ns: str) ->
                               f'namespace "{ns}"\n')
     assert celery("suspend", "pt/nope", code=1).stderr == (
         'Error from server (NotFound): periodictasks.celeryoperator.dev "nope" not found\n')
+    assert celery("next", "nightly-report", "--context", "elsewhere", code=1).stderr == (
+        'error: no PeriodicTask or ScheduledTask named "nightly-report" in namespace '
+        '"elsewhere"\n')
     assert "invalid choice: 'launch'" in celery("launch", "x", code=2).stderr
     assert "--signal is the signal --terminate sends" in celery(
         "revoke", "x", "--signal", "SIGKILL", code=2).stderr
+
+
+def test_an_unreachable_api_server_is_one_line(celery: Celery, tmp_path: Path) -> None:
+    port = free_port()  # nothing listens on it
+    dead = tmp_path / "dead"
+    dead.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "dead",
+        "clusters": [{"name": "dead", "cluster": {"server": f"https://127.0.0.1:{port}"}}],
+        "users": [{"name": "dead", "user": {"token": "unused"}}],
+        "contexts": [{"name": "dead", "context": {"cluster": "dead", "user": "dead"}}],
+    }))
+    refused = celery("--kubeconfig", str(dead), "next", "nightly-report", code=1)
+    assert refused.stderr.startswith("error: cannot reach the Kubernetes API server: ")
+    assert refused.stderr.endswith("Connection refused\n") and refused.stderr.count("\n") == 1
 
 
 def test_rbac_refusal_prints_the_api_servers_message(

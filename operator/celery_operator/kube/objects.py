@@ -58,6 +58,8 @@ def _request() -> Iterator[None]:
         if exc.status:
             raise _refused(exc) from exc
         raise Unreachable(str(exc.reason or exc)) from exc
+    except urllib3.exceptions.MaxRetryError as exc:
+        raise Unreachable(str(exc.reason or exc)) from exc  # the cause, not urllib3's wrapper
     except urllib3.exceptions.HTTPError as exc:
         raise Unreachable(str(exc)) from exc
 

@@ -11,8 +11,8 @@ from celery_operator.api import (
     SCHEDULED_PLURAL,
     Phase,
 )
-from celery_operator.api.status import RESULT_MAX_BYTES
 from celery_operator.kube.client import Rejected
+from celery_operator.scheduling.task_model import RESULT_LIMIT
 
 from .history import last_finished
 from .output import Refused, Shown
@@ -80,7 +80,8 @@ def _outcome(target: Target, note: str | None) -> Shown:
         truncated = bool(status.get("resultTruncated"))
         if truncated:
             data["resultTruncated"] = True
-            cut = f"the result is cut to its first {RESULT_MAX_BYTES} bytes of JSON"
+            cut = (f"the result is cut to its first {RESULT_LIMIT} bytes of JSON (as the "
+                   "operator keeps it)")
             warning = f"{note}; {cut}" if note else f"{target.ref}: {cut}"
             text = str(value)
         else:
