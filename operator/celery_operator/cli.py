@@ -66,6 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="start a local control plane, Redis, a worker and the "
                           "operator; apply examples/")
     demo.add_argument("--workdir", default=None, help="where logs and the kubeconfig go")
+
+    from celery_operator.importer import command as import_command
+
+    importer = sub.add_parser("import", help="turn a beat_schedule, django-celery-beat's "
+                              "tables or RedBeat's entries into PeriodicTask manifests")
+    import_command.add_arguments(importer)
     return parser
 
 
@@ -81,6 +87,10 @@ def main(argv: list[str] | None = None) -> int:
         from celery_operator.devstack.demo import run_demo
 
         return run_demo(args.workdir)
+    if args.command == "import":
+        from celery_operator.importer.command import run as run_import
+
+        return run_import(args)
     return 2
 
 
