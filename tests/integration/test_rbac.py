@@ -41,7 +41,7 @@ from celery_operator.api import (
     PERIODIC_PLURAL,
     SCHEDULED_PLURAL,
 )
-from celery_operator.controllers.periodicengine import PARENT_LABEL
+from celery_operator.api.names import PARENT_LABEL
 from celery_operator.devstack import KubeEnv, find_binary
 from celery_operator.devstack.operatorproc import OperatorProcess
 

@@ -31,6 +31,7 @@ from celery_operator.api import (
     parse_periodic_task_spec,
     parse_time,
 )
+from celery_operator.api.names import MANUAL_LABEL, PARENT_LABEL, SCHEDULED_TIME_ANNOTATION
 from celery_operator.kube.client import Gone, Rejected
 from celery_operator.scheduling.periodic_plan import (
     CONFLICT_BACKOFF,
@@ -56,9 +57,6 @@ from .watched import Watched, slim
 
 logger = logging.getLogger(__name__)
 
-PARENT_LABEL = "celeryoperator.dev/periodic-task"
-SCHEDULED_TIME_ANNOTATION = "celeryoperator.dev/scheduled-time"
-MANUAL_LABEL = "celeryoperator.dev/manual-run"
 # A phase we do not know (status is writable by others) is read as "not started".
 KNOWN_PHASES = frozenset(p.value for p in Phase)
 

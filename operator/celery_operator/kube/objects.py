@@ -19,13 +19,11 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from celery_operator.api import GROUP, SCHEDULED_PLURAL, VERSION
+from celery_operator.api.names import PARENT_LABEL
 from celery_operator.kube.client import Rejected, api_message
 from celery_operator.scheduling.periodic_plan import controller_uid
 
 # The label and annotation the PeriodicTask engine puts on each run it creates.
-PARENT_LABEL = "celeryoperator.dev/periodic-task"
-SCHEDULED_TIME_ANNOTATION = "celeryoperator.dev/scheduled-time"
-MANUAL_LABEL = "celeryoperator.dev/manual-run"
 
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 REQUEST_TIMEOUT = 30  # seconds: a command line must not hang on a dead API server

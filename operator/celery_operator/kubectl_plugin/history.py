@@ -12,8 +12,8 @@ from datetime import datetime
 from typing import Any
 
 from celery_operator.api import FINISHED_PHASES, parse_time
+from celery_operator.api.names import MANUAL_LABEL, SCHEDULED_TIME_ANNOTATION
 from celery_operator.api.status import RUN_PENDING
-from celery_operator.kube.objects import MANUAL_LABEL, SCHEDULED_TIME_ANNOTATION
 
 from .output import NONE, Shown, span, table, utc
 
