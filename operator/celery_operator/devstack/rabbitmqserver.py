@@ -21,6 +21,8 @@ FRAME_METHOD = 1
 # Erlang defaults tuned for a short-lived test node on a small shared machine: one
 # scheduler per core is plenty, and no busy-waiting schedulers stealing CPU from others.
 ERL_ARGS = "+sbwt none +sbwtdcpu none +sbwtdio none"
+# How often a channel checks its consumers' timeouts (and emits stats), in ms.
+CHANNEL_TICK_MS = 1000
 
 
 class RabbitMQServer:
@@ -34,7 +36,9 @@ class RabbitMQServer:
         consumer_timeout: float | None = None,
     ) -> None:
         """`consumer_timeout`: seconds a consumer may hold an unacknowledged message
-        before the node closes its channel (None: RabbitMQ's default, 30 min)."""
+        before the node closes its channel (None: RabbitMQ's default, 30 min). The node
+        checks it every second (RabbitMQ's default: once a minute), so the channel is
+        closed right when the timeout passes, not up to a minute later."""
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="celery-operator-rabbitmq-"))
         self.port = port or free_port()
         self.dist_port = free_port()
@@ -78,6 +82,7 @@ class RabbitMQServer:
         wait_until(lambda: _listening(self.epmd_port), 10, interval=0.05, what="epmd")
 
     def _write_config(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
         lines = [
             "listeners.ssl = none",
             "loopback_users = none",
@@ -91,6 +96,9 @@ class RabbitMQServer:
             lines.append(f"consumer_timeout = {int(self.consumer_timeout * 1000)}")
         (self.workdir / "rabbitmq.conf").write_text("\n".join(lines) + "\n")
         (self.workdir / "enabled_plugins").write_text("[].\n")
+        (self.workdir / "advanced.config").write_text(
+            f"[{{rabbit, [{{channel_tick_interval, {CHANNEL_TICK_MS}}}]}}].\n"
+        )
         (self.workdir / "rabbitmq-env.conf").write_text("")
 
     def _env(self) -> dict[str, str]:

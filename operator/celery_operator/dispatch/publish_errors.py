@@ -118,6 +118,11 @@ def _amqp_failure(chain: list[BaseException]) -> PublishFailed | None:
                 public_message="no queue is bound for the message's exchange and routing "
                 "key: the broker returned it",
             )
+        if isinstance(exc, amqp_errors.NotFound):
+            return PublishFailed(
+                permanent=False, reason="NoRoute",
+                public_message=f"the broker has no such exchange ({public_error(exc)})",
+            )
         if isinstance(exc, amqp_errors.AccessRefused):
             return PublishFailed(
                 permanent=False, reason="BrokerAuthFailed",
