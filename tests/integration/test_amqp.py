@@ -22,6 +22,7 @@ from kubernetes import client
 from celery_operator.api import parse_time
 from celery_operator.devstack import CeleryWorker, RabbitMQServer
 from celery_operator.devstack.demo_app import read_executions
+from celery_operator.dispatch.brokers import open_broker
 from celery_operator.dispatch.publisher import celery_app, close_app
 
 from .conftest import StartOperator, Tasks, holds_for, wait_for, wait_for_events
@@ -98,9 +99,11 @@ def _runs(*logs: Path) -> dict[str, int]:
 
 
 def _queue_depth(url: str, queue: str) -> int:
-    with Connection(url) as conn:
-        _, messages, _ = conn.default_channel.queue_declare(queue=queue, passive=True)
-        return int(messages)
+    broker = open_broker(url)
+    try:
+        return broker.queue_depth(queue)
+    finally:
+        broker.close()
 
 
 def _create_queued(tasks: Tasks, count: int, queue: str) -> list[str]:
@@ -204,9 +207,17 @@ def test_nobody_consumes_then_a_restart_with_data_loses_nothing_and_runs_nothing
     assert ("Warning", "NoConsumer") in [(t, r) for t, r, _ in events]
     run_id = tasks.get("t0")["status"]["brokerRunId"]
     rabbitmq.restart()
-    assert _queue_depth(rabbitmq.url, queue) == 5  # the persistent messages came back
-    log = start_worker(queue)
-    items = tasks.wait_all("Succeeded", 5, timeout=60)
+    broker = open_broker(rabbitmq.url)
+    try:
+        # The persistent messages came back, and nobody consumes them yet.
+        assert (broker.queue_depth(queue), broker.queue_consumers(queue)) == (5, 0)
+        log = start_worker(queue)
+        items = tasks.wait_all("Succeeded", 5, timeout=60)
+        assert (broker.queue_depth(queue), broker.queue_consumers(queue)) == (0, 1)
+        assert (broker.queue_depth("no-such-queue"), broker.queue_consumers("no-such-queue")) \
+            == (0, 0)
+    finally:
+        broker.close()
     assert {i["status"]["brokerRunId"] for i in items} == {run_id}
     status_history.wait_caught_up(items)
     assert {i: status_history.allowance(i).republishes for i in ids} == dict.fromkeys(ids, 0)
