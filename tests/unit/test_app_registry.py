@@ -108,8 +108,10 @@ def test_the_repr_of_a_connection_set_hides_the_passwords() -> None:
         ("h:6379", True, "the broker URL's scheme 'h' is not one Celery knows"),
         ("127.0.0.1:6379", True, "the broker URL has no scheme (e.g. redis://)"),
         ("bogus://h/0", False, "the result backend URL's scheme 'bogus' is not one Celery knows"),
-        ("amqp://h//", True, "the broker URL's scheme 'amqp' is not supported (use redis://, "
-                             "rediss://)"),
+        ("rpc://", False, "the result backend URL's scheme 'rpc' is not supported (use "
+                          "redis://, rediss://)"),
+        ("sqs://h/", True, "the broker URL's scheme 'sqs' is not supported (use amqp://, "
+                           "amqps://, pyamqp://, redis://, rediss://)"),
         ("redis://h:port/0", True, "the broker URL does not parse (the port is not a number)"),
         (f"redis://:{PASSWORD}@h:6379/0", True,
          "the broker URL does not parse (the port is not a number)"),

@@ -2,6 +2,8 @@
 
 Brings up etcd + kube-apiserver (or uses $KUBECONFIG with USE_EXISTING_CLUSTER=true),
 Redis, a demo Celery worker and the operator; applies examples/; tells you how to look.
+BROKER=amqp (`make demo BROKER=amqp`) puts the broker on a RabbitMQ node instead; the
+results stay in Redis.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Protocol
 from celery_operator.devstack.assets import REPO_ROOT
 from celery_operator.devstack.controlplane import ControlPlane, ExistingCluster
 from celery_operator.devstack.operatorproc import OperatorProcess
+from celery_operator.devstack.rabbitmqserver import RabbitMQServer
 from celery_operator.devstack.redisserver import RedisServer
 from celery_operator.devstack.worker import CeleryWorker
 
@@ -47,11 +50,23 @@ Press Ctrl-C to stop and clean up.
 """
 
 
+BROKERS = ("redis", "amqp")
+
+
 class _Stoppable(Protocol):
     def stop(self) -> None: ...
 
 
+def demo_broker() -> str:
+    """The demo's broker from $BROKER (redis by default); anything else is refused."""
+    kind = os.environ.get("BROKER", "").strip().lower() or "redis"
+    if kind not in BROKERS:
+        raise SystemExit(f"BROKER={kind!r} is not a demo broker (use one of {', '.join(BROKERS)})")
+    return kind
+
+
 def run_demo(workdir: str | None = None) -> int:
+    kind = demo_broker()
     folder = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="celery-operator-demo-"))
     folder.mkdir(parents=True, exist_ok=True)
     logs = folder / "logs"
@@ -67,6 +82,11 @@ def run_demo(workdir: str | None = None) -> int:
         redis = RedisServer(folder / "redis").start()
         started.append(redis)
         broker, backend = redis.db_url(0), redis.db_url(1)
+        if kind == "amqp":
+            print("starting a RabbitMQ node ...", flush=True)
+            rabbitmq = RabbitMQServer(folder / "rabbitmq").start()
+            started.append(rabbitmq)
+            broker = rabbitmq.url
         worker = CeleryWorker(
             broker, backend, queues=("celery", "high_priority"), workdir=logs
         ).start()

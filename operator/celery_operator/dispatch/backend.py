@@ -60,7 +60,12 @@ class CeleryBackend:
         }
 
     def queue_length(self, queue: str) -> int:
+        """Messages ready in `queue` on the broker (0: none, or no such queue)."""
         return self.publisher.queue_length(queue)
+
+    def queue_consumers(self, queue: str) -> int | None:
+        """Consumers of `queue` as the broker counts them (None: it cannot tell)."""
+        return self.publisher.queue_consumers(queue)
 
     def check_result_backend(self) -> None:
         """Raises when the result backend cannot be read (one MGET of a key never set)."""

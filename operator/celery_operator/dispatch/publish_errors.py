@@ -9,6 +9,7 @@ from __future__ import annotations
 import socket
 from collections.abc import Callable, Iterator
 
+import amqp.exceptions as amqp_errors
 import redis.exceptions as redis_errors
 from kombu.exceptions import OperationalError, SerializationError, SerializerNotInstalled
 
@@ -73,6 +74,8 @@ def classify(exc: BaseException, *, too_large: Callable[[], str | None]) -> Publ
             permanent=False, reason="BrokerAuthFailed",
             public_message="the operator could not authenticate to the broker",
         )
+    if (amqp := _amqp_failure(chain)) is not None:
+        return amqp
     if has(*_CONNECTION_ERRORS):
         if (why := too_large()) is not None:
             return PublishFailed(permanent=True, reason="MessageRejected", public_message=why)
@@ -100,3 +103,40 @@ def classify(exc: BaseException, *, too_large: Callable[[], str | None]) -> Publ
         permanent=False, reason="PublishError",
         public_message=f"publishing failed ({public_error(exc)})",
     )
+
+
+AMQP_NO_ROUTE = 312  # reply code of a mandatory message no queue is bound for
+
+
+def _amqp_failure(chain: list[BaseException]) -> PublishFailed | None:
+    """RabbitMQ's answers that are not outages (None: none of them is in `chain`)."""
+    for exc in chain:
+        code = getattr(exc, "reply_code", None) if isinstance(exc, amqp_errors.AMQPError) else None
+        if code == AMQP_NO_ROUTE:
+            return PublishFailed(
+                permanent=False, reason="NoRoute",
+                public_message="no queue is bound for the message's exchange and routing "
+                "key: the broker returned it",
+            )
+        if isinstance(exc, amqp_errors.NotFound):
+            return PublishFailed(
+                permanent=False, reason="NoRoute",
+                public_message=f"the broker has no such exchange ({public_error(exc)})",
+            )
+        if isinstance(exc, amqp_errors.AccessRefused):
+            return PublishFailed(
+                permanent=False, reason="BrokerAuthFailed",
+                public_message=f"the broker refused access ({public_error(exc)})",
+            )
+        if isinstance(exc, amqp_errors.PreconditionFailed):
+            too_large = "max size" in str(exc)
+            return PublishFailed(
+                permanent=too_large, reason="MessageRejected" if too_large else "BrokerError",
+                public_message=f"the broker refused the message ({public_error(exc)})",
+            )
+        if isinstance(exc, amqp_errors.MessageNacked):
+            return PublishFailed(
+                permanent=False, reason="BrokerError",
+                public_message="the broker did not confirm the message (nack)",
+            )
+    return None

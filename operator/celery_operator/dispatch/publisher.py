@@ -8,19 +8,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import redis
 from celery import Celery
 from kombu.pools import ProducerPool
 
 from celery_operator.api import TaskCall
 from celery_operator.api.headers import reserved_header_reason
+from celery_operator.dispatch.brokers import open_broker
 from celery_operator.dispatch.errors import PublishFailed
 from celery_operator.dispatch.publish_errors import classify
 from celery_operator.dispatch.routing import RouteCheck, reserved_name
-
-# Smallest limit Redis accepts for one value (proto-max-bulk-len): a message below it
-# is never refused as too large, so smaller ones never ask the server.
-REDIS_MIN_BULK_LIMIT = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -76,8 +72,9 @@ class Publisher:
         self, broker_url: str, transport_options: Mapping[str, Any] | None = None
     ) -> None:
         self.broker_url = broker_url
-        self.app = celery_app(broker_url, transport_options=transport_options)
-        self._redis = redis.Redis.from_url(broker_url, socket_timeout=10)
+        self.broker = open_broker(broker_url)
+        options = dict(transport_options or {}) | dict(self.broker.required_transport_options)
+        self.app = celery_app(broker_url, transport_options=options)
         self.routes = RouteCheck(self.app)
         self._run_id: str | None = None
 
@@ -94,10 +91,14 @@ class Publisher:
                                     public_message=f"header {header!r} is reserved")
         try:
             with self.app.producer_or_acquire() as producer:
-                # The check reads the binding table through the very channel that
-                # publishes, so it routes exactly as kombu will.
-                self.routes.check(producer, call)
-                self.app.send_task(call.name, producer=producer, **_options(pub))
+                if self.broker.routes_readable:
+                    # The check reads the binding table through the very channel that
+                    # publishes, so it routes exactly as kombu will.
+                    self.routes.check(producer, call)
+                self.app.send_task(
+                    call.name, producer=producer, **_options(pub),
+                    **self.broker.publish_options,
+                )
         except PublishFailed:
             raise
         except Exception as exc:
@@ -105,43 +106,33 @@ class Publisher:
             raise classify(exc, too_large=lambda: self._too_large(call)) from exc
 
     def _too_large(self, call: TaskCall) -> str | None:
-        """Why the broker refuses this message for its size (None: it does not). Redis
-        drops the connection on a value over proto-max-bulk-len: that looks like an
-        outage, so only a big message asks the server for its limit."""
+        """Why the broker refuses this message for its size (None: it does not)."""
         try:
             size = len(json.dumps([list(call.args), dict(call.kwargs)]))
         except (TypeError, ValueError):
             return None
         # kombu base64-encodes the body inside its JSON envelope: at least 4/3 of it.
-        size = size * 4 // 3
-        if size < REDIS_MIN_BULK_LIMIT:
-            return None
-        try:
-            value: Any = self._redis.config_get("proto-max-bulk-len")["proto-max-bulk-len"]
-            limit = int(value.decode() if isinstance(value, bytes) else value)
-        except Exception:  # down, or CONFIG refused: then it is an outage as far as we know
-            return None
-        if size < limit:
-            return None
-        return f"the message ({size} bytes) is larger than the broker accepts ({limit} bytes)"
+        return self.broker.too_large(size * 4 // 3)
 
     def broker_run_id(self) -> str:
-        """Redis's run_id: it changes when the server restarts, and with it every queue
-        may be gone (no persistence), so messages published before need publishing again."""
-        run_id = str(self._redis.info("server")["run_id"])
+        """The broker's identity (brokers.Broker.identity): it changes when the broker
+        may have lost what it held, so messages published before need publishing again."""
+        run_id = self.broker.identity()
         if run_id != self._run_id:
-            # A restarted Redis without persistence has no binding tables until the
-            # workers reconnect: a cached route would let kombu drop a republish.
+            # A broker restarted empty has no bindings until the workers reconnect: a
+            # cached route would let kombu drop a republish.
             self.routes.forget()
             self._run_id = run_id
         return run_id
 
     def queue_length(self, queue: str) -> int:
-        """Messages waiting in a Redis-transport queue (its list key)."""
-        return int(self._redis.llen(queue))
+        return self.broker.queue_depth(queue)
+
+    def queue_consumers(self, queue: str) -> int | None:
+        return self.broker.queue_consumers(queue)
 
     def close(self) -> None:
-        self._redis.close()
+        self.broker.close()
         close_app(self.app)
 
 

@@ -21,11 +21,13 @@ from kombu.transport import TRANSPORT_ALIASES
 
 from celery_operator.config import redact_url
 from celery_operator.dispatch.backend import CeleryBackend
+from celery_operator.dispatch.brokers import AMQP_SCHEMES, BROKER_SCHEMES
 
 logger = logging.getLogger(__name__)
 
-# What the operator's own Redis clients (queue depth, run id, results, revoke marks) speak.
-SUPPORTED_SCHEMES = frozenset({"redis", "rediss"})
+# Brokers: those dispatch.brokers has a module for. Result backends: what the operator's
+# own Redis clients (results, revoke marks) speak.
+RESULT_BACKEND_SCHEMES = frozenset({"redis", "rediss"})
 
 
 @dataclass(frozen=True, repr=False)
@@ -78,13 +80,15 @@ def url_problem(url: str, *, broker: bool) -> str | None:
         return f"the {what} URL has no scheme (e.g. redis://)"
     if scheme not in known:
         return f"the {what} URL's scheme {scheme!r} is not one Celery knows"
-    if scheme not in SUPPORTED_SCHEMES:
-        supported = ", ".join(f"{s}://" for s in sorted(SUPPORTED_SCHEMES))
+    supported_schemes = BROKER_SCHEMES if broker else RESULT_BACKEND_SCHEMES
+    if scheme not in supported_schemes:
+        supported = ", ".join(f"{s}://" for s in sorted(supported_schemes))
         return f"the {what} URL's scheme {scheme!r} is not supported (use {supported})"
     if not parts.hostname:
         return f"the {what} URL has no host"
     path = parts.path.strip("/")
-    if path and not path.isdigit():
+    # An AMQP URL's path is its virtual host (any name); Redis's is a database number.
+    if scheme not in AMQP_SCHEMES and path and not path.isdigit():
         return f"the {what} URL's database {path!r} is not a number"
     return None
 
