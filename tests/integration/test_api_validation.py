@@ -193,23 +193,28 @@ def test_kubectl_get_reads_like_a_task_list(
                 "attempt": 2,
                 "worker": "celery@worker-1",
                 "error": {"type": "ValueError", "message": "boom"},
+                "conditions": set_condition(
+                    [], type=READY, status="False", reason="TaskFailed", message="boom",
+                    generation=1, now=parse_time("2030-01-01T00:00:00Z"),
+                ),
             }
         },
     )
     out = kube.kubectl("get", "-n", namespace, "st").stdout
-    assert out.split("\n")[0].split() == ["NAME", "TASK", "QUEUE", "PHASE", "DUE", "AGE"]
+    assert out.split("\n")[0].split() == ["NAME", "TASK", "QUEUE", "PHASE", "READY", "DUE", "AGE"]
     row = next(line for line in out.splitlines() if line.startswith("add-high-priority"))
-    assert row.split()[:5] == [
+    assert row.split()[:6] == [
         "add-high-priority",
         "demo.add",
         "high_priority",
         "Failed",
+        "False",
         "2030-01-01T00:00:00Z",
     ]
     wide = kube.kubectl("get", "-n", namespace, "st", "-o", "wide").stdout
-    assert wide.split("\n")[0].split()[6:] == ["TASK", "ID", "ATTEMPT", "WORKER", "ERROR"]
+    assert wide.split("\n")[0].split()[7:] == ["TASK", "ID", "ATTEMPT", "WORKER", "ERROR"]
     row = next(line for line in wide.splitlines() if line.startswith("add-high-priority"))
-    assert row.split()[6:] == ["0b7f4c1e-task-id", "2", "celery@worker-1", "ValueError"]
+    assert row.split()[7:] == ["0b7f4c1e-task-id", "2", "celery@worker-1", "ValueError"]
 
     custom.patch_namespaced_custom_object_status(
         GROUP,
@@ -219,6 +224,7 @@ def test_kubectl_get_reads_like_a_task_list(
         "nightly-sleep",
         {
             "status": {
+                "schedule": "15 2 * * *",
                 "lastScheduleTime": "2020-01-01T01:15:00Z",
                 "nextScheduleTimes": ["2030-01-02T01:15:00Z", "2030-01-03T01:15:00Z"],
                 "active": [{"name": "nightly-sleep-1577841300"}],
@@ -229,9 +235,9 @@ def test_kubectl_get_reads_like_a_task_list(
     assert out.split("\n")[0].split() == [
         "NAME",
         "SCHEDULE",
-        "INTERVAL",
         "TZ",
         "SUSPEND",
+        "READY",
         "LAST",
         "NEXT",
         "AGE",
@@ -241,16 +247,15 @@ def test_kubectl_get_reads_like_a_task_list(
     assert "Europe/Berlin" in row
     assert "2030-01-02T01:15:00Z" in row
     assert "<invalid>" not in row
-    row = next(line for line in out.splitlines() if line.startswith("add-every-10-minutes"))
-    assert row.split()[1:4] == ["10m", "UTC", "false"]
+    # (tests/integration/test_get_columns.py has the operator fill SCHEDULE and READY.)
     wide = kube.kubectl("get", "-n", namespace, "pt", "-o", "wide").stdout
-    assert wide.split("\n")[0].split()[8:] == ["TASK", "CRONTAB", "ACTIVE"]
+    assert wide.split("\n")[0].split()[8:] == ["TASK", "ACTIVE"]
     assert "nightly-sleep-1577841300" in wide
     both = kube.kubectl("get", "-n", namespace, "st,pt").stdout
     headers = [line.split() for line in both.splitlines() if line.startswith("NAME")]
     assert headers == [
-        ["NAME", "TASK", "QUEUE", "PHASE", "DUE", "AGE"],
-        ["NAME", "SCHEDULE", "INTERVAL", "TZ", "SUSPEND", "LAST", "NEXT", "AGE"],
+        ["NAME", "TASK", "QUEUE", "PHASE", "READY", "DUE", "AGE"],
+        ["NAME", "SCHEDULE", "TZ", "SUSPEND", "READY", "LAST", "NEXT", "AGE"],
     ]
     category = kube.kubectl("get", "-n", namespace, "celery", "-o", "name").stdout.split()
     assert "scheduledtask.celeryoperator.dev/add-now" in category

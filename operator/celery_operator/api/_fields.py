@@ -6,9 +6,11 @@ FieldError and returns None on a wrong type, so one pass reports every problem a
 
 from __future__ import annotations
 
+import difflib
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
+from types import MappingProxyType
 from typing import Any
 
 from celery_operator.api.bounds import JSON_DEPTH_MAX, TIME_END, TIME_MIN, TIME_RANGE_MESSAGE
@@ -17,6 +19,7 @@ from celery_operator.api.timefmt import TimeOutOfRange, parse_time
 
 _INT64_MIN = -(2**63)
 _INT64_MAX = 2**63 - 1
+_NO_SLIPS: Mapping[str, str] = MappingProxyType({})
 TIME_MESSAGE = "must be an RFC 3339 date-time such as 2030-01-01T09:00:00Z"
 
 
@@ -220,12 +223,45 @@ class Reader:
             return None
         return parsed
 
+    def no_other_keys(
+        self,
+        raw: Mapping[str, Any],
+        path: str,
+        known: Collection[str],
+        slips: Mapping[str, str] = _NO_SLIPS,
+    ) -> None:
+        """Record every key of `raw` (found at `path`) that is not a field: a known slip
+        with its message, any other with the field it resembles, if one does."""
+        for key in raw:
+            if key in known:
+                continue
+            if key in slips:
+                self.error(join(path, key), f"Forbidden: {slips[key]}")
+                continue
+            near = resembles(str(key), known)
+            hint = f", did you mean {near}?" if near else ""
+            self.error(join(path, str(key)), f"Forbidden: unknown field{hint}")
+
     def json_value(self, value: Any, path: str) -> bool:
         """Check that `value` (found at `path`) is plain JSON; record the first problem."""
         problem = json_problem(value, path)
         if problem is not None:
             self.error(*problem)
         return problem is None
+
+
+def _folded(key: str) -> str:
+    return key.replace("_", "").replace("-", "").lower()
+
+
+def resembles(key: str, known: Collection[str]) -> str | None:
+    """The field `key` was probably meant to be: the same but for case and '_'/'-'
+    (day_of_week, dayofweek -> dayOfWeek), else a close spelling (qeueu -> queue)."""
+    same = [k for k in known if _folded(k) == _folded(key)]
+    if same:
+        return same[0]
+    close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.75)
+    return close[0] if close else None
 
 
 def json_problem(value: Any, path: str) -> tuple[str, str] | None:

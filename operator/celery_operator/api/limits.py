@@ -52,6 +52,7 @@ STATUS_LIMITS: Mapping[str, Mapping[str, tuple[str, int]]] = MappingProxyType(
         ),
         PERIODIC_PLURAL: MappingProxyType(
             {
+                "schedule": (MAX_LENGTH, 512),
                 "nextScheduleTimes": (MAX_ITEMS, status.MAX_NEXT_SCHEDULE_TIMES),
                 "active": (MAX_ITEMS, status.MAX_ACTIVE_RUNS),
                 "active[].name": (MAX_LENGTH, 253),

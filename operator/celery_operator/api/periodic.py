@@ -16,6 +16,8 @@ from celery_operator.api._fields import Reader, describe, join
 from celery_operator.api.apps import AppRef, read_app_ref, render_app_ref
 from celery_operator.api.bounds import MAX_RUNS_MAX, SECONDS_MAX
 from celery_operator.api.durations import format_duration, parse_duration
+from celery_operator.api.expires import read_expires, render_expires
+from celery_operator.api.slips import CRONTAB_SLIPS, PERIODIC_SPEC_SLIPS, SCHEDULE_SLIPS
 from celery_operator.api.task import TaskCall, read_task, render_task
 from celery_operator.api.timefmt import format_time
 from celery_operator.api.zones import TIME_ZONE_PATTERN as TIME_ZONE_PATTERN
@@ -31,6 +33,22 @@ MIN_INTERVAL = timedelta(seconds=1)
 MAX_INTERVAL = timedelta(hours=8784)
 HISTORY_LIMIT_MAX = 100
 CONCURRENCY_POLICIES = ("Allow", "Forbid", "Replace")
+# Every field of the spec and its schedule, as the CRD declares them (a unit test compares).
+SPEC_FIELDS = (
+    "schedule",
+    "task",
+    "concurrencyPolicy",
+    "startingDeadlineSeconds",
+    "app",
+    "suspend",
+    "startTime",
+    "endTime",
+    "maxRuns",
+    "expires",
+    "successfulRunsHistoryLimit",
+    "failedRunsHistoryLimit",
+)
+SCHEDULE_FIELDS = ("cron", "crontab", "interval", "timeZone")
 
 # Cron macros as Debian cron expands them.
 CRON_MACROS: Mapping[str, str] = {
@@ -64,12 +82,22 @@ class ScheduleSpec:
     """Exactly one of `cron` and `interval` is set.
 
     `cron` is always a 5-field expression CronSim accepts: macros are expanded and the
-    celery-style crontab object is normalised into it. `time_zone` is a valid IANA name.
+    celery-style crontab object is normalised into it (`from_crontab` remembers which the
+    user wrote). `time_zone` is a valid IANA name.
     """
 
     cron: str | None = None
     interval: timedelta | None = None
     time_zone: str = defaults.TIME_ZONE
+    from_crontab: bool = False
+
+    @property
+    def description(self) -> str:
+        """The schedule at a glance, for status.schedule (the SCHEDULE column):
+        "0 9 * * 1", "crontab: 0 */2 * * *", "every 30s"."""
+        if self.interval is not None:
+            return f"every {format_duration(self.interval)}"
+        return f"crontab: {self.cron}" if self.from_crontab else str(self.cron)
 
     @property
     def zone(self) -> ZoneInfo:
@@ -89,6 +117,9 @@ class PeriodicTaskSpec:
     start_time: datetime | None = None
     end_time: datetime | None = None
     max_runs: int | None = None
+    # Each run's expiry, as ScheduledTask's: seconds count from the run's fire time.
+    expires_seconds: float | None = None
+    expires_at: datetime | None = None
     successful_runs_history_limit: int = defaults.SUCCESSFUL_RUNS_HISTORY_LIMIT
     failed_runs_history_limit: int = defaults.FAILED_RUNS_HISTORY_LIMIT
     app: AppRef | None = None  # None: the namespace's or the cluster's default app
@@ -105,6 +136,7 @@ def parse_periodic_task_spec(spec: Mapping[str, Any]) -> PeriodicTaskSpec:
     if not isinstance(spec, Mapping):
         reader.error(path, f"must be an object, not {describe(spec)}")
         reader.raise_if_invalid()
+    reader.no_other_keys(spec, path, SPEC_FIELDS, PERIODIC_SPEC_SLIPS)
     raw_schedule = reader.mapping(spec, "schedule", path, required=True)
     schedule = (
         _read_schedule(reader, raw_schedule, join(path, "schedule"))
@@ -125,6 +157,7 @@ def parse_periodic_task_spec(spec: Mapping[str, Any]) -> PeriodicTaskSpec:
     if start_time is not None and end_time is not None and end_time <= start_time:
         reader.error(join(path, "endTime"), "endTime must be after startTime")
     max_runs = reader.integer(spec, "maxRuns", path, minimum=1, maximum=MAX_RUNS_MAX)
+    expires_seconds, expires_at = read_expires(reader, spec, path)
     successful = reader.integer(
         spec, "successfulRunsHistoryLimit", path, minimum=0, maximum=HISTORY_LIMIT_MAX
     )
@@ -143,6 +176,8 @@ def parse_periodic_task_spec(spec: Mapping[str, Any]) -> PeriodicTaskSpec:
         start_time=start_time,
         end_time=end_time,
         max_runs=max_runs,
+        expires_seconds=expires_seconds,
+        expires_at=expires_at,
         successful_runs_history_limit=(
             defaults.SUCCESSFUL_RUNS_HISTORY_LIMIT if successful is None else successful
         ),
@@ -152,6 +187,7 @@ def parse_periodic_task_spec(spec: Mapping[str, Any]) -> PeriodicTaskSpec:
 
 
 def _read_schedule(reader: Reader, raw: Mapping[str, Any], path: str) -> ScheduleSpec | None:
+    reader.no_other_keys(raw, path, SCHEDULE_FIELDS, SCHEDULE_SLIPS)
     kinds = [key for key in ("cron", "crontab", "interval") if raw.get(key) is not None]
     if len(kinds) != 1:
         reader.error(path, "must set exactly one of cron, crontab or interval")
@@ -166,7 +202,9 @@ def _read_schedule(reader: Reader, raw: Mapping[str, Any], path: str) -> Schedul
         interval = _read_interval(reader, raw, path)
     if len(kinds) != 1 or time_zone is None or (cron is None and interval is None):
         return None
-    return ScheduleSpec(cron=cron, interval=interval, time_zone=time_zone)
+    return ScheduleSpec(
+        cron=cron, interval=interval, time_zone=time_zone, from_crontab="crontab" in kinds
+    )
 
 
 def _read_time_zone(reader: Reader, raw: Mapping[str, Any], path: str) -> str | None:
@@ -215,6 +253,7 @@ def _read_crontab(reader: Reader, raw: Mapping[str, Any], path: str) -> str | No
     if crontab is None:
         return None
     path = join(path, "crontab")
+    reader.no_other_keys(crontab, path, CRONTAB_FIELDS, CRONTAB_SLIPS)
     fields: list[str] = []
     for key in CRONTAB_FIELDS:
         value = reader.string(
@@ -277,10 +316,12 @@ def _read_interval(reader: Reader, raw: Mapping[str, Any], path: str) -> timedel
 def render_periodic_task_spec(spec: PeriodicTaskSpec) -> dict[str, Any]:
     """The raw spec of a PeriodicTaskSpec, defaults written out (inverse of the parser).
 
-    A crontab schedule comes back as the equivalent `cron` string.
+    A crontab schedule comes back with every field written out; a cron macro expanded.
     """
     schedule: dict[str, Any] = {"timeZone": spec.schedule.time_zone}
-    if spec.schedule.cron is not None:
+    if spec.schedule.cron is not None and spec.schedule.from_crontab:
+        schedule["crontab"] = dict(zip(CRONTAB_FIELDS, spec.schedule.cron.split(), strict=True))
+    elif spec.schedule.cron is not None:
         schedule["cron"] = spec.schedule.cron
     if spec.schedule.interval is not None:
         schedule["interval"] = format_duration(spec.schedule.interval)
@@ -300,6 +341,9 @@ def render_periodic_task_spec(spec: PeriodicTaskSpec) -> dict[str, Any]:
         raw["endTime"] = format_time(spec.end_time, fraction=True)
     if spec.max_runs is not None:
         raw["maxRuns"] = spec.max_runs
+    expires = render_expires(spec.expires_seconds, spec.expires_at)
+    if expires is not None:
+        raw["expires"] = expires
     if spec.app is not None:
         raw["app"] = render_app_ref(spec.app)
     return raw

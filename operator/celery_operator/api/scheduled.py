@@ -12,14 +12,29 @@ from celery_operator.api import defaults
 from celery_operator.api._fields import Reader, describe, join
 from celery_operator.api.apps import AppDefaults, AppRef, read_app_ref, render_app_ref
 from celery_operator.api.bounds import BACKOFF_FACTOR_MAX, SECONDS_MAX
+from celery_operator.api.expires import read_expires, render_expires
+from celery_operator.api.slips import SCHEDULED_SPEC_SLIPS
 from celery_operator.api.task import TaskCall, read_task, render_task
-from celery_operator.api.timefmt import format_time, looks_like_time
+from celery_operator.api.timefmt import format_time
 
 RETRY_ON_FAILED = "Failed"
 RETRY_ON_LOST = "Lost"
 RETRY_ON_CHOICES = (RETRY_ON_FAILED, RETRY_ON_LOST)
 RETRY_LIMIT_MAX = 100
-EXPIRES_SECONDS_MESSAGE = f"must be at most {SECONDS_MAX} seconds"
+# Every field of the spec and its objects, as the CRD declares them (a unit test compares).
+SPEC_FIELDS = (
+    "task",
+    "eta",
+    "countdown",
+    "expires",
+    "retry",
+    "revoke",
+    "ttlSecondsAfterFinished",
+    "app",
+)
+RETRY_FIELDS = ("limit", "backoff", "on")
+BACKOFF_FIELDS = ("initialSeconds", "factor", "maxSeconds")
+REVOKE_FIELDS = ("terminate", "signal")
 REVOKE_SIGNALS = ("SIGTERM", "SIGKILL", "SIGINT", "SIGQUIT", "SIGHUP", "SIGUSR1", "SIGUSR2")
 
 
@@ -78,13 +93,14 @@ def parse_scheduled_task_spec(spec: Mapping[str, Any]) -> ScheduledTaskSpec:
     if not isinstance(spec, Mapping):
         reader.error(path, f"must be an object, not {describe(spec)}")
         reader.raise_if_invalid()
+    reader.no_other_keys(spec, path, SPEC_FIELDS, SCHEDULED_SPEC_SLIPS)
     raw_task = reader.mapping(spec, "task", path, required=True)
     task = read_task(reader, raw_task, join(path, "task")) if raw_task is not None else None
     eta = reader.time(spec, "eta", path)
     countdown = reader.number(spec, "countdown", path, minimum=0, maximum=SECONDS_MAX)
     if spec.get("eta") is not None and spec.get("countdown") is not None:
         reader.error(join(path, "countdown"), "Forbidden: may not set both eta and countdown")
-    expires_seconds, expires_at = _read_expires(reader, spec, path)
+    expires_seconds, expires_at = read_expires(reader, spec, path)
     retry = _read_retry(reader, spec, path)
     revoke = _read_revoke(reader, spec, path)
     ttl = reader.integer(spec, "ttlSecondsAfterFinished", path, minimum=0, maximum=SECONDS_MAX)
@@ -104,42 +120,16 @@ def parse_scheduled_task_spec(spec: Mapping[str, Any]) -> ScheduledTaskSpec:
     )
 
 
-def _read_expires(
-    reader: Reader, spec: Mapping[str, Any], path: str
-) -> tuple[float | None, datetime | None]:
-    value = spec.get("expires")
-    field = join(path, "expires")
-    message = (
-        "must be a number of seconds greater than or equal to 0, or an RFC 3339 date-time "
-        "such as 2030-01-01T09:00:00Z"
-    )
-    if value is None:
-        return None, None
-    if isinstance(value, int) and not isinstance(value, bool):
-        if value < 0:
-            reader.error(field, f"Invalid value: {value}: {message}")
-            return None, None
-        if value > SECONDS_MAX:
-            reader.error(field, f"Invalid value: {value}: {EXPIRES_SECONDS_MESSAGE}")
-            return None, None
-        return float(value), None
-    if isinstance(value, str):
-        if not looks_like_time(value):
-            reader.error(field, f'Invalid value: "{value}": {message}')
-            return None, None
-        return None, reader.time_text(field, value)
-    reader.error(field, f"Invalid value: {describe(value)}: {message}")
-    return None, None
-
-
 def _read_retry(reader: Reader, spec: Mapping[str, Any], path: str) -> RetryPolicy:
     raw = reader.mapping(spec, "retry", path)
     if raw is None:
         return RetryPolicy()
     path = join(path, "retry")
+    reader.no_other_keys(raw, path, RETRY_FIELDS)
     limit = reader.integer(raw, "limit", path, minimum=0, maximum=RETRY_LIMIT_MAX)
     backoff = reader.mapping(raw, "backoff", path) or {}
     backoff_path = join(path, "backoff")
+    reader.no_other_keys(backoff, backoff_path, BACKOFF_FIELDS)
     initial = reader.number(backoff, "initialSeconds", backoff_path, minimum=0, maximum=SECONDS_MAX)
     factor = reader.number(backoff, "factor", backoff_path, minimum=1, maximum=BACKOFF_FACTOR_MAX)
     maximum = reader.number(backoff, "maxSeconds", backoff_path, minimum=0, maximum=SECONDS_MAX)
@@ -183,6 +173,7 @@ def _read_revoke(reader: Reader, spec: Mapping[str, Any], path: str) -> RevokeRe
     if raw is None:
         return None
     path = join(path, "revoke")
+    reader.no_other_keys(raw, path, REVOKE_FIELDS)
     terminate = reader.boolean(raw, "terminate", path, default=defaults.REVOKE_TERMINATE)
     signal = reader.string(raw, "signal", path, choices=REVOKE_SIGNALS)
     return RevokeRequest(terminate=terminate, signal=signal or defaults.REVOKE_SIGNAL)
@@ -195,10 +186,9 @@ def render_scheduled_task_spec(spec: ScheduledTaskSpec) -> dict[str, Any]:
         raw["eta"] = format_time(spec.eta, fraction=True)
     if spec.countdown is not None:
         raw["countdown"] = spec.countdown
-    if spec.expires_seconds is not None:
-        raw["expires"] = int(spec.expires_seconds)
-    elif spec.expires_at is not None:
-        raw["expires"] = format_time(spec.expires_at, fraction=True)
+    expires = render_expires(spec.expires_seconds, spec.expires_at)
+    if expires is not None:
+        raw["expires"] = expires
     retry = spec.retry
     raw["retry"] = {
         "limit": retry.limit,

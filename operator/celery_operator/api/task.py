@@ -16,6 +16,7 @@ from celery_operator.api.headers import (
     PERIODIC_HEADERS_MAX,
     reserved_header_reason,
 )
+from celery_operator.api.slips import TASK_SLIPS
 
 # Shared with the CRD rule on spec.task.name (a unit test checks they match).
 TASK_NAME_PATTERN = "^[A-Za-z_][A-Za-z0-9_-]*([.:][A-Za-z0-9_-]+)*$"
@@ -23,6 +24,20 @@ TASK_NAME_MAX_LENGTH = 200
 PRIORITY_MAX = 255
 ARGS_MAX_ITEMS = 100
 KWARGS_MAX_PROPERTIES = 100
+
+# Every field of `task`, as the CRD declares them (a unit test compares).
+TASK_FIELDS = (
+    "name",
+    "args",
+    "kwargs",
+    "queue",
+    "routingKey",
+    "exchange",
+    "priority",
+    "headers",
+    "timeLimit",
+    "softTimeLimit",
+)
 
 _TASK_NAME = re.compile(TASK_NAME_PATTERN)
 
@@ -73,6 +88,7 @@ def read_task(
     reader: Reader, raw: Mapping[str, Any], path: str, *, periodic: bool = False
 ) -> TaskCall | None:
     """Like parse_task, but record errors in `reader`; None when the task is unusable."""
+    reader.no_other_keys(raw, path, TASK_FIELDS, TASK_SLIPS)
     name = reader.string(
         raw,
         "name",

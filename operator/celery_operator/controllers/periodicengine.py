@@ -42,10 +42,10 @@ from celery_operator.scheduling.periodic_plan import (
     ChildOrder,
     PeriodicConfig,
     PeriodicObserved,
-    child_headers,
     controller_uid,
     failed_step_conditions,
     plan_periodic,
+    run_spec,
 )
 
 from .bursts import BurstTracker
@@ -394,21 +394,17 @@ class PeriodicEngine:
 
     async def _create_child(self, entry: PeriodicEntry, order: ChildOrder) -> None:
         meta = entry.meta
-        spec = entry.body.get("spec") or {}
-        task = dict(spec.get("task") or {})
+        spec = self._spec(entry)
+        if not isinstance(spec, PeriodicTaskSpec):
+            return  # changed to an invalid spec while this step ran: the next one says so
         try:
-            task["headers"] = child_headers(task.get("headers") or {}, str(meta["name"]))
+            child_spec = run_spec(entry.body.get("spec") or {}, spec, str(meta["name"]), order)
         except ValueError as exc:
             raise StepRefused("InvalidSpec", str(exc), f"run {order.name} not created: {exc}",
                               run=order.name) from exc
         labels = {PARENT_LABEL: str(meta["name"])}
         if order.manual:
             labels[MANUAL_LABEL] = "true"
-        child_spec: dict[str, Any] = {"task": task}
-        if not order.manual:
-            child_spec["eta"] = format_time(order.scheduled_time)
-        if isinstance(spec.get("app"), Mapping):
-            child_spec["app"] = dict(spec["app"])  # runs use their schedule's app
         body = {
             "apiVersion": f"{GROUP}/{VERSION}",
             "kind": "ScheduledTask",

@@ -23,6 +23,7 @@ from celery_operator.api import (
     parse_time,
     set_condition,
 )
+from celery_operator.api.expires import render_expires
 from celery_operator.scheduling.cron import CronSchedule
 from celery_operator.scheduling.interval import IntervalSchedule
 from celery_operator.scheduling.missed import (
@@ -381,6 +382,7 @@ def _status_view(
         for c in ordered
     ][-RECENT_RUNS_KEPT:]
     view: dict[str, Any] = {
+        "schedule": spec.schedule.description,
         "nextScheduleTimes": [format_time(t) for t in upcoming],
         "active": active,
         "recentRuns": recent,
@@ -417,11 +419,13 @@ def _invalid(obs: PeriodicObserved, error: InvalidSpec) -> PeriodicStep:
         and status.get("observedGeneration") == obs.generation
     ):
         return PeriodicStep()
-    patch = {
+    patch: dict[str, Any] = {
         "observedGeneration": obs.generation,
         "conditions": _conditions(obs, ready=False, stalled=True, reason="InvalidSpec",
                                   message=message),
     }
+    if "schedule" in status:
+        patch["schedule"] = None  # no schedule runs: the SCHEDULE column goes blank
     return PeriodicStep(status=patch, notices=(PeriodicNotice("Warning", "InvalidSpec", message),))
 
 
@@ -448,6 +452,26 @@ def child_headers(headers: Mapping[str, str], parent: str) -> dict[str, str]:
             f"{CHILD_HEADERS_MAX}"
         )
     return merged
+
+
+def run_spec(
+    raw: Mapping[str, Any], spec: PeriodicTaskSpec, parent: str, order: ChildOrder
+) -> dict[str, Any]:
+    """The spec of one run's ScheduledTask: the parent's task (as written, plus the
+    periodic_task_name header), due at its fire time (a run-now run: at once), with the
+    parent's expires and app. Raises ValueError as child_headers does."""
+    task = dict(raw.get("task") or {})
+    task["headers"] = child_headers(task.get("headers") or {}, parent)
+    child: dict[str, Any] = {"task": task}
+    if not order.manual:
+        child["eta"] = format_time(order.scheduled_time)
+    # Seconds count from the run's due time, its fire time: Celery beat's meaning.
+    expires = render_expires(spec.expires_seconds, spec.expires_at)
+    if expires is not None:
+        child["expires"] = expires
+    if isinstance(raw.get("app"), Mapping):
+        child["app"] = dict(raw["app"])  # runs use their schedule's app
+    return child
 
 
 def controller_uid(metadata: Mapping[str, Any]) -> str | None:

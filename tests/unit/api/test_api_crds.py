@@ -206,9 +206,11 @@ def test_scheduled_task_printer_columns() -> None:
         "Task",
         "Queue",
         "Phase",
+        "Ready",
         "Due",
         "Age",
     ]
+    assert columns["Ready"]["jsonPath"] == '.status.conditions[?(@.type=="Ready")].status'
     assert columns["Task"]["jsonPath"] == ".spec.task.name"
     assert columns["Due"]["jsonPath"] == ".status.dueTime"
     # kubectl shows future dates in "date" columns as "<invalid>": due times are strings.
@@ -225,13 +227,17 @@ def test_periodic_task_printer_columns() -> None:
     columns = _columns("PeriodicTask")
     assert [n for n, c in columns.items() if not c.get("priority")] == [
         "Schedule",
-        "Interval",
         "TZ",
         "Suspend",
+        "Ready",
         "Last",
         "Next",
         "Age",
     ]
+    # Every schedule form in one column: the operator's status.schedule.
+    assert columns["Schedule"]["jsonPath"] == ".status.schedule"
+    assert columns["Ready"] == _columns("ScheduledTask")["Ready"]
+    assert {n for n, c in columns.items() if c.get("priority") == 1} == {"Task", "Active"}
     assert columns["Next"]["jsonPath"] == ".status.nextScheduleTimes[0]"
     assert columns["Next"]["type"] == "string"
     assert columns["Last"]["type"] == "date"

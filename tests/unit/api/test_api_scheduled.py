@@ -154,11 +154,10 @@ def test_not_an_object() -> None:
     assert str(info.value) == "spec: must be an object, not array"
 
 
-def test_unknown_fields_are_ignored() -> None:
-    # The API server prunes or rejects them; a newer operator may read older objects.
-    assert parse_scheduled_task_spec({"task": TASK, "future": 1}) == parse_scheduled_task_spec(
-        {"task": TASK}
-    )
+def test_unknown_fields_are_refused() -> None:
+    # A field this operator does not know is one it would not honour: refused, never
+    # silently ignored (tests/unit/api/test_unknown_keys.py has the rest).
+    assert _errors({"task": TASK, "future": 1}) == ["spec.future: Forbidden: unknown field"]
 
 
 @pytest.mark.parametrize(
