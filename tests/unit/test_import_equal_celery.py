@@ -31,6 +31,7 @@ from celery_operator.importer.manifests import SOURCE_ANNOTATION
 from celery_operator.importer.report import Report
 from celery_operator.scheduling.periodic_plan import schedule_of
 from tests.data.beat_corpus import CORPUS, CorpusEntry
+from tests.data.celery_compare import assert_same_runs, stamp
 
 TWO_WEEKS = timedelta(days=14)
 FALL = datetime(2026, 10, 20, 0, 0, 30, tzinfo=UTC)  # Berlin 10-25, New York 11-01
@@ -115,29 +116,9 @@ def test_every_corpus_entry_runs_when_celery_beat_runs_it(zone: str, start: date
         ours = _operator_runs(spec.schedule, begin, end)
         theirs = _celery_runs(entry, zone, begin, end)
         assert theirs, entry.name  # the window really exercises the entry
-        if ours == theirs:
-            continue
-        differing.add(entry.name)
-        only_ours = sorted(set(ours) - set(theirs))
-        only_theirs = sorted(set(theirs) - set(ours))
-        for change in changes:
-            near_ours = [t for t in only_ours if abs(t - change) <= timedelta(days=1)]
-            near_theirs = [t for t in only_theirs if abs(t - change) <= timedelta(days=1)]
-            at = change.strftime("%Y-%m-%dT%H:%MZ")
-            reported = [n for name, n in notes if name == entry.name and f" at {at}:" in n]
-            assert len(reported) == 1, (entry.name, at, notes)
-            if near_ours:
-                assert f"runs {len(near_ours)} time(s): " in reported[0], reported[0]
-            if near_theirs:
-                assert f"beat runs {len(near_theirs)} time(s): " in reported[0], reported[0]
-        # Nowhere else: every difference lies within a day of a change.
-        outside = [
-            t
-            for t in only_ours + only_theirs
-            if all(abs(t - change) > timedelta(days=1) for change in changes)
-        ]
-        assert outside == [], (entry.name, outside)
+        if assert_same_runs(entry.name, ours, theirs, changes, notes):
+            differing.add(entry.name)
     # Entries with equal runs in this window carry no note about its changes.
     for name, note in notes:
-        if any(change.strftime("%Y-%m-%dT%H:%MZ") in note for change in changes):
+        if any(stamp(change) in note for change in changes):
             assert name in differing, (name, note)
