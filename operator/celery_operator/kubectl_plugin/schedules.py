@@ -80,8 +80,9 @@ def run_now(session: Session, ref: str) -> Shown:
     """The run-request annotation the engine honours: one extra run, now. The engine runs
     it while the schedule is suspended too (suspend stops only scheduled runs)."""
     target = find(session, ref)
-    _periodic(target, "run", "a ScheduledTask runs once, at its due time "
-                             f"({utc(due_time(target.obj))})")
+    if target.plural != PERIODIC_PLURAL:  # its due time is read only from a ScheduledTask
+        _periodic(target, "run", "a ScheduledTask runs once, at its due time "
+                                 f"({utc(due_time(target.obj))})")
     spec = periodic_spec(target.obj)  # the engine runs nothing for an invalid spec
     requested = session.clock()
     stamp = format_time(requested, fraction=True)
