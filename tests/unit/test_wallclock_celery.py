@@ -2,7 +2,8 @@
 
 celery.schedules.crontab driven like beat's loop on a fake clock (tests.data.celery_compare)
 and scheduling.CrontabSchedule, two days around each daylight-saving change of Berlin and
-New York, for schedules that meet the skipped and the repeated hour in every way.
+New York (and Lord Howe's half-hour and Santiago's midnight changes), for schedules that
+meet the skipped and the repeated hour in every way.
 """
 
 from __future__ import annotations
@@ -28,12 +29,20 @@ EXPRESSIONS = [
     "15 2 * * 0",
     "59 1 * * *",
     "0 3 * * *",
+    "0 0 * * *",
+    "30 23 * * *",
+    "15,45 * * * *",
 ]
 CHANGES = [
     ("Europe/Berlin", datetime(2026, 3, 29, 1, tzinfo=UTC)),
     ("Europe/Berlin", datetime(2026, 10, 25, 1, tzinfo=UTC)),
     ("America/New_York", datetime(2026, 3, 8, 7, tzinfo=UTC)),
     ("America/New_York", datetime(2026, 11, 1, 6, tzinfo=UTC)),
+    # Half an hour at 02:00 local; Santiago's clocks change at midnight.
+    ("Australia/Lord_Howe", datetime(2026, 4, 4, 15, tzinfo=UTC)),
+    ("Australia/Lord_Howe", datetime(2026, 10, 3, 15, 30, tzinfo=UTC)),
+    ("America/Santiago", datetime(2026, 4, 5, 3, tzinfo=UTC)),
+    ("America/Santiago", datetime(2026, 9, 6, 4, tzinfo=UTC)),
 ]
 AROUND = timedelta(days=1)
 
