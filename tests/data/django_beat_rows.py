@@ -91,7 +91,7 @@ def _make_rows() -> None:
 def _celery_runs(start: datetime, days: int) -> dict[str, list[str]]:
     from django_celery_beat.models import PeriodicTask
 
-    from celery_operator.importer.dst import beat_runs
+    from tests.data.celery_compare import beat_runs
 
     runs: dict[str, list[str]] = {}
     for row in PeriodicTask.objects.filter(name__in=["Weekday report", "hourly-sync",

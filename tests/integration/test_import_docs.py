@@ -90,12 +90,12 @@ def test_migrating_md_walks_from_beat_and_django_celery_beat_to_applied_manifest
     start_operator("--namespace", NAMESPACE)
     expected = {
         # from the beat_schedule
-        "send-weekly-report": "0 7 * * 1",
+        "send-weekly-report": "crontab: 0 7 * * 1",
         "clean-sessions": "every 30m",
         # from django-celery-beat
-        "weekday-report": "30 7 * * 1-5",
-        "hourly-sync": "0 * * * *",
-        "monthly-invoice": "0 9 1 * *",
+        "weekday-report": "crontab: 30 7 * * 1-5",
+        "hourly-sync": "crontab: 0 * * * *",
+        "monthly-invoice": "crontab: 0 9 1 * *",
         "poll": "every 10m",
         "poll-once": "every 10m",
     }

@@ -84,7 +84,10 @@ def test_beat_entries_become_periodic_tasks_with_every_option(
     assert report["kind"] == "PeriodicTask"
     assert report["metadata"]["namespace"] == "prod"
     assert report["spec"] == {
-        "schedule": {"cron": "30 7 * * 1-5", "timeZone": "Europe/Berlin"},
+        "schedule": {
+            "crontab": {"minute": "30", "hour": "7", "dayOfWeek": "1-5"},
+            "timeZone": "Europe/Berlin",
+        },
         "task": {
             "name": "reports.send",
             "args": [1, [2, 3]],
@@ -192,7 +195,7 @@ def test_django_settings_module_is_read_with_its_celery_namespace(
         sys.modules.pop(name, None)
     assert code == 0
     assert [m["spec"]["schedule"] for m in manifests] == [
-        {"cron": "0 8 * * *", "timeZone": "America/New_York"}
+        {"crontab": {"minute": "0", "hour": "8"}, "timeZone": "America/New_York"}
     ]
 
 

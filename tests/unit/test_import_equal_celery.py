@@ -3,9 +3,10 @@
 For each real-world entry of tests/data/beat_corpus.py, imported as `celery-operator import
 beat` does, the fire times the engine computes (scheduling.periodic_plan.schedule_of) are
 compared with the runs celery beat makes of the ORIGINAL entry (celery.schedules driven
-like beat's loop on a fake clock, importer.dst.beat_runs), over two weeks: in UTC, and in
-Europe/Berlin and America/New_York over windows holding a daylight-saving change. Runs may
-differ only within a day of such a change, and exactly where the importer reported it.
+like beat's loop on a fake clock, tests.data.celery_compare.beat_runs), over two weeks: in
+UTC, and in Europe/Berlin and America/New_York over windows holding a daylight-saving
+change. The runs are exactly the same, around the changes too: crontabs become
+`schedule.crontab`, which the engine evaluates on the wall clock as Celery does.
 """
 
 from __future__ import annotations
@@ -26,12 +27,11 @@ from celery_operator.api.periodic import (
 from celery_operator.api.task import TaskCall
 from celery_operator.importer.beat import read_entries
 from celery_operator.importer.command import convert
-from celery_operator.importer.dst import beat_runs, offset_changes
 from celery_operator.importer.manifests import SOURCE_ANNOTATION
 from celery_operator.importer.report import Report
 from celery_operator.scheduling.periodic_plan import schedule_of
 from tests.data.beat_corpus import CORPUS, CorpusEntry
-from tests.data.celery_compare import assert_same_runs, stamp
+from tests.data.celery_compare import assert_same_runs, beat_runs, offset_changes
 
 TWO_WEEKS = timedelta(days=14)
 FALL = datetime(2026, 10, 20, 0, 0, 30, tzinfo=UTC)  # Berlin 10-25, New York 11-01
@@ -57,12 +57,12 @@ def test_the_corpus_has_forty_real_entries_from_several_projects() -> None:
 
 
 @cache
-def _import(zone: str, now: datetime) -> tuple[dict[str, PeriodicTaskSpec], Report]:
+def _import(zone: str) -> tuple[dict[str, PeriodicTaskSpec], Report]:
     app = Celery("corpus", set_as_current=False)
     app.conf.timezone = zone
     app.conf.beat_schedule = {entry.name: entry.entry for entry in CORPUS}
     report = Report()
-    manifests = convert(read_entries(app), "beat", None, None, report, now=now)
+    manifests = convert(read_entries(app), "beat", None, None, report)
     specs = {
         m["metadata"]["annotations"][SOURCE_ANNOTATION].removeprefix("beat: "): (
             parse_periodic_task_spec(m["spec"])
@@ -103,22 +103,23 @@ def _span(spec: PeriodicTaskSpec, zone: str, start: datetime) -> tuple[datetime,
 
 @pytest.mark.parametrize(("zone", "start"), WINDOWS, ids=[f"{z}-{s:%m}" for z, s in WINDOWS])
 def test_every_corpus_entry_runs_when_celery_beat_runs_it(zone: str, start: datetime) -> None:
-    specs, report = _import(zone, start)
+    specs, report = _import(zone)
     assert report.skipped == []
     assert sorted(specs) == sorted(entry.name for entry in CORPUS)
     changes = offset_changes(zone, start, start + TWO_WEEKS)
     assert (zone == "UTC") == (changes == ())
-    notes = [(name, note) for name, note in report.changed if note.startswith("daylight")]
-    differing: set[str] = set()
     for entry in CORPUS:
         spec = specs[entry.name]
         begin, end = _span(spec, zone, start)
         ours = _operator_runs(spec.schedule, begin, end)
         theirs = _celery_runs(entry, zone, begin, end)
         assert theirs, entry.name  # the window really exercises the entry
-        if assert_same_runs(entry.name, ours, theirs, changes, notes):
-            differing.add(entry.name)
-    # Entries with equal runs in this window carry no note about its changes.
-    for name, note in notes:
-        if any(stamp(change) in note for change in changes):
-            assert name in differing, (name, note)
+        assert_same_runs(entry.name, ours, theirs)
+
+
+def test_every_corpus_crontab_becomes_the_crontab_form() -> None:
+    specs, _ = _import("Europe/Berlin")
+    crontabs = [e.name for e in CORPUS if type(e.entry["schedule"]).__name__ == "crontab"]
+    assert len(crontabs) >= 20
+    for name in crontabs:
+        assert specs[name].schedule.from_crontab, name

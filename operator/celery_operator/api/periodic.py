@@ -83,7 +83,8 @@ class ScheduleSpec:
 
     `cron` is always a 5-field expression CronSim accepts: macros are expanded and the
     celery-style crontab object is normalised into it (`from_crontab` remembers which the
-    user wrote). `time_zone` is a valid IANA name.
+    user wrote: a crontab fires as Celery beat fires it, a cron string as Debian cron).
+    `time_zone` is a valid IANA name.
     """
 
     cron: str | None = None

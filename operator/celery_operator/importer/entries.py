@@ -18,7 +18,9 @@ class SkipEntry(Exception):
 
 @dataclass(frozen=True)
 class CronPlan:
-    """A five-field cron expression evaluated in `time_zone` (what Celery's crontab means)."""
+    """A Celery crontab's fields as a five-field expression, in `time_zone`.
+
+    Written as `schedule.crontab`, which fires on the wall clock as celery beat does."""
 
     expression: str
     time_zone: str

@@ -10,7 +10,7 @@ from celery_operator.api.apps import AppRef, render_app_ref
 from celery_operator.api.durations import format_duration
 from celery_operator.api.errors import InvalidSpec
 from celery_operator.api.names import API_VERSION, PERIODIC_KIND, SCHEDULED_KIND
-from celery_operator.api.periodic import parse_periodic_task_spec
+from celery_operator.api.periodic import CRONTAB_FIELDS, parse_periodic_task_spec
 from celery_operator.api.scheduled import parse_scheduled_task_spec
 from celery_operator.api.timefmt import format_time
 from celery_operator.importer.entries import ClockedPlan, CronPlan, Entry, SkipEntry
@@ -50,8 +50,10 @@ def build_manifest(
 
 def _periodic_spec(entry: Entry, task: dict[str, Any], expires: int | str | None) -> dict[str, Any]:
     if isinstance(entry.plan, CronPlan):
+        # The crontab form, not a cron string: it fires as celery beat fires the crontab,
+        # daylight-saving changes included (scheduling/wallclock.py).
         schedule: dict[str, Any] = {
-            "cron": entry.plan.expression,
+            "crontab": crontab_fields(entry.plan.expression),
             "timeZone": entry.plan.time_zone,
         }
     else:
@@ -107,6 +109,17 @@ def _check(kind: str, spec: dict[str, Any]) -> None:
             parse_scheduled_task_spec(spec)
     except InvalidSpec as exc:
         raise SkipEntry(f"not a valid {kind}: {exc}") from None
+
+
+def crontab_fields(expression: str) -> dict[str, str]:
+    """`schedule.crontab` for a five-field expression: minute and hour always, the day and
+    month fields when they restrict (as a Celery crontab is usually written)."""
+    fields = dict(zip(CRONTAB_FIELDS, expression.split(), strict=True))
+    return {
+        key: value
+        for key, value in fields.items()
+        if key in ("minute", "hour") or value != "*"
+    }
 
 
 def interval_of(every: timedelta) -> str:

@@ -25,11 +25,13 @@ from celery_operator.scheduling.series import (
     bounded_fire_times,
     next_fire_times,
 )
+from celery_operator.scheduling.wallclock import CrontabSchedule
 
 __all__ = [
     "Bounds",
     "ConcurrencyPolicy",
     "CronSchedule",
+    "CrontabSchedule",
     "IntervalSchedule",
     "RunDecision",
     "Schedule",

@@ -1,5 +1,8 @@
 """Cron schedules evaluated in an IANA time zone, with Debian cron semantics.
 
+This is ``schedule.cron``; the Celery-style ``schedule.crontab`` uses the same field
+syntax but fires as Celery beat does (scheduling/wallclock.py).
+
 Expressions have the five standard fields ``minute hour day-of-month month
 day-of-week`` (names such as ``mon`` and ``jan`` allowed, ``7`` is Sunday as well as
 ``0``), cronsim's extensions ``L``, ``LW``, ``5L`` and ``1#3``, or one of the macros

@@ -19,6 +19,7 @@ from celery_operator.scheduling._aware import TICK, optional_utc, to_utc
 from celery_operator.scheduling.cron import CronSchedule
 from celery_operator.scheduling.interval import IntervalSchedule
 from celery_operator.scheduling.series import Bounds, Schedule, bounded_fire_times
+from celery_operator.scheduling.wallclock import CrontabSchedule
 
 __all__ = [
     "MISSED_COUNT_LIMIT",
@@ -36,6 +37,8 @@ TOO_MANY_MISSED = 100
 MISSED_COUNT_LIMIT = 1000
 
 _ONE_SECOND = timedelta(seconds=1)
+# Schedules whose fire times are searched for, not computed (cron and crontab).
+_Calendar = CronSchedule | CrontabSchedule
 
 
 @dataclass(frozen=True)
@@ -59,7 +62,7 @@ class RunDecision:
     latest_due: datetime | None = None
 
 
-def _latest_cron(schedule: CronSchedule, lo: datetime, hi: datetime) -> datetime | None:
+def _latest_cron(schedule: _Calendar, lo: datetime, hi: datetime) -> datetime | None:
     """Return the latest fire time in (lo, hi] with O(log(hi - lo)) cronsim calls."""
 
     def first_after(t: datetime) -> datetime | None:
@@ -84,7 +87,7 @@ def _latest_cron(schedule: CronSchedule, lo: datetime, hi: datetime) -> datetime
     return first_after(left)
 
 
-def _count_cron(schedule: CronSchedule, lo: datetime, hi: datetime) -> int:
+def _count_cron(schedule: _Calendar, lo: datetime, hi: datetime) -> int:
     """Count fire times in (lo, hi], stopping at MISSED_COUNT_LIMIT + 1."""
     count = 0
     for fire in schedule.fire_times(lo):
@@ -170,7 +173,7 @@ def decide_run(
 
     fire_time = None if suspended else candidate
     missed = due - (1 if fire_time is not None else 0)
-    if isinstance(schedule, CronSchedule):
+    if not isinstance(schedule, IntervalSchedule):
         missed = min(missed, MISSED_COUNT_LIMIT)  # _count_cron stops counting there
 
     next_time: datetime | None = None

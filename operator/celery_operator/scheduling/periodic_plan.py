@@ -33,6 +33,7 @@ from celery_operator.scheduling.missed import (
     overlap_action,
 )
 from celery_operator.scheduling.series import Bounds, Schedule, next_fire_times
+from celery_operator.scheduling.wallclock import CrontabSchedule
 
 RUN_REQUEST_ANNOTATION = "celeryoperator.dev/run-requested-at"
 # status.lastHandledRunRequest's maxLength in the CRD: a longer request is remembered by
@@ -144,6 +145,9 @@ def _requested_time(request: str) -> datetime | None:
 
 
 def schedule_of(spec: PeriodicTaskSpec, created: datetime) -> Schedule:
+    if spec.schedule.cron is not None and spec.schedule.from_crontab:
+        # The Celery-style object fires as celery beat fires it; cron as Debian cron.
+        return CrontabSchedule(spec.schedule.cron, spec.schedule.time_zone)
     if spec.schedule.cron is not None:
         return CronSchedule(spec.schedule.cron, spec.schedule.time_zone)
     assert spec.schedule.interval is not None

@@ -9,10 +9,11 @@ from datetime import datetime
 from celery_operator.scheduling._aware import TICK, optional_utc, to_utc
 from celery_operator.scheduling.cron import CronSchedule
 from celery_operator.scheduling.interval import IntervalSchedule
+from celery_operator.scheduling.wallclock import CrontabSchedule
 
 __all__ = ["Bounds", "Schedule", "bounded_fire_times", "next_fire_times"]
 
-Schedule = CronSchedule | IntervalSchedule
+Schedule = CronSchedule | CrontabSchedule | IntervalSchedule
 
 
 @dataclass(frozen=True)
