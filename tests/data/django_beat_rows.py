@@ -60,8 +60,9 @@ def _make_rows() -> None:
     monthly = CrontabSchedule.objects.create(
         minute="0", hour="9", day_of_month="1", timezone=ZoneInfo("America/New_York")
     )
+    # Both day fields: the Fridays from the 22nd (Celery needs both to match, cron either).
     both = CrontabSchedule.objects.create(minute="0", hour="0", day_of_week="5",
-                                          day_of_month="13")
+                                          day_of_month="22-31")
     ten_minutes = IntervalSchedule.objects.create(every=10, period=IntervalSchedule.MINUTES)
     clocked = ClockedSchedule.objects.create(clocked_time=datetime(2030, 1, 1, 12, tzinfo=UTC))
     sunset = SolarSchedule.objects.create(event="sunset", latitude=52.52, longitude=13.40)
@@ -77,7 +78,7 @@ def _make_rows() -> None:
         name="monthly-invoice", task="billing.invoice", crontab=monthly,
         expires=datetime(2031, 1, 1, tzinfo=UTC),
     )
-    PeriodicTask.objects.create(name="friday-13th", task="luck.check", crontab=both)
+    PeriodicTask.objects.create(name="late fridays", task="luck.check", crontab=both)
     PeriodicTask.objects.create(
         name="poll once", task="feeds.poll", interval=ten_minutes, enabled=False,
         one_off=True, start_time=datetime(2030, 6, 1, 8, tzinfo=UTC),
@@ -95,7 +96,8 @@ def _celery_runs(start: datetime, days: int) -> dict[str, list[str]]:
 
     runs: dict[str, list[str]] = {}
     for row in PeriodicTask.objects.filter(name__in=["Weekday report", "hourly-sync",
-                                                     "monthly-invoice", "poll"]):
+                                                     "monthly-invoice", "poll",
+                                                     "late fridays"]):
         zone = row.crontab.timezone.key if row.crontab else "UTC"
         times = beat_runs(row.schedule, zone, start, start + timedelta(days=days))
         runs[row.name] = [t.astimezone(UTC).isoformat() for t in times]

@@ -502,16 +502,6 @@ INVALID: list[tuple[str, str, Any, str, list[str]]] = [
         ["spec.schedule.interval", INTERVAL_SHAPE],
     ),
     (
-        "crontab-both-day-fields",
-        PT,
-        schedule(crontab={"dayOfMonth": "1", "dayOfWeek": "1"}),
-        "t",
-        [
-            "spec.schedule.crontab.dayOfWeek: Forbidden",
-            "may not restrict both dayOfMonth and dayOfWeek",
-        ],
-    ),
-    (
         "crontab-field-with-space",
         PT,
         schedule(crontab={"hour": "7 8"}),

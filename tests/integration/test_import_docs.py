@@ -85,7 +85,7 @@ def test_migrating_md_walks_from_beat_and_django_celery_beat_to_applied_manifest
     shown = yaml.safe_load(next(text for kind, _, text in blocks if kind == "yaml"))
     printed = list(yaml.safe_load_all((tmp_path / "schedule.yaml").read_text()))
     assert shown == printed[0]
-    assert "import: 6 converted, 2 skipped" in reports[1]
+    assert "import: 7 converted, 1 skipped" in reports[1]
 
     start_operator("--namespace", NAMESPACE)
     expected = {
@@ -96,6 +96,7 @@ def test_migrating_md_walks_from_beat_and_django_celery_beat_to_applied_manifest
         "weekday-report": "crontab: 30 7 * * 1-5",
         "hourly-sync": "crontab: 0 * * * *",
         "monthly-invoice": "crontab: 0 9 1 * *",
+        "late-fridays": "crontab: 0 0 22-31 * 5",
         "poll": "every 10m",
         "poll-once": "every 10m",
     }
@@ -117,6 +118,7 @@ def test_migrating_md_walks_from_beat_and_django_celery_beat_to_applied_manifest
         "weekday-report": "Europe/Berlin",
         "hourly-sync": "Europe/Berlin",
         "monthly-invoice": "America/New_York",
+        "late-fridays": "UTC",
         "poll": "UTC",
         "poll-once": "UTC",
     }

@@ -346,4 +346,4 @@ def test_import_is_celery_operator_import(celery: Celery, kube: KubeEnv, ns: str
     kube.kubectl("apply", "-f", "-", input=plugin.stdout)
     digest = next(name for name, d in manifests.items()
                   if d["spec"]["task"]["name"] == "reports.digest")
-    assert celery.json("next", digest)["schedule"] == 'cron "0 7 * * *" in Europe/Berlin'
+    assert celery.json("next", digest)["schedule"] == 'crontab "0 7 * * *" in Europe/Berlin'

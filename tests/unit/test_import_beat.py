@@ -108,7 +108,9 @@ def test_beat_entries_become_periodic_tasks_with_every_option(
     assert found["beat: until-new-year"]["spec"]["expires"] == "2030-01-01T00:00:00Z"
     for manifest in manifests:
         parse_periodic_task_spec(manifest["spec"])
-    assert "import: 5 converted, 5 skipped" in err
+    assert found["beat: both-days"]["spec"]["schedule"]["crontab"] == {
+        "minute": "*", "hour": "*", "dayOfMonth": "1", "dayOfWeek": "1"}
+    assert "import: 6 converted, 4 skipped" in err
 
 
 def test_what_cannot_be_converted_is_skipped_with_its_reason(
@@ -117,7 +119,6 @@ def test_what_cannot_be_converted_is_skipped_with_its_reason(
     _, manifests, err = _run(capsys, "beat", "--app", f"{app_module}:app")
     assert {m["metadata"]["annotations"]["celeryoperator.dev/imported-from"] for m in manifests}
     assert f"skipped 'custom': custom schedule class {app_module}.Every has no " in err
-    assert "skipped 'both-days': crontab: day_of_month and day_of_week are both restricted" in err
     assert "skipped 'relative': relative=True with an interval of 3600s" in err
     assert "skipped 'serializer': options serializer have no PeriodicTask field" in err
     assert "skipped 'half-second-expiry': options.expires 0.5: only whole seconds" in err
@@ -158,7 +159,7 @@ def test_output_dir_gets_one_file_per_entry(
     code, printed, _ = _run(capsys, "beat", "--app", f"{app_module}:app", "-o", str(out))
     assert code == 0 and printed == []
     files = sorted(out.glob("*.yaml"))
-    assert len(files) == 5
+    assert len(files) == 6
     for path in files:
         manifest = yaml.safe_load(path.read_text())
         assert path.name == f"{manifest['metadata']['name']}.yaml"

@@ -61,3 +61,30 @@ def test_crontab_fire_times_are_celery_beats_around_the_change(
                               CrontabSchedule(expression, zone).fire_times(start)))
         assert theirs, expression
         assert_same_runs(f"{expression} in {zone}", ours, theirs)
+
+
+# Restricted day of the month AND day of the week, as Celery requires (cron takes either):
+# the first Monday of each month, Friday the 13th, weekdays on odd days of the month.
+BOTH_DAYS = ["0 9 1-7 * 1", "0 9 13 * 5", "30 8 */2 * 1-5"]
+
+
+@pytest.mark.parametrize("zone", ["UTC", "Europe/Berlin"])
+@pytest.mark.parametrize("expression", BOTH_DAYS)
+def test_both_day_fields_must_match_as_in_celery(zone: str, expression: str) -> None:
+    start, end = datetime(2026, 1, 1, tzinfo=UTC), datetime(2027, 1, 1, tzinfo=UTC)
+    minute, hour, day_of_month, month_of_year, day_of_week = expression.split()
+    celery = crontab(minute=minute, hour=hour, day_of_month=day_of_month,
+                     month_of_year=month_of_year, day_of_week=day_of_week)
+    theirs = list(beat_runs(celery, zone, start, end))
+    ours = list(takewhile(lambda fire: fire <= end,
+                          CrontabSchedule(expression, zone).fire_times(start)))
+    assert theirs, expression
+    assert_same_runs(f"{expression} in {zone}", ours, theirs)
+
+
+def test_the_first_monday_of_each_month() -> None:
+    runs = CrontabSchedule("0 9 1-7 * 1", "Europe/Berlin").fire_times(
+        datetime(2026, 1, 1, tzinfo=UTC))
+    assert [next(runs).isoformat() for _ in range(4)] == [
+        "2026-01-05T08:00:00+00:00", "2026-02-02T08:00:00+00:00",
+        "2026-03-02T08:00:00+00:00", "2026-04-06T07:00:00+00:00"]

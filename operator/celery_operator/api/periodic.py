@@ -268,14 +268,6 @@ def _read_crontab(reader: Reader, raw: Mapping[str, Any], path: str) -> str | No
         if value is None and crontab.get(key) is not None:
             return None
         fields.append(defaults.CRONTAB_FIELD if value is None else value)
-    day_of_month, day_of_week = fields[2], fields[4]
-    if not day_of_month.startswith("*") and not day_of_week.startswith("*"):
-        reader.error(
-            join(path, "dayOfWeek"),
-            "Forbidden: may not restrict both dayOfMonth and dayOfWeek (cron would run when "
-            "either matches, Celery's crontab only when both do); use cron instead",
-        )
-        return None
     cron = " ".join(fields)
     problem = _check_cron(cron)
     if problem is not None:

@@ -66,7 +66,8 @@ def created(obj: Mapping[str, Any]) -> datetime:
 def describe_schedule(spec: PeriodicTaskSpec, anchor: datetime) -> str:
     schedule = spec.schedule
     if schedule.cron is not None:
-        return f'cron "{schedule.cron}" in {schedule.time_zone}'
+        form = "crontab" if schedule.from_crontab else "cron"  # they differ at DST changes
+        return f'{form} "{schedule.cron}" in {schedule.time_zone}'
     assert schedule.interval is not None
     return f"every {format_duration(schedule.interval)} from {format_time(anchor)}"
 

@@ -339,9 +339,9 @@ def celery_crontab_expression(
     (``mon``, ``monday``); month names. The result is normalised to numbers, e.g.
     ``crontab(minute=30, hour=7, day_of_week="mon")`` -> ``"30 7 * * 1"``.
 
-    Raises ValueError on bad input, and when both day_of_month and day_of_week are
-    restricted: celery requires BOTH to match, cron fires when EITHER matches, and
-    no cron expression says "the 13th if it is a Friday".
+    Raises ValueError on bad input. The result is for a crontab schedule
+    (scheduling.CrontabSchedule), which like celery requires BOTH restricted day fields to
+    match; as a cron string it would fire when EITHER matches.
     """
     sets = {
         _MINUTE: _celery_set(_MINUTE, minute),
@@ -351,11 +351,6 @@ def celery_crontab_expression(
         _DAY_OF_WEEK: _celery_set(_DAY_OF_WEEK, day_of_week),
     }
     fields = {field: _cron_field(field, values) for field, values in sets.items()}
-    if fields[_DAY_OF_MONTH] != "*" and fields[_DAY_OF_WEEK] != "*":
-        raise ValueError(
-            "day_of_month and day_of_week are both restricted: celery runs only on days "
-            "matching both, cron on days matching either; restrict only one of them"
-        )
     expression = " ".join(
         fields[f] for f in (_MINUTE, _HOUR, _DAY_OF_MONTH, _MONTH_OF_YEAR, _DAY_OF_WEEK)
     )

@@ -20,6 +20,9 @@ next fire time is the same whatever the series started at, so missed-run logic c
 it. (A beat started within a few hours after a change can differ from this once: it
 searches from its own start's wall-clock time.)
 
+Like Celery (and unlike cron), a restricted day of the month and a restricted day of the week
+must both match: ``0 9 1-7 * 1`` is the first Monday of each month.
+
 All fire times are aware UTC datetimes, strictly increasing.
 """
 
@@ -70,8 +73,12 @@ class CrontabSchedule:
                 start = earlier
             wall = start.astimezone(zone).replace(tzinfo=None)
             last = start
+            fields = _five_fields(self.expression)
+            both_days = _both_days_checks(fields)
             while True:
-                for match in CronSim(_five_fields(self.expression), wall):
+                for match in CronSim(fields, wall):
+                    if both_days and not all(_matches(check, match) for check in both_days):
+                        continue  # Celery: the day of the month AND the day of the week
                     # Celery: the naive match gets the zone (fold 0: a repeated time is its
                     # first occurrence, a skipped one moves on by the gap).
                     fire = match.replace(tzinfo=zone).astimezone(UTC)
@@ -90,3 +97,18 @@ class CrontabSchedule:
                     return  # cronsim found nothing in 50 years
         except OverflowError:
             return  # past year 9999: the series simply ends
+
+
+def _both_days_checks(fields: str) -> tuple[str, str] | None:
+    """When both day fields are restricted, cron (and CronSim) fires on days matching
+    EITHER, Celery's crontab only on days matching BOTH ("0 9 1-7 * 1": the first Monday
+    of the month): the two expressions a match must then satisfy, one per day field."""
+    minute, hour, day_of_month, month, day_of_week = fields.split()
+    if day_of_month == "*" or day_of_week == "*":
+        return None
+    return (f"{minute} {hour} {day_of_month} {month} *", f"{minute} {hour} * {month} {day_of_week}")
+
+
+def _matches(expression: str, wall: datetime) -> bool:
+    """`wall` (a naive wall-clock minute) is a match of `expression`."""
+    return next(iter(CronSim(expression, wall - timedelta(minutes=1))), None) == wall

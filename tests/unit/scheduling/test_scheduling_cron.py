@@ -206,6 +206,7 @@ def test_validate_time_zone() -> None:
         ({"minute": 0, "hour": 0, "day_of_month": 1, "month_of_year": "*/3"}, "0 0 1 */3 *"),
         ({"minute": 0, "hour": 0, "day_of_month": 1, "month_of_year": "jan,jul"}, "0 0 1 1,7 *"),
         ({"minute": 0, "hour": 0, "day_of_week": "1", "day_of_month": "1-31"}, "0 0 * * 1"),
+        ({"minute": 0, "hour": 9, "day_of_week": "fri", "day_of_month": 13}, "0 9 13 * 5"),
     ],
 )
 def test_celery_crontab_mapping(fields: dict[str, object], expected: str) -> None:
@@ -230,7 +231,6 @@ def test_celery_crontab_mapping(fields: dict[str, object], expected: str) -> Non
         ({"minute": "5/15"}, "5-59/15"),
         ({"minute": []}, "empty"),
         ({"minute": True}, "minute"),
-        ({"day_of_month": 13, "day_of_week": 5}, "both restricted"),
         ({"day_of_month": 31, "month_of_year": 2}, "unusable"),
     ],
 )
