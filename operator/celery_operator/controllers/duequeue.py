@@ -45,6 +45,8 @@ class DueQueue:
         self._name = name
         self._on_depth = on_depth
         self._failures = Backoff(initial=1.0, factor=2.0, maximum=300.0)
+        # Keys with something to do that a standby may not do: run when it leads.
+        self._parked: set[str] = set()
 
     def start(self) -> None:
         self._loop_task = asyncio.create_task(self._run(), name=self._name)
@@ -77,7 +79,19 @@ class DueQueue:
 
     def forget(self, key: str) -> None:
         self._wake_at.pop(key, None)
+        self._parked.discard(key)
         self._failures.succeeded(key)
+
+    def park(self, key: str) -> None:
+        """Hold `key` until `unpark_all` (a standby's step that would act)."""
+        self._parked.add(key)
+
+    def unpark_all(self) -> int:
+        """Wake every parked key now (this process started leading)."""
+        parked, self._parked = self._parked, set()
+        for key in parked:
+            self.now(key)
+        return len(parked)
 
     def armed(self) -> int:
         return len(self._wake_at)

@@ -79,6 +79,10 @@ def utcnow() -> datetime:
 Entry = Watched[ScheduledTaskSpec]
 
 
+class NotLeading(Exception):
+    """A publish not sent: this process stopped leading after it was planned."""
+
+
 @dataclass(frozen=True)
 class Published:
     """A publish by this process, until its attempt ends: the confirm needs the id and
@@ -117,8 +121,13 @@ class TaskEngine:
         broker_check_interval: float = 2.0,
         kube_threads: int = 32,
         publish_threads: int = 4,
+        leading: Callable[[], bool] = lambda: True,
     ) -> None:
         self.kube = kube
+        # Leader election: checked before every act (a standby plans, parks, never acts).
+        self.leading = leading
+        self.draining = False  # shutting down: confirm what was sent, claim nothing new
+        self._sending: set[str] = set()  # uids whose claim/publish step is under way
         self.apps = apps
         self.config = config
         self.clock = clock
@@ -185,6 +194,27 @@ class TaskEngine:
             asyncio.create_task(self._broker_loop(), name="broker-watch"),
             asyncio.create_task(self._consumer_loop(), name="queue-consumers"),
         ]
+
+    def resume(self) -> None:
+        """This process started leading: do what was parked, read results now."""
+        parked = self.queue.unpark_all()
+        self._poll_now.set()
+        logger.info("leading: %d ScheduledTasks had something to do", parked)
+
+    def unconfirmed_here(self) -> int:
+        """Tasks this process published and has not yet confirmed (Queued)."""
+        return len(self._sending) + sum(
+            1 for uid in list(self._published)
+            if (entry := self.entries.get(uid)) is not None
+            and entry.status.get("phase") == Phase.DISPATCHING.value
+        )
+
+    def _may_act(self, step: Step) -> bool:
+        if step.status is None and step.publish is None and step.revoke is None and (
+            not step.delete and not step.notices
+        ):
+            return True
+        return self.leading() and not (self.draining and step.publish is not None)
 
     async def stop(self) -> None:
         await self.queue.stop()
@@ -291,7 +321,7 @@ class TaskEngine:
         self._app_blocked.pop(uid, None)
         status = (entry.body if entry else body).get("status") or {}
         task_id = current_task_id(uid, status)
-        if task_id and status.get("phase") in REVOKE_ON_DELETE:
+        if task_id and status.get("phase") in REVOKE_ON_DELETE and self.leading():
             # Deleting a dispatched task revokes it (best effort: no finalizer, see docs).
             spec = (entry.body if entry else body).get("spec") or {}
             raw_revoke = spec.get("revoke")
@@ -440,6 +470,21 @@ class TaskEngine:
         app = self._resolve(entry.body)
         obs = self.observed(uid, entry, app)
         step = plan_step(obs, self.config)
+        if not self._may_act(step):
+            self.queue.park(uid)  # a standby (or a leader shutting down) does not act
+            return
+        if step.publish is None:
+            await self._carry_out(uid, entry, app, obs, step)
+            return
+        self._sending.add(uid)  # a graceful stop waits for it: claimed → sent → confirmed
+        try:
+            await self._carry_out(uid, entry, app, obs, step)
+        finally:
+            self._sending.discard(uid)
+
+    async def _carry_out(
+        self, uid: str, entry: Entry, app: ResolvedApp | AppProblem, obs: Observed, step: Step
+    ) -> None:
         if obs.app_problem is not None:
             if not self._held_by_app(uid, step, obs.app_problem):
                 return
@@ -618,6 +663,10 @@ class TaskEngine:
         loop = asyncio.get_running_loop()
         try:
             run_id = await loop.run_in_executor(self._publish_pool, self._send, app, pub)
+        except NotLeading:
+            logger.warning("not publishing %s for %s: this process stopped leading (the next "
+                           "leader takes the claim over)", order.task_id, _name(entry.body))
+            return
         except Exception as exc:
             failure = self._publish_failed(uid, order.task_id, exc)
             self._publish_failures[uid] = failure
@@ -654,6 +703,8 @@ class TaskEngine:
             with contextlib.suppress(Exception):  # a broker that is down fails the publish
                 self._noted_run_id(app, app.backend.broker_run_id())
         run_id = self._run_ids.get(app.key)
+        if not self.leading():  # checked last thing before the broker sees it
+            raise NotLeading()
         app.backend.publish(pub)
         return run_id
 
@@ -710,8 +761,8 @@ class TaskEngine:
                 await asyncio.wait_for(self._poll_now.wait(), timeout=self.poll_interval)
             self._poll_now.clear()
             self._check_workers()
-            if not self._tracked:
-                continue
+            if not self._tracked or not self.leading():
+                continue  # a standby reads no results: the leader's writes tell it
             if (quiet := self._quiet.end_at(self.clock())) is not None:
                 await asyncio.sleep((quiet - self.clock()).total_seconds())
                 continue
@@ -825,6 +876,8 @@ class TaskEngine:
         warned: set[str] = set()
         while True:
             await asyncio.sleep(self.consumer_check_interval)
+            if not self.leading():
+                continue
             now = self.clock()
             waiting: dict[str, list[tuple[str, Entry]]] = {}  # by app
             for uid in list(self._tracked):
