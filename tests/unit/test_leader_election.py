@@ -161,7 +161,7 @@ def test_two_candidates_racing_for_an_expired_lease_one_wins() -> None:
 
 
 def test_peers_are_every_holder_this_lease_has_had() -> None:
-    _, clock, (a, b) = electors()
+    _, _, (a, b) = electors()
     a.try_acquire_or_renew()
     b.try_acquire_or_renew()
     assert b.peers == {"pod-0_uid-0", "pod-1_uid-1"}
@@ -184,3 +184,12 @@ def test_durations_that_cannot_fence_a_leader_are_refused_naming_the_flags(
 def test_the_defaults_are_kube_controller_managers() -> None:
     assert ElectionTiming() == ElectionTiming(15.0, 10.0, 2.0)
     assert ElectionTiming().problem() is None
+
+
+def test_a_standby_knows_when_the_lease_it_watches_may_be_taken() -> None:
+    _, clock, (a, b) = electors()
+    a.try_acquire_or_renew()
+    assert a.expires_in() is None  # its own
+    b.try_acquire_or_renew()
+    clock.t += 4.0
+    assert b.expires_in() == 11.0

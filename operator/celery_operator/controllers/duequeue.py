@@ -135,6 +135,7 @@ class DueQueue:
         try:
             while True:
                 self._again.discard(key)
+                self._parked.discard(key)  # parked again if it still has to wait for a leader
                 async with self._limit:
                     try:
                         await self._reconcile(key)

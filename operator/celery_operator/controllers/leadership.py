@@ -98,6 +98,13 @@ class Elector:
         until = self._valid_until
         return None if until is None else until - self._mono()
 
+    def expires_in(self) -> float | None:
+        """Seconds until someone else's Lease, unchanged since we last saw it change,
+        may be taken (None: it is ours or free)."""
+        if not self.holder or self.holder == self.identity:
+            return None
+        return self._observed_at + self.timing.lease_duration - self._mono()
+
     def try_acquire_or_renew(self) -> bool:
         sent = self._mono()
         current = self.store.get()
@@ -189,8 +196,12 @@ class Leadership:
                     logger.warning("leader election: the Lease cannot be read or written "
                                    "(retrying every %g s): %s", retry, message)
             self._notice()
+            # A standby tries again at the retry period, or right when the Lease expires
+            # if that is sooner (failover: the lease duration, not up to a retry more).
+            expires = self.elector.expires_in()
+            wait = retry if expires is None else min(retry, max(expires, 0.0) + 0.05)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), timeout=retry)
+                await asyncio.wait_for(self._stop.wait(), timeout=wait)
 
     def _notice(self) -> None:
         """Fire the callbacks on a change; arm a timer for the renew deadline, so the

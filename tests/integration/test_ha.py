@@ -1,0 +1,202 @@
+"""High availability on the real stack: two operator processes campaign for one Lease;
+the leader is killed, frozen or stopped in the middle of the spread workload (tasks due
+every ~30 ms). Nothing is lost; a task id runs twice only where the status history shows
+the documented takeover of an unconfirmed claim (the Ledger of test_durability compares
+the broker's, the workers' and the status history's accounts per id, without the worker
+guard). The failover time (the old leader's last claim → the new leader's first) is
+printed and bounded by the lease duration plus one retry period.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from celery_operator.api import format_time, parse_time
+from celery_operator.devstack import CeleryWorker, KubeEnv
+from celery_operator.devstack.operatorproc import OperatorProcess
+
+from .broker_tap import BrokerTap
+from .conftest import Tasks, wait_for
+from .history import StatusHistory
+from .test_durability import Ledger
+
+pytestmark = pytest.mark.integration
+
+SPACING = 0.03  # seconds between due times: the spread workload
+WINDOW = 36.0  # seconds of due times
+LEAD_IN = 12.0  # the first task is due this long after creation starts
+LEASE = 15.0  # the defaults: lease duration, renew deadline, retry period
+RETRY = 2.0
+CLAIM_LEASE = "5"
+
+
+@pytest.fixture
+def queue() -> str:
+    return f"ha-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def worker_logs(
+    broker_url: str, backend_url: str, tmp_path: Path, queue: str
+) -> Iterator[list[Path]]:
+    """One worker without the run-once guard: every delivery runs."""
+    log = tmp_path / "executions.jsonl"
+    worker = CeleryWorker(broker_url, backend_url, queues=(queue,), concurrency=8,
+                          workdir=tmp_path, extra_env={"DEMO_RUN_ONCE": "0"},
+                          execution_log=log).start()
+    yield [log]
+    worker.stop()
+
+
+@pytest.fixture
+def ledger(broker_tap: BrokerTap, status_history: StatusHistory,
+           worker_logs: list[Path]) -> Ledger:
+    return Ledger(broker_tap, status_history, worker_logs, guard=False)
+
+
+@pytest.fixture
+def operators(
+    kube: KubeEnv, namespace: str, broker_url: str, backend_url: str, tmp_path: Path
+) -> Iterator[Callable[[str], OperatorProcess]]:
+    """Start operator processes campaigning for this test's Lease; identity `<name>_x`."""
+    started: list[OperatorProcess] = []
+    lease = f"ha-{namespace}"
+
+    def start(name: str) -> OperatorProcess:
+        proc = OperatorProcess(
+            kube.kubeconfig, broker_url, backend_url, workdir=tmp_path, name=name,
+            lease=lease, extra_args=["--namespace", namespace, "--claim-lease", CLAIM_LEASE],
+            extra_env={"POD_NAME": name, "POD_UID": "x"},
+        )
+        started.append(proc)
+        return proc.start()
+
+    yield start
+    for proc in started:
+        proc.signal(signal.SIGCONT)
+        proc.stop()
+
+
+def _leader(*procs: OperatorProcess, timeout: float = 30.0) -> OperatorProcess:
+    found: list[OperatorProcess] = []
+
+    def one_leads() -> bool:
+        found[:] = [p for p in procs if p.process.running() and p.leader()]
+        return len(found) == 1
+
+    wait_for(one_leads, timeout, "exactly one leader")
+    return found[0]
+
+
+def _spread(tasks: Tasks, queue: str) -> float:
+    """Create the workload (in parallel); the due time of the first task (epoch)."""
+    start = time.time() + LEAD_IN
+    count = int(WINDOW / SPACING)
+
+    def create(i: int) -> None:
+        eta = datetime.fromtimestamp(start + i * SPACING, UTC)
+        tasks.create(f"t{i:04d}", {"task": {"name": "demo.add", "args": [i, 1], "queue": queue},
+                                   "eta": format_time(eta)})
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(create, range(count)))
+    return start
+
+
+def _claims(items: list[dict[str, Any]], holder: str) -> list[datetime]:
+    return sorted(parse_time(str(i["status"]["claim"]["time"])) for i in items
+                  if (i["status"].get("claim") or {}).get("holder") == holder)
+
+
+def _failover(items: list[dict[str, Any]], old: str, new: str, at: float) -> float:
+    """Seconds from the old leader's last claim before `at` to the new one's first after."""
+    cut = datetime.fromtimestamp(at, UTC)
+    last = max(t for t in _claims(items, old) if t <= cut + timedelta(seconds=1))
+    first = min(t for t in _claims(items, new) if t >= last)
+    return (first - last).total_seconds()
+
+
+def _finish(tasks: Tasks, ledger: Ledger, **expect: int) -> list[dict[str, Any]]:
+    count = int(WINDOW / SPACING)
+    items = tasks.wait_all("Succeeded", count, timeout=WINDOW + LEAD_IN + 90)
+    assert len(items) == count  # nothing lost: every one ran and finished
+    ledger.check(items, **expect)
+    return items
+
+
+def test_leader_sigkilled_mid_spread_standby_takes_over_within_the_lease(
+    operators: Callable[[str], OperatorProcess], tasks: Tasks, queue: str, ledger: Ledger,
+) -> None:
+    a, b = operators("op-a"), operators("op-b")
+    leader = _leader(a, b)
+    standby = b if leader is a else a
+    start = _spread(tasks, queue)
+    time.sleep(max(start + WINDOW / 3 - time.time(), 0))
+    killed_at = time.time()
+    leader.kill()
+    wait_for(standby.leader, LEASE + RETRY + 5, "the standby leading")
+    items = _finish(tasks, ledger)
+    failover = _failover(items, f"{leader.name}_x", f"{standby.name}_x", killed_at)
+    print(f"SIGKILL failover: {failover:.2f} s (last claim of the old leader → first claim "
+          "of the new one)")
+    assert 0 < failover <= LEASE + RETRY + 3
+
+
+def test_leader_frozen_30s_then_thawed_publishes_nothing_new(
+    operators: Callable[[str], OperatorProcess], tasks: Tasks, queue: str, ledger: Ledger,
+) -> None:
+    a, b = operators("op-a"), operators("op-b")
+    leader = _leader(a, b)
+    standby = b if leader is a else a
+    start = _spread(tasks, queue)
+    time.sleep(max(start + WINDOW / 4 - time.time(), 0))
+    frozen_at = time.time()
+    leader.signal(signal.SIGSTOP)
+    wait_for(standby.leader, LEASE + RETRY + 5, "the standby leading")
+    time.sleep(max(frozen_at + 30 - time.time(), 0))
+    leader.signal(signal.SIGCONT)
+    wait_for(lambda: not leader.leader(), 5, "the thawed ex-leader standing by")
+    sent_at_thaw = _dispatched(leader)
+    items = _finish(tasks, ledger)
+    assert _dispatched(leader) == sent_at_thaw  # it published nothing after it thawed
+    assert standby.leader() and not leader.leader()
+    failover = _failover(items, f"{leader.name}_x", f"{standby.name}_x", frozen_at)
+    print(f"SIGSTOP failover: {failover:.2f} s")
+    assert 0 < failover <= LEASE + RETRY + 3
+
+
+def test_rolling_restart_hands_over_within_a_retry_period_without_takeovers(
+    operators: Callable[[str], OperatorProcess], tasks: Tasks, queue: str, ledger: Ledger,
+) -> None:
+    a, b = operators("op-a"), operators("op-b")
+    first = _leader(a, b)
+    second = b if first is a else a
+    start = _spread(tasks, queue)
+    handovers = []
+    for old, new, at in ((first, second, WINDOW / 4), (second, None, WINDOW / 2)):
+        time.sleep(max(start + at - time.time(), 0))
+        if new is None:  # the restarted pod came back as a standby first
+            new = operators(f"{first.name}-new")
+            _leader(old, new)
+            time.sleep(1)
+        stopping = time.monotonic()
+        old.stop()  # SIGTERM: confirm what was sent, release the Lease, exit
+        wait_for(new.leader, RETRY + 3, "the standby leading after the release")
+        handovers.append(time.monotonic() - stopping)
+    _finish(tasks, ledger, takeovers=0)
+    print("graceful handovers (SIGTERM → new leader):",
+          ", ".join(f"{h:.2f} s" for h in handovers))
+
+
+def _dispatched(proc: OperatorProcess) -> float:
+    return sum(float(line.rsplit(" ", 1)[1]) for line in proc.metrics().splitlines()
+               if line.startswith("celery_operator_dispatched_total{"))
