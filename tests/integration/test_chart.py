@@ -151,6 +151,8 @@ def test_operator_flags() -> None:
     assert container["args"] == [
         "--log-format=json", "--metrics-port=8000", "--liveness=http://0.0.0.0:8080/healthz",
         "--dispatch-lead=2", "--claim-lease=15", "--poll-interval=1",
+        "--lease-name=flags-celery-operator", "--leader-lease-duration=15",
+        "--leader-renew-deadline=10", "--leader-retry-period=2",
         "--namespace=team-a", "--namespace=team-b",
     ]
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}

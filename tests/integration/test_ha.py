@@ -189,9 +189,10 @@ def test_rolling_restart_hands_over_within_a_retry_period_without_takeovers(
             _leader(old, new)
             time.sleep(1)
         stopping = time.monotonic()
-        old.stop()  # SIGTERM: confirm what was sent, release the Lease, exit
+        old.signal(signal.SIGTERM)  # confirm what was sent, release the Lease, exit
         wait_for(new.leader, RETRY + 3, "the standby leading after the release")
         handovers.append(time.monotonic() - stopping)
+        old.stop()
     _finish(tasks, ledger, takeovers=0)
     print("graceful handovers (SIGTERM → new leader):",
           ", ".join(f"{h:.2f} s" for h in handovers))

@@ -202,11 +202,16 @@ class TaskEngine:
         logger.info("leading: %d ScheduledTasks had something to do", parked)
 
     def unconfirmed_here(self) -> int:
-        """Tasks this process published and has not yet confirmed (Queued)."""
+        """Claims under way here, and tasks this process published that are neither
+        confirmed (Queued) nor known to the result backend: the ones the next leader
+        would take over and publish again. (One that already ran waits only for its
+        paced final write; the next leader finds its record and publishes nothing.)"""
         return len(self._sending) + sum(
-            1 for uid in list(self._published)
+            1 for uid, published in list(self._published.items())
             if (entry := self.entries.get(uid)) is not None
             and entry.status.get("phase") == Phase.DISPATCHING.value
+            and self._states.get(published.task_id) is None
+            and published.task_id not in self._deferred
         )
 
     def _may_act(self, step: Step) -> bool:
