@@ -129,6 +129,8 @@ def test_celery_urls_only_through_a_secret() -> None:
            for e in container["env"]}
     assert env == {
         "POD_NAMESPACE": {"fieldPath": "metadata.namespace"},
+        "POD_NAME": {"fieldPath": "metadata.name"},
+        "POD_UID": {"fieldPath": "metadata.uid"},
         "CELERY_BROKER_URL": {"name": "urls-celery-operator-celery", "key": "broker-url"},
         "CELERY_RESULT_BACKEND": {"name": "urls-celery-operator-celery", "key": "result-backend"},
     }
@@ -243,7 +245,7 @@ def test_install_then_uninstall_leaves_nothing_but_the_crds(kube: KubeEnv, mode:
         "ClusterRole", "ClusterRoleBinding"} | ({"Role", "RoleBinding"} if watched else set())
     # The objects in the cluster are the rendered ones, labelled as such.
     selector = f"app.kubernetes.io/instance={release}"
-    in_release_ns = kube.kubectl("get", "all,sa,secret,pdb,role,rolebinding", "-n", namespace,
+    in_release_ns = kube.kubectl("get", "all,sa,secret,pdb,role,rolebinding,lease", "-n", namespace,
                                  "-l", selector, "-o", "name").stdout.split()
     assert len(in_release_ns) == sum(1 for ns, _ in refs if ns == namespace)
 

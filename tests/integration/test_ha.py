@@ -9,7 +9,10 @@ printed and bounded by the lease duration plus one retry period.
 
 from __future__ import annotations
 
+import contextlib
 import signal
+import socket
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -19,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from celery_operator.api import format_time, parse_time
 from celery_operator.devstack import CeleryWorker, KubeEnv
@@ -66,14 +70,14 @@ def ledger(broker_tap: BrokerTap, status_history: StatusHistory,
 @pytest.fixture
 def operators(
     kube: KubeEnv, namespace: str, broker_url: str, backend_url: str, tmp_path: Path
-) -> Iterator[Callable[[str], OperatorProcess]]:
+) -> Iterator[Callable[..., OperatorProcess]]:
     """Start operator processes campaigning for this test's Lease; identity `<name>_x`."""
     started: list[OperatorProcess] = []
     lease = f"ha-{namespace}"
 
-    def start(name: str) -> OperatorProcess:
+    def start(name: str, kubeconfig: Path | None = None) -> OperatorProcess:
         proc = OperatorProcess(
-            kube.kubeconfig, broker_url, backend_url, workdir=tmp_path, name=name,
+            kubeconfig or kube.kubeconfig, broker_url, backend_url, workdir=tmp_path, name=name,
             lease=lease, extra_args=["--namespace", namespace, "--claim-lease", CLAIM_LEASE],
             extra_env={"POD_NAME": name, "POD_UID": "x"},
         )
@@ -134,7 +138,7 @@ def _finish(tasks: Tasks, ledger: Ledger, **expect: int) -> list[dict[str, Any]]
 
 
 def test_leader_sigkilled_mid_spread_standby_takes_over_within_the_lease(
-    operators: Callable[[str], OperatorProcess], tasks: Tasks, queue: str, ledger: Ledger,
+    operators: Callable[..., OperatorProcess], tasks: Tasks, queue: str, ledger: Ledger,
 ) -> None:
     a, b = operators("op-a"), operators("op-b")
     leader = _leader(a, b)
@@ -152,7 +156,7 @@ def test_leader_sigkilled_mid_spread_standby_takes_over_within_the_lease(
 
 
 def test_leader_frozen_30s_then_thawed_publishes_nothing_new(
-    operators: Callable[[str], OperatorProcess], tasks: Tasks, queue: str, ledger: Ledger,
+    operators: Callable[..., OperatorProcess], tasks: Tasks, queue: str, ledger: Ledger,
 ) -> None:
     a, b = operators("op-a"), operators("op-b")
     leader = _leader(a, b)
@@ -175,7 +179,7 @@ def test_leader_frozen_30s_then_thawed_publishes_nothing_new(
 
 
 def test_rolling_restart_hands_over_within_a_retry_period_without_takeovers(
-    operators: Callable[[str], OperatorProcess], tasks: Tasks, queue: str, ledger: Ledger,
+    operators: Callable[..., OperatorProcess], tasks: Tasks, queue: str, ledger: Ledger,
 ) -> None:
     a, b = operators("op-a"), operators("op-b")
     first = _leader(a, b)
@@ -201,3 +205,77 @@ def test_rolling_restart_hands_over_within_a_retry_period_without_takeovers(
 def _dispatched(proc: OperatorProcess) -> float:
     return sum(float(line.rsplit(" ", 1)[1]) for line in proc.metrics().splitlines()
                if line.startswith("celery_operator_dispatched_total{"))
+
+
+class CuttableProxy:
+    """A TCP proxy to the API server for one operator; `cut()` is a network partition:
+    open connections go silent and new ones are accepted but never answered."""
+
+    def __init__(self, upstream: tuple[str, int]) -> None:
+        self.upstream = upstream
+        self.cut_off = threading.Event()
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.port = self._server.getsockname()[1]
+        self._conns: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._server.accept()
+            except OSError:
+                return
+            self._conns.append(client)
+            if self.cut_off.is_set():
+                continue  # held open, never answered
+            upstream = socket.create_connection(self.upstream)
+            self._conns.append(upstream)
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := src.recv(65536):
+                if self.cut_off.is_set():
+                    return  # dropped: the other side waits until its own timeout
+                dst.sendall(data)
+
+    def cut(self) -> None:
+        self.cut_off.set()
+
+    def close(self) -> None:
+        self._server.close()
+        for conn in self._conns:
+            with contextlib.suppress(OSError):
+                conn.close()
+
+
+def test_leader_cut_off_from_the_api_server_stops_publishing_standby_takes_over(
+    operators: Callable[..., OperatorProcess], kube: KubeEnv, tasks: Tasks, queue: str,
+    ledger: Ledger, tmp_path: Path,
+) -> None:
+    config = yaml.safe_load(kube.kubeconfig.read_text())
+    server = config["clusters"][0]["cluster"]["server"]
+    host, port = server.removeprefix("https://").rsplit(":", 1)
+    proxy = CuttableProxy((host, int(port)))
+    config["clusters"][0]["cluster"]["server"] = f"https://{host}:{proxy.port}"
+    proxied = tmp_path / "proxied.kubeconfig"
+    proxied.write_text(yaml.safe_dump(config))
+    try:
+        cut_off = operators("op-a", kubeconfig=proxied)
+        _leader(cut_off)  # it leads first (the other one is not started yet)
+        other = operators("op-b")
+        start = _spread(tasks, queue)
+        time.sleep(max(start + WINDOW / 4 - time.time(), 0))
+        cut_at = time.time()
+        proxy.cut()  # the API server is unreachable from op-a only (Redis is not)
+        wait_for(other.leader, LEASE + RETRY + 5, "the standby leading")
+        assert not cut_off.leader()  # its renew deadline passed before op-b could acquire
+        sent_when_fenced = _dispatched(cut_off)
+        items = _finish(tasks, ledger)
+        assert _dispatched(cut_off) == sent_when_fenced  # it published nothing since
+        failover = _failover(items, "op-a_x", "op-b_x", cut_at)
+        print(f"API-partition failover: {failover:.2f} s")
+        assert 0 < failover <= LEASE + RETRY + 3
+    finally:
+        proxy.close()

@@ -65,7 +65,7 @@ def test_bad_ha_values_are_refused_naming_the_field(value: str, field: str) -> N
     assert proc.returncode != 0 and field in proc.stderr, proc.stderr
 
 
-def test_the_service_account_may_use_its_own_lease_only(kube: KubeEnv) -> None:
+def test_the_chart_creates_the_lease_and_the_service_account_may_only_renew_it(kube: KubeEnv) -> None:
     namespace, other = fresh_namespace(kube), fresh_namespace(kube)
     release = f"r{uuid.uuid4().hex[:6]}"
     helm(kube, "install", release, str(CHART), "--namespace", namespace, *DEV)
@@ -80,7 +80,9 @@ def test_the_service_account_may_use_its_own_lease_only(kube: KubeEnv) -> None:
 
         assert can("get", f"leases.coordination.k8s.io/{lease}", namespace)
         assert can("update", f"leases.coordination.k8s.io/{lease}", namespace)
-        assert can("create", "leases.coordination.k8s.io", namespace)
+        assert not can("create", "leases.coordination.k8s.io", namespace)  # the chart's
+        lease_obj = kube.kubectl("get", f"lease/{lease}", "-n", namespace, "-o", "name")
+        assert lease_obj.stdout.strip() == f"lease.coordination.k8s.io/{lease}"
         assert not can("update", "leases.coordination.k8s.io/someone-elses", namespace)
         assert not can("delete", f"leases.coordination.k8s.io/{lease}", namespace)
         assert not can("list", "leases.coordination.k8s.io", namespace)
