@@ -25,9 +25,10 @@ import pytest
 import yaml
 
 from celery_operator.api import format_time, parse_time
-from celery_operator.devstack import CeleryWorker, KubeEnv
+from celery_operator.devstack import CeleryWorker, KubeEnv, RedisServer
 from celery_operator.devstack.operatorproc import OperatorProcess
 
+from ..conftest import BROKER_DB
 from .broker_tap import BrokerTap
 from .conftest import Tasks, wait_for
 from .history import StatusHistory
@@ -36,11 +37,14 @@ from .test_durability import Ledger
 pytestmark = pytest.mark.integration
 
 SPACING = 0.03  # seconds between due times: the spread workload
-WINDOW = 36.0  # seconds of due times
-LEAD_IN = 12.0  # the first task is due this long after creation starts
+WINDOW = 30.0  # seconds of due times
+LEAD_IN = 15.0  # the first task is due this long after creation starts
 LEASE = 15.0  # the defaults: lease duration, renew deadline, retry period
 RETRY = 2.0
 CLAIM_LEASE = "5"
+RACED = 60  # tasks due at once, claimed by whichever operator is first
+RACE_CLAIM_LEASE = "10"  # and op-b's clock runs this far ahead
+RACE_SPACING = 0.15  # seconds between their creates: op-a's slow publishes never queue up
 
 
 @pytest.fixture
@@ -73,13 +77,14 @@ def operators(
 ) -> Iterator[Callable[..., OperatorProcess]]:
     """Start operator processes campaigning for this test's Lease; identity `<name>_x`."""
     started: list[OperatorProcess] = []
-    lease = f"ha-{namespace}"
 
-    def start(name: str, kubeconfig: Path | None = None) -> OperatorProcess:
+    def start(name: str, kubeconfig: Path | None = None, lease: str = f"ha-{namespace}",
+              env: dict[str, str] | None = None, broker: str = broker_url,
+              claim_lease: str = CLAIM_LEASE) -> OperatorProcess:
         proc = OperatorProcess(
-            kubeconfig or kube.kubeconfig, broker_url, backend_url, workdir=tmp_path, name=name,
-            lease=lease, extra_args=["--namespace", namespace, "--claim-lease", CLAIM_LEASE],
-            extra_env={"POD_NAME": name, "POD_UID": "x"},
+            kubeconfig or kube.kubeconfig, broker, backend_url, workdir=tmp_path, name=name,
+            lease=lease, extra_args=["--namespace", namespace, "--claim-lease", claim_lease],
+            extra_env={"POD_NAME": name, "POD_UID": "x", **(env or {})},
         )
         started.append(proc)
         return proc.start()
@@ -101,10 +106,10 @@ def _leader(*procs: OperatorProcess, timeout: float = 30.0) -> OperatorProcess:
     return found[0]
 
 
-def _spread(tasks: Tasks, queue: str) -> float:
+def _spread(tasks: Tasks, queue: str, window: float = WINDOW) -> float:
     """Create the workload (in parallel); the due time of the first task (epoch)."""
     start = time.time() + LEAD_IN
-    count = int(WINDOW / SPACING)
+    count = int(window / SPACING)
 
     def create(i: int) -> None:
         eta = datetime.fromtimestamp(start + i * SPACING, UTC)
@@ -129,9 +134,10 @@ def _failover(items: list[dict[str, Any]], old: str, new: str, at: float) -> flo
     return (first - last).total_seconds()
 
 
-def _finish(tasks: Tasks, ledger: Ledger, **expect: int) -> list[dict[str, Any]]:
-    count = int(WINDOW / SPACING)
-    items = tasks.wait_all("Succeeded", count, timeout=WINDOW + LEAD_IN + 90)
+def _finish(tasks: Tasks, ledger: Ledger, window: float = WINDOW, **expect: int
+            ) -> list[dict[str, Any]]:
+    count = int(window / SPACING)
+    items = tasks.wait_all("Succeeded", count, timeout=window + LEAD_IN + 90)
     assert len(items) == count  # nothing lost: every one ran and finished
     ledger.check(items, **expect)
     return items
@@ -208,11 +214,13 @@ def _dispatched(proc: OperatorProcess) -> float:
 
 
 class CuttableProxy:
-    """A TCP proxy to the API server for one operator; `cut()` is a network partition:
-    open connections go silent and new ones are accepted but never answered."""
+    """A TCP proxy for one operator (to the API server, or to Redis); `cut()` is a network
+    partition: open connections go silent and new ones are accepted but never answered.
+    `delay`: every chunk sent upstream waits this long (a slow link)."""
 
-    def __init__(self, upstream: tuple[str, int]) -> None:
+    def __init__(self, upstream: tuple[str, int], delay: float = 0.0) -> None:
         self.upstream = upstream
+        self.delay = delay
         self.cut_off = threading.Event()
         self._server = socket.create_server(("127.0.0.1", 0))
         self.port = self._server.getsockname()[1]
@@ -230,14 +238,15 @@ class CuttableProxy:
                 continue  # held open, never answered
             upstream = socket.create_connection(self.upstream)
             self._conns.append(upstream)
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+            for a, b, delay in ((client, upstream, self.delay), (upstream, client, 0.0)):
+                threading.Thread(target=self._pipe, args=(a, b, delay), daemon=True).start()
 
-    def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
+    def _pipe(self, src: socket.socket, dst: socket.socket, delay: float) -> None:
         with contextlib.suppress(OSError):
             while data := src.recv(65536):
                 if self.cut_off.is_set():
                     return  # dropped: the other side waits until its own timeout
+                time.sleep(delay)
                 dst.sendall(data)
 
     def cut(self) -> None:
@@ -279,3 +288,37 @@ def test_leader_cut_off_from_the_api_server_stops_publishing_standby_takes_over(
         assert 0 < failover <= LEASE + RETRY + 3
     finally:
         proxy.close()
+
+
+def test_two_operators_with_different_leases_and_skewed_clocks_dispatch_each_task_once(
+    operators: Callable[..., OperatorProcess], tasks: Tasks, queue: str, ledger: Ledger,
+    redis_server: RedisServer,
+) -> None:
+    """A misconfiguration: each leads its own Lease, both act on the same objects, and
+    op-b's clock runs ahead by the claim lease: op-a's fresh claims look expired to it.
+    The tasks are due at once (both race to claim each on sight), and op-a's broker link
+    is slow, so each claim it wins stays live, unconfirmed, for about a second. A claim's
+    lease also runs from when op-b first saw it, by its own clock: no live claim is taken
+    over, each task id is published and run exactly once."""
+    slow = CuttableProxy(("127.0.0.1", redis_server.port), delay=0.3)
+    try:
+        # A longer claim lease than the other tests': a claim unconfirmed for that long on
+        # this shared machine would be a (legitimate) takeover of a dead claim.
+        a = operators("op-a", lease="lease-one", claim_lease=RACE_CLAIM_LEASE,
+                      broker=f"redis://127.0.0.1:{slow.port}/{BROKER_DB}")
+        b = operators("op-b", lease="lease-two", claim_lease=RACE_CLAIM_LEASE,
+                      env={"CELERY_OPERATOR_TEST_CLOCK_SKEW_SECONDS": RACE_CLAIM_LEASE})
+        wait_for(lambda: a.leader() and b.leader(), 30, "both leading their own Lease")
+        for i in range(RACED):
+            tasks.create(f"now{i:03d}", {"task": {"name": "demo.add", "args": [i, 1],
+                                                  "queue": queue}})
+            time.sleep(RACE_SPACING)
+        items = tasks.wait_all("Succeeded", RACED, timeout=120)
+        assert len(items) == RACED
+        ledger.check(items, takeovers=0)
+    finally:
+        slow.close()
+    assert _claims(items, "op-a_x")  # op-a did win claims: live ones op-b had to respect
+    warning = "which never held this operator's Lease default/lease-"
+    wait_for(lambda: warning in a.log_tail(2000) + b.log_tail(2000), 10,
+             "a warning about the other operator's claims")

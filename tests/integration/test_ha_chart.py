@@ -65,7 +65,9 @@ def test_bad_ha_values_are_refused_naming_the_field(value: str, field: str) -> N
     assert proc.returncode != 0 and field in proc.stderr, proc.stderr
 
 
-def test_the_chart_creates_the_lease_and_the_service_account_may_only_renew_it(kube: KubeEnv) -> None:
+def test_the_chart_creates_the_lease_and_the_service_account_may_only_renew_it(
+    kube: KubeEnv,
+) -> None:
     namespace, other = fresh_namespace(kube), fresh_namespace(kube)
     release = f"r{uuid.uuid4().hex[:6]}"
     helm(kube, "install", release, str(CHART), "--namespace", namespace, *DEV)

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from celery_operator.controllers.leadership import ElectionTiming, Elector
+from celery_operator.controllers.leadership import ElectionTiming, Elector, Leadership
 from celery_operator.kube.lease import LeaseRecord
 
 TIMING = ElectionTiming(lease_duration=15.0, renew_deadline=10.0, retry_period=2.0)
@@ -193,3 +193,21 @@ def test_a_standby_knows_when_the_lease_it_watches_may_be_taken() -> None:
     b.try_acquire_or_renew()
     clock.t += 4.0
     assert b.expires_in() == 11.0
+
+
+def test_claims_by_a_holder_that_never_held_the_lease_are_warned_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    _, clock, (a, b) = electors()
+    leadership = Leadership(b, lease_name="ops/celery-operator")
+    a.try_acquire_or_renew()
+    leadership.note_claim("pod-0_uid-0")  # the leader's own claims: before b saw it lead
+    leadership.note_claim("rogue_1")  # another operator, its own Lease
+    b.try_acquire_or_renew()
+    clock.t += 2 * TIMING.retry_period + 0.5
+    for _ in range(3):
+        leadership._judge_strangers()
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1
+    assert warnings[0].startswith("claims by rogue_1, which never held this operator's "
+                                  "Lease ops/celery-operator")

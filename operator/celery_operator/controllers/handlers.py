@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import kopf
@@ -42,6 +45,17 @@ LIST_CHUNK = 500
 # A leader shutting down confirms what it sent before it releases the Lease (bounded:
 # what is left is taken over by the next leader after the claim lease).
 DRAIN_SECONDS = 5.0
+# Fault tests only (tests/integration/test_ha.py): this process's wall clock runs this many
+# seconds ahead, as on a host with a skewed clock. Unset in every real deployment.
+CLOCK_SKEW_ENV = "CELERY_OPERATOR_TEST_CLOCK_SKEW_SECONDS"
+
+
+def _wall_clock() -> Callable[[], datetime]:
+    skew = timedelta(seconds=float(os.environ.get(CLOCK_SKEW_ENV) or 0))
+    if not skew:
+        return lambda: datetime.now(UTC)
+    logger.warning("%s is set: this process's clock runs %s ahead", CLOCK_SKEW_ENV, skew)
+    return lambda: datetime.now(UTC) + skew
 
 
 class NoDiffBase(kopf.DiffBaseStorage):
@@ -106,7 +120,8 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     leading = leadership.leading if leadership is not None else (lambda: True)
     engine = TaskEngine(
         kube, directory, lifecycle, poll_interval=config.poll_interval_seconds,
-        claim_rate=config.claim_rate, leading=leading,
+        claim_rate=config.claim_rate, leading=leading, clock=_wall_clock(),
+        on_claim=leadership.note_claim if leadership is not None else (lambda holder: None),
     )
     await engine.start()
     periodic = PeriodicEngine(kube, PeriodicConfig(create_ahead=lifecycle.dispatch_lead),
@@ -154,7 +169,8 @@ def _leadership(config: OperatorConfig, kube: KubeClient, memo: kopf.Memo) -> Le
 
     logger.info("leader election on Lease %s/%s as %s", config.operator_namespace,
                 config.lease_name, config.identity)
-    return Leadership(elector, on_started=started, on_stopped=stopped)
+    return Leadership(elector, on_started=started, on_stopped=stopped,
+                      lease_name=f"{config.operator_namespace}/{config.lease_name}")
 
 
 async def _hand_over(memo: kopf.Memo) -> None:
@@ -233,7 +249,5 @@ def _raw(body: kopf.Body) -> dict[str, Any]:
     return {key: body[key] for key in body}
 
 
-def _seconds(value: float) -> Any:
-    from datetime import timedelta
-
+def _seconds(value: float) -> timedelta:
     return timedelta(seconds=value)

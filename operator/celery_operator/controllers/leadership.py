@@ -88,6 +88,9 @@ class Elector:
         self.holder: str = ""  # the holder in the last record seen
         self.peers: set[str] = {identity}  # every holder this Lease has had, as seen here
 
+    def now(self) -> float:
+        return self._mono()
+
     def leading(self) -> bool:
         """Checked before every act: false from the renew deadline on, whatever happens."""
         until = self._valid_until
@@ -164,8 +167,10 @@ class Leadership:
         *,
         on_started: Callable[[], None] = lambda: None,
         on_stopped: Callable[[], None] = lambda: None,
+        lease_name: str = "",
     ) -> None:
         self.elector = elector
+        self.lease_name = lease_name
         self.on_started = on_started
         self.on_stopped = on_stopped
         self._was_leading = False
@@ -174,10 +179,33 @@ class Leadership:
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="leader-election")
         self._deadline_timer: asyncio.TimerHandle | None = None
         self._last_error: str | None = None
+        # Claim holders that were never this Lease's holder: holder -> (first seen, warned).
+        self._strangers: dict[str, tuple[float, bool]] = {}
         metrics.LEADER.set(0)
 
     def leading(self) -> bool:
         return self.elector.leading()
+
+    def note_claim(self, holder: str) -> None:
+        """A claim by `holder` was seen. One that never held this Lease (judged after two
+        retry periods: a new leader's first claims may come before we see it in the
+        Lease) is another operator acting on the same objects: warned once."""
+        if holder and holder not in self.elector.peers and holder not in self._strangers:
+            self._strangers[holder] = (self.elector.now(), False)
+
+    def _judge_strangers(self) -> None:
+        grace = 2 * self.elector.timing.retry_period
+        for holder, (seen, warned) in list(self._strangers.items()):
+            if holder in self.elector.peers:
+                del self._strangers[holder]
+            elif not warned and self.elector.now() - seen > grace:
+                self._strangers[holder] = (seen, True)
+                logger.warning(
+                    "claims by %s, which never held this operator's Lease %s: another "
+                    "operator (a different --lease-name or namespace, or "
+                    "--no-leader-election) acts on the same objects. Conditional writes "
+                    "still dispatch each task once, but the work is done twice",
+                    holder, self.lease_name)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="leader-election")
@@ -196,6 +224,7 @@ class Leadership:
                     logger.warning("leader election: the Lease cannot be read or written "
                                    "(retrying every %g s): %s", retry, message)
             self._notice()
+            self._judge_strangers()
             # A standby tries again at the retry period, or right when the Lease expires
             # if that is sooner (failover: the lease duration, not up to a retry more).
             expires = self.elector.expires_in()
@@ -222,8 +251,10 @@ class Leadership:
             logger.info("leading now: %s holds the Lease", self.elector.identity)
             self.on_started()
         else:
-            logger.warning("stopped leading (Lease held by %s): standing by",
-                           self.elector.holder or "nobody")
+            holder = self.elector.holder
+            why = ("no renew within the renew deadline" if holder == self.elector.identity
+                   else f"Lease held by {holder or 'nobody'}")
+            logger.warning("stopped leading (%s): standing by", why)
             self.on_stopped()
 
     async def stop(self, *, release: bool) -> None:

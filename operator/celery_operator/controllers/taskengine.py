@@ -122,12 +122,17 @@ class TaskEngine:
         kube_threads: int = 32,
         publish_threads: int = 4,
         leading: Callable[[], bool] = lambda: True,
+        on_claim: Callable[[str], None] = lambda holder: None,
     ) -> None:
         self.kube = kube
+        self.on_claim = on_claim  # the holder of every claim seen (peer check)
         # Leader election: checked before every act (a standby plans, parks, never acts).
         self.leading = leading
         self.draining = False  # shutting down: confirm what was sent, claim nothing new
         self._sending: set[str] = set()  # uids whose claim/publish step is under way
+        # Another holder's claim: uid -> (its claim time as written, when we first saw it
+        # by our clock). Its lease runs from the later of the two (see _fresh_claim).
+        self._claim_seen: dict[str, tuple[str, datetime]] = {}
         self.apps = apps
         self.config = config
         self.clock = clock
@@ -214,6 +219,23 @@ class TaskEngine:
             and published.task_id not in self._deferred
         )
 
+    def _fresh_claim(self, uid: str, entry: Entry) -> datetime | None:
+        """When another holder's claim may be taken over, if that is still ahead by our
+        clock. The planner ages a claim by the time it carries, written by the claimer's
+        clock: a clock ahead of the claimer's by up to the claim lease would take over a
+        live claim. So its lease also runs from when we first saw it, by our clock."""
+        claim = entry.status.get("claim")
+        if entry.status.get("phase") != Phase.DISPATCHING.value or not isinstance(
+            claim, Mapping
+        ) or claim.get("holder") == self.config.holder:
+            return None
+        stamp = str(claim.get("time") or "")
+        seen = self._claim_seen.get(uid)
+        if seen is None or seen[0] != stamp:  # first seen now (e.g. read after a conflict)
+            seen = self._claim_seen[uid] = (stamp, self.clock())
+        until = seen[1] + self.config.claim_lease
+        return until if self.clock() < until else None
+
     def _may_act(self, step: Step) -> bool:
         if step.status is None and step.publish is None and step.revoke is None and (
             not step.delete and not step.notices
@@ -246,6 +268,14 @@ class TaskEngine:
             entry = self.entries[uid] = Entry(body=slim(body))
         else:
             entry.body = slim(body)
+        claim = entry.status.get("claim")
+        if entry.status.get("phase") == Phase.DISPATCHING.value and isinstance(claim, Mapping):
+            self.on_claim(str(claim.get("holder") or ""))
+            stamp = str(claim.get("time") or "")
+            if self._claim_seen.get(uid, ("",))[0] != stamp:
+                self._claim_seen[uid] = (stamp, self.clock())
+        else:
+            self._claim_seen.pop(uid, None)
         self.schedule(uid, self.clock())
 
     def on_celery_event(self, event: TaskEvent) -> None:
@@ -317,6 +347,7 @@ class TaskEngine:
 
     def _forget(self, uid: str, body: dict[str, Any]) -> None:
         entry = self.entries.pop(uid, None)
+        self._claim_seen.pop(uid, None)
         self._set_due(uid, None)
         self.queue.forget(uid)
         self._untrack(uid)
@@ -477,6 +508,9 @@ class TaskEngine:
         step = plan_step(obs, self.config)
         if not self._may_act(step):
             self.queue.park(uid)  # a standby (or a leader shutting down) does not act
+            return
+        if step.publish is not None and (fresh := self._fresh_claim(uid, entry)) is not None:
+            self.schedule(uid, fresh)  # another's claim, live by our own clock: not yet
             return
         if step.publish is None:
             await self._carry_out(uid, entry, app, obs, step)
