@@ -286,6 +286,7 @@ def test_leader_cut_off_from_the_api_server_stops_publishing_standby_takes_over(
         failover = _failover(items, "op-a_x", "op-b_x", cut_at)
         print(f"API-partition failover: {failover:.2f} s")
         assert 0 < failover <= LEASE + RETRY + 3
+        cut_off.kill()  # a graceful stop would wait for the API server it cannot reach
     finally:
         proxy.close()
 
