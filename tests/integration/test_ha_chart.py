@@ -82,6 +82,7 @@ def test_the_chart_creates_the_lease_and_the_service_account_may_only_renew_it(
 
         assert can("get", f"leases.coordination.k8s.io/{lease}", namespace)
         assert can("update", f"leases.coordination.k8s.io/{lease}", namespace)
+        assert can("watch", f"leases.coordination.k8s.io/{lease}", namespace)
         assert not can("create", "leases.coordination.k8s.io", namespace)  # the chart's
         lease_obj = kube.kubectl("get", f"lease/{lease}", "-n", namespace, "-o", "name")
         assert lease_obj.stdout.strip() == f"lease.coordination.k8s.io/{lease}"

@@ -170,7 +170,8 @@ def _leadership(config: OperatorConfig, kube: KubeClient, memo: kopf.Memo) -> Le
     logger.info("leader election on Lease %s/%s as %s", config.operator_namespace,
                 config.lease_name, config.identity)
     return Leadership(elector, on_started=started, on_stopped=stopped,
-                      lease_name=f"{config.operator_namespace}/{config.lease_name}")
+                      lease_name=f"{config.operator_namespace}/{config.lease_name}",
+                      watch_released=store.watch_released)
 
 
 async def _hand_over(memo: kopf.Memo) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -168,13 +169,18 @@ class Leadership:
         on_started: Callable[[], None] = lambda: None,
         on_stopped: Callable[[], None] = lambda: None,
         lease_name: str = "",
+        watch_released: Callable[[Callable[[], None], threading.Event], None] | None = None,
     ) -> None:
         self.elector = elector
         self.lease_name = lease_name
+        # A feed (a blocking call, run in a thread) of "the Lease was released" signals.
+        self._watch_released = watch_released
+        self._watch_stop = threading.Event()
+        self._nudge = asyncio.Event()  # stop(), or the Lease was released: try now
+        self._stopping = False
         self.on_started = on_started
         self.on_stopped = on_stopped
         self._was_leading = False
-        self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="leader-election")
         self._deadline_timer: asyncio.TimerHandle | None = None
@@ -209,11 +215,18 @@ class Leadership:
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="leader-election")
+        if self._watch_released is not None:
+            loop = asyncio.get_running_loop()
+            threading.Thread(
+                target=self._watch_released,
+                args=(lambda: loop.call_soon_threadsafe(self._nudge.set), self._watch_stop),
+                name="leader-lease-watch", daemon=True,
+            ).start()
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         retry = self.elector.timing.retry_period
-        while not self._stop.is_set():
+        while not self._stopping:
             try:
                 await loop.run_in_executor(self._pool, self.elector.try_acquire_or_renew)
                 self._last_error = None
@@ -229,8 +242,11 @@ class Leadership:
             # if that is sooner (failover: the lease duration, not up to a retry more).
             expires = self.elector.expires_in()
             wait = retry if expires is None else min(retry, max(expires, 0.0) + 0.05)
+            if self.elector.leading():
+                self._nudge.clear()  # a leader renews on time; releases are for standbys
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), timeout=wait)
+                await asyncio.wait_for(self._nudge.wait(), timeout=wait)
+            self._nudge.clear()
 
     def _notice(self) -> None:
         """Fire the callbacks on a change; arm a timer for the renew deadline, so the
@@ -252,14 +268,20 @@ class Leadership:
             self.on_started()
         else:
             holder = self.elector.holder
-            why = ("no renew within the renew deadline" if holder == self.elector.identity
-                   else f"Lease held by {holder or 'nobody'}")
+            if self._stopping:
+                why = "shutting down"
+            elif holder == self.elector.identity:
+                why = "no renew within the renew deadline"
+            else:
+                why = f"Lease held by {holder or 'nobody'}"
             logger.warning("stopped leading (%s): standing by", why)
             self.on_stopped()
 
     async def stop(self, *, release: bool) -> None:
         """Stop campaigning; with `release`, hand the Lease over if we hold it."""
-        self._stop.set()
+        self._stopping = True
+        self._watch_stop.set()
+        self._nudge.set()
         if self._task is not None:
             await asyncio.gather(self._task, return_exceptions=True)
         if release:
