@@ -44,6 +44,31 @@ def test_parked_keys_run_when_leading_starts_and_no_others() -> None:
     run(main)
 
 
+def test_parked_keys_run_in_the_order_they_came_due() -> None:
+    async def main(clock: Clock) -> None:
+        leading = False
+        ran: list[str] = []
+
+        async def reconcile(key: str) -> None:
+            if not leading:
+                queue.park(key)
+                return
+            ran.append(key)
+
+        queue = DueQueue(reconcile, clock, concurrency=1)
+        queue.start()
+        for key, at in (("late", 30.0), ("early", 10.0), ("middle", 20.0)):
+            queue.schedule(key, clock.at(at))
+        await settle(60)
+        leading = True
+        queue.unpark_all()
+        await settle(1)
+        assert ran == ["early", "middle", "late"]
+        await queue.stop()
+
+    run(main)
+
+
 def test_a_forgotten_key_is_not_unparked() -> None:
     async def main(clock: Clock) -> None:
         ran: list[str] = []

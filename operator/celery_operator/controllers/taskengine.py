@@ -298,8 +298,8 @@ class TaskEngine:
             else:
                 self._hints.worker_offline.discard(event.hostname)
                 self._hints.dead_reported.discard(event.hostname)
-        if not event.task_id:
-            return
+        if not event.task_id or not self.leading():
+            return  # a standby plans nothing from task events (it reads no results either)
         uid = self._uid_of.get(event.task_id)
         if uid is None:
             return
