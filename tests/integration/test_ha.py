@@ -42,6 +42,10 @@ LEAD_IN = 15.0  # the first task is due this long after creation starts
 LEASE = 15.0  # the defaults: lease duration, renew deadline, retry period
 RETRY = 2.0
 CLAIM_LEASE = "5"
+# SIGTERM → the standby leading: the budget is 2 s (bench/failover.py measures it; here
+# 0.3-2 s); the old leader's confirms take longer on a busy machine. Without the release
+# it would be the lease duration (15 s) or more.
+HANDOVER = 5.0
 RACED = 60  # tasks due at once, claimed by whichever operator is first
 RACE_CLAIM_LEASE = "10"  # and op-b's clock runs this far ahead
 RACE_SPACING = 0.15  # seconds between their creates: op-a's slow publishes never queue up
@@ -184,7 +188,7 @@ def test_leader_frozen_30s_then_thawed_publishes_nothing_new(
     assert 0 < failover <= LEASE + RETRY + 3
 
 
-def test_rolling_restart_hands_over_within_a_retry_period_without_takeovers(
+def test_rolling_restart_releases_the_lease_hands_over_at_once_without_takeovers(
     operators: Callable[..., OperatorProcess], tasks: Tasks, queue: str, ledger: Ledger,
 ) -> None:
     a, b = operators("op-a"), operators("op-b")
@@ -200,7 +204,7 @@ def test_rolling_restart_hands_over_within_a_retry_period_without_takeovers(
             time.sleep(1)
         stopping = time.monotonic()
         old.signal(signal.SIGTERM)  # confirm what was sent, release the Lease, exit
-        wait_for(new.leader, RETRY + 3, "the standby leading after the release")
+        wait_for(new.leader, HANDOVER, "the standby leading after the release")
         handovers.append(time.monotonic() - stopping)
         old.stop()
     _finish(tasks, ledger, takeovers=0)
