@@ -206,7 +206,8 @@ def test_rolling_restart_releases_the_lease_hands_over_at_once_without_takeovers
         old.signal(signal.SIGTERM)  # confirm what was sent, release the Lease, exit
         wait_for(new.leader, HANDOVER, "the standby leading after the release")
         handovers.append(time.monotonic() - stopping)
-        old.stop()
+        wait_for(lambda p=old: not p.process.running(), 30, "the old leader exiting")
+        old.stop()  # (closes its log; a second SIGTERM would only upset kopf)
     _finish(tasks, ledger, takeovers=0)
     print("graceful handovers (SIGTERM → new leader):",
           ", ".join(f"{h:.2f} s" for h in handovers))
