@@ -64,7 +64,7 @@ start_operator() {
   mapfile -t args < <(kubectl --namespace "$ns" get deployment "$deploy" \
     -o jsonpath='{range .spec.template.spec.containers[0].args[*]}{@}{"\n"}{end}')
   # The environment as the kubelet would build it from the secretKeyRefs and the
-  # downward API (metadata.namespace is the only field the chart uses).
+  # downward API (metadata.namespace; metadata.name and .uid name the Lease holder).
   local envs=() line name ref secret key field
   local env_refs='{range .spec.template.spec.containers[0].env[*]}{.name}={.valueFrom.secretKeyRef.name}/{.valueFrom.secretKeyRef.key}/{.valueFrom.fieldRef.fieldPath}{"\n"}{end}'
   while IFS= read -r line; do
@@ -73,6 +73,10 @@ start_operator() {
     key=${ref%%/*}; field=${ref#*/}
     if [[ $field == metadata.namespace ]]; then
       envs+=("$name=$ns")
+      continue
+    fi
+    if [[ $field == metadata.name || $field == metadata.uid ]]; then
+      envs+=("$name=follow-install")  # the leader Lease's holder identity
       continue
     fi
     envs+=("$name=$(kubectl --namespace "$ns" get secret "$secret" \

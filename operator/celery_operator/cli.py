@@ -57,6 +57,25 @@ def build_parser() -> argparse.ArgumentParser:
                      help="seconds between batched result-backend reads (default 1)")
     run.add_argument("--no-events", action="store_true",
                      help="do not listen to Celery events (results are still polled)")
+    run.add_argument("--no-leader-election", dest="leader_election", action="store_false",
+                     default=os.environ.get("LEADER_ELECTION", "true").lower() != "false",
+                     help="act without holding the leader Lease (every replica acts; safe, "
+                     "but the work is done twice) [env LEADER_ELECTION=false]")
+    run.add_argument("--lease-name", default=os.environ.get("LEASE_NAME", "celery-operator"),
+                     help="the leader Lease, in the operator's namespace (POD_NAMESPACE) "
+                     "[env LEASE_NAME]")
+    run.add_argument("--leader-lease-duration", type=float,
+                     default=_env_float("LEADER_LEASE_DURATION", 15.0),
+                     help="seconds a standby waits on an unrenewed Lease before taking it "
+                     "(default 15) [env LEADER_LEASE_DURATION]")
+    run.add_argument("--leader-renew-deadline", type=float,
+                     default=_env_float("LEADER_RENEW_DEADLINE", 10.0),
+                     help="seconds after its last renew a leader stops acting (default 10) "
+                     "[env LEADER_RENEW_DEADLINE]")
+    run.add_argument("--leader-retry-period", type=float,
+                     default=_env_float("LEADER_RETRY_PERIOD", 2.0),
+                     help="seconds between Lease renews and acquire tries (default 2) "
+                     "[env LEADER_RETRY_PERIOD]")
     run.add_argument("--kubeconfig", default=None, help="kubeconfig file (default: in-cluster, "
                      "then $KUBECONFIG)")
     run.add_argument("--log-format", choices=("json", "text"),
@@ -115,7 +134,18 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         poll_interval_seconds=args.poll_interval,
         listen_events=not args.no_events,
         kubeconfig=args.kubeconfig,
+        leader_election=args.leader_election,
+        lease_name=args.lease_name,
+        lease_duration_seconds=args.leader_lease_duration,
+        renew_deadline_seconds=args.leader_renew_deadline,
+        retry_period_seconds=args.leader_retry_period,
     )
+    from celery_operator.controllers.leadership import ElectionTiming
+
+    timing = ElectionTiming(args.leader_lease_duration, args.leader_renew_deadline,
+                            args.leader_retry_period)
+    if args.leader_election and (problem := timing.problem()) is not None:
+        parser.error(problem)
     from celery_operator.kube.client import credentials_problem
 
     if (problem := credentials_problem(args.kubeconfig)) is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import socket
 from dataclasses import dataclass, field
 from urllib.parse import unquote
@@ -24,6 +25,15 @@ def operator_namespace() -> str:
         return "default"
 
 
+def default_identity() -> str:
+    """Who holds the leader Lease and writes claims: `<pod name>_<pod uid>` (POD_NAME,
+    POD_UID from the chart's downward API, as client-go's controllers name themselves),
+    else `<hostname>_<random>`, unique per process outside a pod too."""
+    name = os.environ.get("POD_NAME") or socket.gethostname()
+    suffix = os.environ.get("POD_UID") or secrets.token_hex(4)
+    return f"{name}_{suffix}"
+
+
 @dataclass(frozen=True)
 class OperatorConfig:
     # The implicit cluster default app (--broker-url/--result-backend); None: apps only.
@@ -38,8 +48,14 @@ class OperatorConfig:
     poll_interval_seconds: float = 1.0
     listen_events: bool = True
     kubeconfig: str | None = None
-    identity: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    identity: str = field(default_factory=default_identity)
     operator_namespace: str = field(default_factory=operator_namespace)
+    # One leader per Lease (in operator_namespace); off: every process acts.
+    leader_election: bool = True
+    lease_name: str = "celery-operator"
+    lease_duration_seconds: float = 15.0
+    renew_deadline_seconds: float = 10.0
+    retry_period_seconds: float = 2.0
 
 
 # Query parameters whose value is a secret (kombu/redis-py accept e.g. ?password=).

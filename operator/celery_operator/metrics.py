@@ -74,3 +74,11 @@ EVENTS_DROPPED = Counter(
     "celery_operator_events_dropped_total",
     "Normal Events not posted because of the rate limit (Warnings are never dropped).",
 )
+LEADER = Gauge(
+    "celery_operator_leader",
+    "1 while this process holds the leader Lease and acts, 0 while it stands by.",
+)
+LEADER_TRANSITIONS = Counter(
+    "celery_operator_leader_transitions_total",
+    "Times this process started or stopped leading.",
+)

@@ -129,6 +129,8 @@ def test_celery_urls_only_through_a_secret() -> None:
            for e in container["env"]}
     assert env == {
         "POD_NAMESPACE": {"fieldPath": "metadata.namespace"},
+        "POD_NAME": {"fieldPath": "metadata.name"},
+        "POD_UID": {"fieldPath": "metadata.uid"},
         "CELERY_BROKER_URL": {"name": "urls-celery-operator-celery", "key": "broker-url"},
         "CELERY_RESULT_BACKEND": {"name": "urls-celery-operator-celery", "key": "result-backend"},
     }
@@ -151,6 +153,8 @@ def test_operator_flags() -> None:
     assert container["args"] == [
         "--log-format=json", "--metrics-port=8000", "--liveness=http://0.0.0.0:8080/healthz",
         "--dispatch-lead=2", "--claim-lease=15", "--poll-interval=1",
+        "--lease-name=flags-celery-operator", "--leader-lease-duration=15",
+        "--leader-renew-deadline=10", "--leader-retry-period=2",
         "--namespace=team-a", "--namespace=team-b",
     ]
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
@@ -241,7 +245,7 @@ def test_install_then_uninstall_leaves_nothing_but_the_crds(kube: KubeEnv, mode:
         "ClusterRole", "ClusterRoleBinding"} | ({"Role", "RoleBinding"} if watched else set())
     # The objects in the cluster are the rendered ones, labelled as such.
     selector = f"app.kubernetes.io/instance={release}"
-    in_release_ns = kube.kubectl("get", "all,sa,secret,pdb,role,rolebinding", "-n", namespace,
+    in_release_ns = kube.kubectl("get", "all,sa,secret,pdb,role,rolebinding,lease", "-n", namespace,
                                  "-l", selector, "-o", "name").stdout.split()
     assert len(in_release_ns) == sum(1 for ns, _ in refs if ns == namespace)
 

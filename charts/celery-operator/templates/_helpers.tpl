@@ -134,3 +134,8 @@ watched namespace created later.
   verbs: [list, watch]
 {{- end }}
 {{- end -}}
+
+{{/* The leader election Lease: leaderElection.leaseName, else the release's full name. */}}
+{{- define "celery-operator.leaseName" -}}
+{{- default (include "celery-operator.fullname" .) .Values.leaderElection.leaseName -}}
+{{- end }}

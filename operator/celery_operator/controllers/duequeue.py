@@ -45,6 +45,9 @@ class DueQueue:
         self._name = name
         self._on_depth = on_depth
         self._failures = Backoff(initial=1.0, factor=2.0, maximum=300.0)
+        # Keys with something to do that a standby may not do, with when they were due:
+        # run when it leads, earliest first.
+        self._parked: dict[str, datetime] = {}
 
     def start(self) -> None:
         self._loop_task = asyncio.create_task(self._run(), name=self._name)
@@ -77,7 +80,20 @@ class DueQueue:
 
     def forget(self, key: str) -> None:
         self._wake_at.pop(key, None)
+        self._parked.pop(key, None)
         self._failures.succeeded(key)
+
+    def park(self, key: str) -> None:
+        """Hold `key` until `unpark_all` (a standby's step that would act)."""
+        self._parked.setdefault(key, self._clock())
+
+    def unpark_all(self) -> int:
+        """Wake every parked key (this process started leading): all are due, and run
+        in the order they came due, so the oldest work is done first."""
+        parked, self._parked = self._parked, {}
+        for key, at in sorted(parked.items(), key=lambda item: item[1]):
+            self.schedule(key, at)
+        return len(parked)
 
     def armed(self) -> int:
         return len(self._wake_at)
@@ -121,6 +137,7 @@ class DueQueue:
         try:
             while True:
                 self._again.discard(key)
+                self._parked.pop(key, None)  # parked again if it still waits for a leader
                 async with self._limit:
                     try:
                         await self._reconcile(key)

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import kopf
@@ -26,10 +29,12 @@ from celery_operator.api import (
 from celery_operator.config import OperatorConfig, redact_url
 from celery_operator.controllers.apps import AppDirectory
 from celery_operator.controllers.appstatus import AppStatusWriter
+from celery_operator.controllers.leadership import ElectionTiming, Elector, Leadership
 from celery_operator.controllers.periodicengine import PeriodicEngine
 from celery_operator.controllers.taskengine import TaskEngine
 from celery_operator.dispatch.registry import BackendRegistry, ConnectionSet
 from celery_operator.kube.client import KubeClient, load_api_client
+from celery_operator.kube.lease import LeaseStore
 from celery_operator.scheduling.periodic_plan import PeriodicConfig
 from celery_operator.scheduling.task_lifecycle import LifecycleConfig
 
@@ -37,6 +42,20 @@ logger = logging.getLogger(__name__)
 
 PREFIX = "celeryoperator.dev"
 LIST_CHUNK = 500
+# A leader shutting down confirms what it sent before it releases the Lease (bounded:
+# what is left is taken over by the next leader after the claim lease).
+DRAIN_SECONDS = 5.0
+# Fault tests only (tests/integration/test_ha.py): this process's wall clock runs this many
+# seconds ahead, as on a host with a skewed clock. Unset in every real deployment.
+CLOCK_SKEW_ENV = "CELERY_OPERATOR_TEST_CLOCK_SKEW_SECONDS"
+
+
+def _wall_clock() -> Callable[[], datetime]:
+    skew = timedelta(seconds=float(os.environ.get(CLOCK_SKEW_ENV) or 0))
+    if not skew:
+        return lambda: datetime.now(UTC)
+    logger.warning("%s is set: this process's clock runs %s ahead", CLOCK_SKEW_ENV, skew)
+    return lambda: datetime.now(UTC) + skew
 
 
 class NoDiffBase(kopf.DiffBaseStorage):
@@ -97,18 +116,27 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         claim_lease=_seconds(config.claim_lease_seconds),
         holder=config.identity,
     )
+    leadership = _leadership(config, kube, memo) if config.leader_election else None
+    leading = leadership.leading if leadership is not None else (lambda: True)
     engine = TaskEngine(
         kube, directory, lifecycle, poll_interval=config.poll_interval_seconds,
-        claim_rate=config.claim_rate,
+        claim_rate=config.claim_rate, leading=leading, clock=_wall_clock(),
+        on_claim=leadership.note_claim if leadership is not None else (lambda holder: None),
     )
     await engine.start()
-    periodic = PeriodicEngine(kube, PeriodicConfig(create_ahead=lifecycle.dispatch_lead))
+    periodic = PeriodicEngine(kube, PeriodicConfig(create_ahead=lifecycle.dispatch_lead),
+                              leading=leading)
     periodic.start()
     memo.periodic = periodic
     if config.listen_events:
         registry.on_every_backend(lambda backend: backend.listen(engine.on_celery_event))
     memo.engine = engine
-    memo.app_status = AppStatusWriter(directory, kube, phase_counts=engine.phase_counts).start()
+    if leadership is None:
+        memo.app_status = AppStatusWriter(directory, kube,
+                                          phase_counts=engine.phase_counts).start()
+    else:
+        memo.leadership = leadership
+        leadership.start()
     logger.info(
         "celery-operator started as %s: default broker %s, results %s, namespaces %s",
         config.identity,
@@ -118,8 +146,56 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     )
 
 
+def _leadership(config: OperatorConfig, kube: KubeClient, memo: kopf.Memo) -> Leadership:
+    """The Lease campaign. Leading: the engines do what they parked and the app statuses
+    are written; standing by: the engines plan and park, no app status is written."""
+    timing = ElectionTiming(config.lease_duration_seconds, config.renew_deadline_seconds,
+                            config.retry_period_seconds)
+    store = LeaseStore(kube.api_client, config.operator_namespace, config.lease_name,
+                       timeout=max(1.0, timing.retry_period))
+    elector = Elector(store, config.identity, timing)
+
+    def started() -> None:
+        memo.engine.resume()
+        memo.periodic.resume()
+        memo.app_status = AppStatusWriter(memo.directory, kube,
+                                          phase_counts=memo.engine.phase_counts).start()
+
+    def stopped() -> None:
+        writer: AppStatusWriter | None = getattr(memo, "app_status", None)
+        memo.app_status = None
+        if writer is not None:
+            asyncio.get_running_loop().run_in_executor(None, writer.stop)
+
+    logger.info("leader election on Lease %s/%s as %s", config.operator_namespace,
+                config.lease_name, config.identity)
+    return Leadership(elector, on_started=started, on_stopped=stopped,
+                      lease_name=f"{config.operator_namespace}/{config.lease_name}",
+                      watch_released=store.watch_released)
+
+
+async def _hand_over(memo: kopf.Memo) -> None:
+    """SIGTERM: stop claiming, confirm what was sent, then release the Lease, so the
+    next leader takes over at its next retry instead of after the lease duration."""
+    leadership: Leadership | None = getattr(memo, "leadership", None)
+    if leadership is None:
+        return
+    engine: TaskEngine | None = getattr(memo, "engine", None)
+    loop = asyncio.get_running_loop()
+    if engine is not None and leadership.leading():
+        engine.draining = True
+        deadline = loop.time() + DRAIN_SECONDS
+        while engine.unconfirmed_here() and loop.time() < deadline:
+            await asyncio.sleep(0.02)
+        if left := engine.unconfirmed_here():
+            logger.warning("stopping with %d dispatches unconfirmed: the next leader takes "
+                           "them over after the claim lease", left)
+    await leadership.stop(release=True)
+
+
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    await _hand_over(memo)
     for name in ("engine", "periodic"):
         part = getattr(memo, name, None)
         if part is not None:
@@ -174,7 +250,5 @@ def _raw(body: kopf.Body) -> dict[str, Any]:
     return {key: body[key] for key in body}
 
 
-def _seconds(value: float) -> Any:
-    from datetime import timedelta
-
+def _seconds(value: float) -> timedelta:
     return timedelta(seconds=value)

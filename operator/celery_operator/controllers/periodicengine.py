@@ -131,8 +131,10 @@ class PeriodicEngine:
         threads: int = 24,
         create_rate: float = 20.0,
         max_extra_ahead: float = 60.0,
+        leading: Callable[[], bool] = lambda: True,
     ) -> None:
         self.kube = kube
+        self.leading = leading  # leader election: a standby plans and parks, never acts
         self.config = config
         # Many PeriodicTasks firing in the same second get their children created earlier.
         self.bursts = BurstTracker(create_rate, timedelta(seconds=max_extra_ahead))
@@ -148,6 +150,10 @@ class PeriodicEngine:
 
     def start(self) -> None:
         self.queue.start()
+
+    def resume(self) -> None:
+        """This process started leading: do what was parked."""
+        self.queue.unpark_all()
 
     async def stop(self) -> None:
         await self.queue.stop()
@@ -322,6 +328,12 @@ class PeriodicEngine:
         extra = self.bursts.extra_lead(key)
         config = replace(self.config, create_ahead=self.config.create_ahead + extra)
         step = plan_periodic(obs, config)
+        acts = step.create or step.revoke or step.delete or step.notices or (
+            step.status is not None
+        )
+        if acts and not self.leading():
+            self.queue.park(key)  # a standby does not act
+            return
         namespace = str(meta["namespace"])
         for order in step.create:
             await self._create_child(entry, order)

@@ -79,6 +79,10 @@ def utcnow() -> datetime:
 Entry = Watched[ScheduledTaskSpec]
 
 
+class NotLeading(Exception):
+    """A publish not sent: this process stopped leading after it was planned."""
+
+
 @dataclass(frozen=True)
 class Published:
     """A publish by this process, until its attempt ends: the confirm needs the id and
@@ -117,8 +121,18 @@ class TaskEngine:
         broker_check_interval: float = 2.0,
         kube_threads: int = 32,
         publish_threads: int = 4,
+        leading: Callable[[], bool] = lambda: True,
+        on_claim: Callable[[str], None] = lambda holder: None,
     ) -> None:
         self.kube = kube
+        self.on_claim = on_claim  # the holder of every claim seen (peer check)
+        # Leader election: checked before every act (a standby plans, parks, never acts).
+        self.leading = leading
+        self.draining = False  # shutting down: confirm what was sent, claim nothing new
+        self._sending: set[str] = set()  # uids whose claim/publish step is under way
+        # Another holder's claim: uid -> (its claim time as written, when we first saw it
+        # by our clock). Its lease runs from the later of the two (see _fresh_claim).
+        self._claim_seen: dict[str, tuple[str, datetime]] = {}
         self.apps = apps
         self.config = config
         self.clock = clock
@@ -186,6 +200,49 @@ class TaskEngine:
             asyncio.create_task(self._consumer_loop(), name="queue-consumers"),
         ]
 
+    def resume(self) -> None:
+        """This process started leading: do what was parked, read results now."""
+        parked = self.queue.unpark_all()
+        self._poll_now.set()
+        logger.info("leading: %d ScheduledTasks had something to do", parked)
+
+    def unconfirmed_here(self) -> int:
+        """Claims under way here, and tasks this process published that are neither
+        confirmed (Queued) nor known to the result backend: the ones the next leader
+        would take over and publish again. (One that already ran waits only for its
+        paced final write; the next leader finds its record and publishes nothing.)"""
+        return len(self._sending) + sum(
+            1 for uid, published in list(self._published.items())
+            if (entry := self.entries.get(uid)) is not None
+            and entry.status.get("phase") == Phase.DISPATCHING.value
+            and self._states.get(published.task_id) is None
+            and published.task_id not in self._deferred
+        )
+
+    def _fresh_claim(self, uid: str, entry: Entry) -> datetime | None:
+        """When another holder's claim may be taken over, if that is still ahead by our
+        clock. The planner ages a claim by the time it carries, written by the claimer's
+        clock: a clock ahead of the claimer's by up to the claim lease would take over a
+        live claim. So its lease also runs from when we first saw it, by our clock."""
+        claim = entry.status.get("claim")
+        if entry.status.get("phase") != Phase.DISPATCHING.value or not isinstance(
+            claim, Mapping
+        ) or claim.get("holder") == self.config.holder:
+            return None
+        stamp = str(claim.get("time") or "")
+        seen = self._claim_seen.get(uid)
+        if seen is None or seen[0] != stamp:  # first seen now (e.g. read after a conflict)
+            seen = self._claim_seen[uid] = (stamp, self.clock())
+        until = seen[1] + self.config.claim_lease
+        return until if self.clock() < until else None
+
+    def _may_act(self, step: Step) -> bool:
+        if step.status is None and step.publish is None and step.revoke is None and (
+            not step.delete and not step.notices
+        ):
+            return True
+        return self.leading() and not (self.draining and step.publish is not None)
+
     async def stop(self) -> None:
         await self.queue.stop()
         for task in self._tasks:
@@ -211,6 +268,14 @@ class TaskEngine:
             entry = self.entries[uid] = Entry(body=slim(body))
         else:
             entry.body = slim(body)
+        claim = entry.status.get("claim")
+        if entry.status.get("phase") == Phase.DISPATCHING.value and isinstance(claim, Mapping):
+            self.on_claim(str(claim.get("holder") or ""))
+            stamp = str(claim.get("time") or "")
+            if self._claim_seen.get(uid, ("",))[0] != stamp:
+                self._claim_seen[uid] = (stamp, self.clock())
+        else:
+            self._claim_seen.pop(uid, None)
         self.schedule(uid, self.clock())
 
     def on_celery_event(self, event: TaskEvent) -> None:
@@ -233,8 +298,8 @@ class TaskEngine:
             else:
                 self._hints.worker_offline.discard(event.hostname)
                 self._hints.dead_reported.discard(event.hostname)
-        if not event.task_id:
-            return
+        if not event.task_id or not self.leading():
+            return  # a standby plans nothing from task events (it reads no results either)
         uid = self._uid_of.get(event.task_id)
         if uid is None:
             return
@@ -282,6 +347,7 @@ class TaskEngine:
 
     def _forget(self, uid: str, body: dict[str, Any]) -> None:
         entry = self.entries.pop(uid, None)
+        self._claim_seen.pop(uid, None)
         self._set_due(uid, None)
         self.queue.forget(uid)
         self._untrack(uid)
@@ -291,7 +357,7 @@ class TaskEngine:
         self._app_blocked.pop(uid, None)
         status = (entry.body if entry else body).get("status") or {}
         task_id = current_task_id(uid, status)
-        if task_id and status.get("phase") in REVOKE_ON_DELETE:
+        if task_id and status.get("phase") in REVOKE_ON_DELETE and self.leading():
             # Deleting a dispatched task revokes it (best effort: no finalizer, see docs).
             spec = (entry.body if entry else body).get("spec") or {}
             raw_revoke = spec.get("revoke")
@@ -440,6 +506,24 @@ class TaskEngine:
         app = self._resolve(entry.body)
         obs = self.observed(uid, entry, app)
         step = plan_step(obs, self.config)
+        if not self._may_act(step):
+            self.queue.park(uid)  # a standby (or a leader shutting down) does not act
+            return
+        if step.publish is not None and (fresh := self._fresh_claim(uid, entry)) is not None:
+            self.schedule(uid, fresh)  # another's claim, live by our own clock: not yet
+            return
+        if step.publish is None:
+            await self._carry_out(uid, entry, app, obs, step)
+            return
+        self._sending.add(uid)  # a graceful stop waits for it: claimed → sent → confirmed
+        try:
+            await self._carry_out(uid, entry, app, obs, step)
+        finally:
+            self._sending.discard(uid)
+
+    async def _carry_out(
+        self, uid: str, entry: Entry, app: ResolvedApp | AppProblem, obs: Observed, step: Step
+    ) -> None:
         if obs.app_problem is not None:
             if not self._held_by_app(uid, step, obs.app_problem):
                 return
@@ -618,6 +702,10 @@ class TaskEngine:
         loop = asyncio.get_running_loop()
         try:
             run_id = await loop.run_in_executor(self._publish_pool, self._send, app, pub)
+        except NotLeading:
+            logger.warning("not publishing %s for %s: this process stopped leading (the next "
+                           "leader takes the claim over)", order.task_id, _name(entry.body))
+            return
         except Exception as exc:
             failure = self._publish_failed(uid, order.task_id, exc)
             self._publish_failures[uid] = failure
@@ -654,6 +742,8 @@ class TaskEngine:
             with contextlib.suppress(Exception):  # a broker that is down fails the publish
                 self._noted_run_id(app, app.backend.broker_run_id())
         run_id = self._run_ids.get(app.key)
+        if not self.leading():  # checked last thing before the broker sees it
+            raise NotLeading()
         app.backend.publish(pub)
         return run_id
 
@@ -710,8 +800,8 @@ class TaskEngine:
                 await asyncio.wait_for(self._poll_now.wait(), timeout=self.poll_interval)
             self._poll_now.clear()
             self._check_workers()
-            if not self._tracked:
-                continue
+            if not self._tracked or not self.leading():
+                continue  # a standby reads no results: the leader's writes tell it
             if (quiet := self._quiet.end_at(self.clock())) is not None:
                 await asyncio.sleep((quiet - self.clock()).total_seconds())
                 continue
@@ -825,6 +915,8 @@ class TaskEngine:
         warned: set[str] = set()
         while True:
             await asyncio.sleep(self.consumer_check_interval)
+            if not self.leading():
+                continue
             now = self.clock()
             waiting: dict[str, list[tuple[str, Entry]]] = {}  # by app
             for uid in list(self._tracked):

@@ -26,7 +26,11 @@ class OperatorProcess:
         extra_args: Sequence[str] = (),
         extra_env: Mapping[str, str] | None = None,
         name: str | None = None,
+        lease: str | None = None,
     ) -> None:
+        """`lease`: campaign for this leader Lease (in namespace "default", or the
+        POD_NAMESPACE of `extra_env`); None: no leader election, the process always acts
+        (tests of two operators racing on conditional writes, single-process stacks)."""
         self.name = name or f"operator{next(_count)}"
         self.metrics_port = free_port()
         self.health_port = free_port()
@@ -36,6 +40,7 @@ class OperatorProcess:
             "--result-backend", backend_url,
             "--metrics-port", str(self.metrics_port),
             "--liveness", f"http://127.0.0.1:{self.health_port}/healthz",
+            *(["--lease-name", lease] if lease else ["--no-leader-election"]),
             *extra_args,
         ]
         env = {**os.environ, "KUBECONFIG": str(kubeconfig), **(extra_env or {})}
@@ -65,6 +70,14 @@ class OperatorProcess:
 
     def stop(self) -> None:
         self.process.stop(grace=15.0)
+
+    def signal(self, sig: int) -> None:
+        """SIGSTOP / SIGCONT (a frozen process), SIGTERM (a graceful stop)."""
+        self.process.signal(sig)
+
+    def leader(self) -> bool:
+        """Its `celery_operator_leader` gauge."""
+        return "celery_operator_leader 1.0" in self.metrics()
 
     def kill(self) -> None:
         """SIGKILL: a crash, no cleanup handlers run."""
