@@ -288,3 +288,12 @@ def schedule_detail(obj: Mapping[str, Any], runs: Sequence[Mapping[str, Any]],
         + _yaml(PERIODIC_PLURAL, obj))
     return View(f"PeriodicTask {row.name}", body, f"{PERIODIC_PLURAL} {SCHEDULED_PLURAL}",
                 f"{PERIODIC_PLURAL}/{row.namespace}/{row.name}")
+
+
+def missing_page(plural: str, namespace: str, name: str, synced: bool) -> View:
+    kind = "ScheduledTask" if plural == SCHEDULED_PLURAL else "PeriodicTask"
+    why = ("not found: deleted, not created yet, or not visible to your credentials"
+           if synced else "not loaded yet")
+    body = f'<h1>{kind} {e(name)}</h1><p class="problem" id="missing">{e(namespace)}/' \
+        f"{e(name)}: {why}. This page shows it as soon as it appears.</p>"
+    return View(f"{kind} {name}", body, plural, f"{plural}/{namespace}/{name}")

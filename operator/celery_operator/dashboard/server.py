@@ -92,13 +92,17 @@ class Dashboard:
         return self._respond(request, pages.schedules_page(self.schedules.rows(), self.clock(),
                                                            self.zone))
 
-    def _cached(self, request: web.Request, cache: Cache[Any]) -> dict[str, Any]:
-        key = (request.match_info["namespace"], request.match_info["name"])
-        obj = cache.get(key)
-        if obj is None:
-            raise web.HTTPNotFound(text=f"{key[1]} not found in namespace {key[0]} (deleted, "
-                                   "or not visible to your credentials)")
-        return obj
+    def _cached(self, request: web.Request, cache: Cache[Any]) -> dict[str, Any] | None:
+        return cache.get((request.match_info["namespace"], request.match_info["name"]))
+
+    def _missing(self, request: web.Request, plural: str) -> web.Response:
+        """A page that turns into the object when it appears (it may be just created)."""
+        namespace, name = request.match_info["namespace"], request.match_info["name"]
+        view = pages.missing_page(plural, namespace, name, self.tasks.synced
+                                  and self.schedules.synced)
+        response = self._respond(request, view)
+        response.set_status(404)
+        return response
 
     async def _events(self, kind: str, obj: dict[str, Any]) -> list[dict[str, Any]] | str:
         meta = obj["metadata"]
@@ -112,12 +116,16 @@ class Dashboard:
 
     async def task_detail(self, request: web.Request) -> web.Response:
         obj = self._cached(request, self.tasks)
+        if obj is None:
+            return self._missing(request, SCHEDULED_PLURAL)
         events = await self._events(SCHEDULED_KIND, obj)
         view = pages.task_detail(obj, events, self.clock(), self.zone, task_row(obj))
         return self._respond(request, view)
 
     async def schedule_detail(self, request: web.Request) -> web.Response:
         obj = self._cached(request, self.schedules)
+        if obj is None:
+            return self._missing(request, PERIODIC_PLURAL)
         meta = obj["metadata"]
         runs = [run for run in self.tasks.objects()
                 if (run["metadata"].get("labels") or {}).get(PARENT_LABEL) == meta["name"]
@@ -133,6 +141,9 @@ class Dashboard:
         if plural not in (SCHEDULED_PLURAL, PERIODIC_PLURAL):
             raise web.HTTPNotFound()
         obj = self._cached(request, self.tasks if plural == SCHEDULED_PLURAL else self.schedules)
+        if obj is None:
+            raise web.HTTPNotFound(text="not found (deleted, or not visible to your "
+                                   "credentials)")
         return web.Response(text=as_yaml(obj), content_type="text/plain", charset="utf-8")
 
     async def static(self, request: web.Request) -> web.Response:

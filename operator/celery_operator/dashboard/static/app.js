@@ -12,8 +12,8 @@
     const url = new URL(location.href);
     url.searchParams.set("fragment", "1");
     fetch(url).then(function (r) {
-      if (r.status === 404 && key) { location.reload(); return null; }
-      return r.ok ? r.text() : null;
+      // 404: the object is gone (or not there yet); the answer says so.
+      return r.ok || r.status === 404 ? r.text() : null;
     }).then(function (html) {
       if (html !== null && html !== undefined) {
         document.getElementById("main").innerHTML = html;
