@@ -31,7 +31,11 @@
   }
 
   const events = new EventSource("/events");
-  events.onopen = function () { live.className = "on"; };
+  events.onopen = function () {
+    // Catch up on what changed between this page's render and the stream's (re)start.
+    live.className = "on";
+    refresh();
+  };
   events.onerror = function () { live.className = "off"; };
   events.onmessage = function (message) {
     if (!relevant(JSON.parse(message.data))) { return; }
