@@ -5,10 +5,13 @@ an action the user's RBAC forbids shows the API server's refusal."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -242,3 +245,25 @@ def test_the_grafana_dashboard_and_the_alerts_use_metrics_the_operator_exports(
                 for suffix in suffixes.get(family.type, ("",))}
     missing = used_metric_names() - exported
     assert not missing, f"not exported by the operator: {sorted(missing)}"
+
+
+def test_only_its_own_page_may_act_and_only_under_its_own_address(
+    dashboard: Dashboard, pt: Tasks
+) -> None:
+    """Another web page the user visits cannot post an action (no token), nor reach it
+    through a DNS name of its own (the Host check)."""
+    pt.create("untouched", {"schedule": {"interval": "1h"},
+                            "task": {"name": "demo.add", "args": [1, 2]}})
+    body = json.dumps({"action": "suspend", "plural": PERIODIC_PLURAL,
+                       "namespace": pt.namespace, "name": "untouched"}).encode()
+    for headers in ({"Content-Type": "application/json"},
+                    {"Content-Type": "application/json", "X-Dashboard-Token": "guess"}):
+        request = urllib.request.Request(f"{dashboard.url}/action", body, headers)
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=10)
+        assert refused.value.code == 403
+    rebound = urllib.request.Request(f"{dashboard.url}/", headers={"Host": "evil.example"})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(rebound, timeout=10)
+    assert refused.value.code == 403
+    assert pt.get("untouched")["spec"]["suspend"] is False

@@ -4,7 +4,10 @@ task table's filter/sort/page, the schedule sentence, and the pages' escaping an
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from celery_operator.dashboard import pages
 from celery_operator.dashboard.html import SHOWN_CHARS
@@ -12,6 +15,7 @@ from celery_operator.dashboard.queries import TableQuery, overview, select
 from celery_operator.dashboard.rows import schedule_row, task_row
 from celery_operator.dashboard.store import Cache
 from celery_operator.dashboard.words import cron_words
+from celery_operator.kubectl_plugin.main import main as plugin_main
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 
@@ -95,3 +99,19 @@ def test_a_periodic_task_with_a_broken_spec_renders_the_reason() -> None:
                         "2026-12-01T10:00:00Z"}, "spec": {"schedule": {"cron": "nope"}}}
     view = pages.schedule_detail(obj, [], [], NOW, UTC, schedule_row(obj))
     assert 'id="invalid"' in view.body and "has an invalid spec" in view.body
+
+
+def test_the_dashboard_verb_must_come_first(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        plugin_main(["-n", "team", "dashboard"])
+    assert exited.value.code == 2
+    assert "dashboard must come first: kubectl celery dashboard [-n NAMESPACE]" in (
+        capsys.readouterr().err)
+
+
+def test_a_dashboard_without_credentials_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert plugin_main(["dashboard", "--no-browser", "--kubeconfig",
+                        str(tmp_path / "missing")]) == 1
+    assert capsys.readouterr().err.startswith("error: no usable kubeconfig:")

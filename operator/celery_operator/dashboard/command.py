@@ -11,12 +11,10 @@ import sys
 import webbrowser
 from collections.abc import Sequence
 
-from aiohttp import web
-
 from celery_operator.kube.objects import NoCredentials, connect
 from celery_operator.kubectl_plugin.main import local_zone
 
-from .server import Dashboard
+from .feed import Live
 
 LOOPBACK = "127.0.0.1"
 
@@ -48,6 +46,7 @@ def _bind(address: str, port: int) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((address, port))
+    sock.listen(128)  # connections wait in the backlog until the server runs
     return sock
 
 
@@ -56,7 +55,13 @@ def _url(address: str, port: int) -> str:
     return f"http://{host}:{port}/"
 
 
-async def _serve(dashboard: Dashboard, sock: socket.socket) -> None:
+async def _serve(live: Live, hosts: frozenset[str] | None, sock: socket.socket) -> None:
+    # Imported once the first lists are under way: they overlap aiohttp's import.
+    from aiohttp import web
+
+    from .server import Dashboard
+
+    dashboard = Dashboard(live, local_zone(), hosts)
     runner = web.AppRunner(dashboard.app(), access_log=None)  # no request logs
     await runner.setup()
     await web.SockSite(runner, sock).start()
@@ -85,14 +90,15 @@ def run(args: argparse.Namespace, prog: str) -> int:
               "sees and acts with your Kubernetes credentials", file=sys.stderr)
     hosts = frozenset({f"{LOOPBACK}:{port}", f"localhost:{port}", f"[::1]:{port}"}) if local \
         else None
-    dashboard = Dashboard(objects, args.namespace, args.namespace or context_namespace,
-                          local_zone(), hosts)
+    live = Live(objects, args.namespace, args.namespace or context_namespace)
+    live.start()
     url = _url(LOOPBACK if args.address in ("0.0.0.0", "::") else args.address, port)
     print(f"{prog}: serving on {url} (Ctrl-C to stop)", flush=True)
     if not args.no_browser:
         webbrowser.open(url)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve(dashboard, sock))
+        asyncio.run(_serve(live, hosts, sock))
+    live.stop()
     return 0
 
 

@@ -12,9 +12,11 @@ import json
 import threading
 from typing import Any
 
+from celery_operator.api import PERIODIC_PLURAL, SCHEDULED_PLURAL
 from celery_operator.kube.client import Rejected
 from celery_operator.kube.objects import Objects, Unreachable
 
+from .rows import ScheduleRow, TaskRow, schedule_row, task_row
 from .store import Cache
 
 GONE, FORBIDDEN = 410, 403
@@ -23,11 +25,16 @@ QUEUE_MAX = 1000  # a page that falls this far behind is told to reload its view
 
 
 class Hub:
-    """Fans one stream of change notices out to every open page."""
+    """Fans one stream of change notices out to every open page. The watches start before
+    the server's loop exists (the first list overlaps the server's start): notices before
+    `attach` reach no page, and none is open yet."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._queues: set[asyncio.Queue[str]] = set()
+
+    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
 
     def subscribe(self) -> asyncio.Queue[str]:
         queue: asyncio.Queue[str] = asyncio.Queue(QUEUE_MAX)
@@ -39,7 +46,9 @@ class Hub:
 
     def publish(self, notice: dict[str, Any]) -> None:
         """Thread-safe: called from the watch threads."""
-        self._loop.call_soon_threadsafe(self._fan_out, json.dumps(notice))
+        if self._loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop closed: we are exiting
+                self._loop.call_soon_threadsafe(self._fan_out, json.dumps(notice))
 
     def _fan_out(self, message: str) -> None:
         for queue in self._queues:
@@ -87,3 +96,25 @@ class Watcher(threading.Thread):
                 namespace, name = self.cache.apply(event, obj)
                 version = str((obj.get("metadata") or {}).get("resourceVersion") or version)
                 self.hub.publish({"kind": self.plural, "namespace": namespace, "name": name})
+
+
+class Live:
+    """Both kinds' caches and the watches that feed them."""
+
+    def __init__(self, objects: Objects, namespace: str | None, fallback: str) -> None:
+        self.objects, self.namespace, self.fallback = objects, namespace, fallback
+        self.tasks: Cache[TaskRow] = Cache(task_row)
+        self.schedules: Cache[ScheduleRow] = Cache(schedule_row)
+        self.hub = Hub()
+        self.watchers: list[Watcher] = []
+
+    def start(self) -> None:
+        for plural, cache in ((SCHEDULED_PLURAL, self.tasks), (PERIODIC_PLURAL, self.schedules)):
+            watcher = Watcher(self.objects, plural, cache, self.hub, self.namespace,
+                              self.fallback)
+            watcher.start()
+            self.watchers.append(watcher)
+
+    def stop(self) -> None:
+        for watcher in self.watchers:
+            watcher.stopped.set()

@@ -30,6 +30,14 @@ def when(moment: datetime | None, now: datetime, zone: tzinfo) -> str:
             f"{e(local_time(moment, zone))}</time>")
 
 
+def age(moment: datetime | None, now: datetime) -> str:
+    """How long ago, as kubectl's AGE column reads ("5m", "2d3h"), the time in a tooltip."""
+    if moment is None:
+        return NONE
+    return (f'<time datetime="{e(format_time(moment))}" title="{e(format_time(moment))}">'
+            f'{e(until(moment, now).removesuffix(" ago").removeprefix("in "))}</time>')
+
+
 def table(headers: Sequence[str], rows: Iterable[Sequence[str]], cls: str = "") -> str:
     """`rows` hold markup already escaped."""
     head = "".join(f"<th>{h}</th>" for h in headers)

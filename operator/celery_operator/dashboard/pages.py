@@ -13,7 +13,7 @@ from celery_operator.kubectl_plugin.history import run_history
 from celery_operator.kubectl_plugin.output import Refused
 from celery_operator.kubectl_plugin.upcoming import periodic_upcoming
 
-from .html import NONE, as_json, as_yaml, button, cut, e, link, table, when
+from .html import NONE, age, as_json, as_yaml, button, cut, e, link, table, when
 from .queries import SORTS, Overview, Page, TableQuery
 from .rows import ScheduleRow, TaskRow
 from .words import cron_words
@@ -119,7 +119,7 @@ def tasks_page(page: Page, query: TableQuery, namespaces: Sequence[str], now: da
 
     rows = [[e(r.namespace), _task_link(r), e(r.task or NONE), e(r.queue or NONE),
              _phase(r.phase), when(r.due, now, zone), str(r.attempts), e(r.worker or NONE),
-             when(r.created, now, zone)] for r in page.rows]
+             age(r.created, now)] for r in page.rows]
     sort = {"sort": query.sort, "order": "desc" if query.descending else "asc"}
     pager = " ".join(
         link(f"/{SCHEDULED_PLURAL}", label, **base, **sort, page=str(number))

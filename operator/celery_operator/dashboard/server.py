@@ -13,15 +13,15 @@ from aiohttp import web
 
 from celery_operator.api import PERIODIC_KIND, PERIODIC_PLURAL, SCHEDULED_KIND, SCHEDULED_PLURAL
 from celery_operator.kube.client import Rejected
-from celery_operator.kube.objects import PARENT_LABEL, Objects, Unreachable
+from celery_operator.kube.objects import PARENT_LABEL, Unreachable
 from celery_operator.scheduling.periodic_plan import controller_uid
 
 from . import pages
 from .actions import perform
-from .feed import Hub, Watcher
+from .feed import Live
 from .html import as_yaml
 from .queries import TableQuery, overview, select
-from .rows import ScheduleRow, TaskRow, schedule_row, task_row
+from .rows import schedule_row, task_row
 from .store import Cache
 
 STATIC = files("celery_operator.dashboard") / "static"
@@ -36,30 +36,14 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class Dashboard:
-    """The caches, their watches and the pages over them."""
+    """The pages over the caches that `live`'s watches feed."""
 
-    def __init__(self, objects: Objects, namespace: str | None, fallback: str, zone: tzinfo,
-                 allowed_hosts: frozenset[str] | None,
+    def __init__(self, live: Live, zone: tzinfo, allowed_hosts: frozenset[str] | None,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
-        self.objects, self.namespace, self.fallback = objects, namespace, fallback
+        self.live, self.objects = live, live.objects
+        self.tasks, self.schedules, self.hub = live.tasks, live.schedules, live.hub
         self.zone, self.clock, self.allowed_hosts = zone, clock, allowed_hosts
-        self.tasks: Cache[TaskRow] = Cache(task_row)
-        self.schedules: Cache[ScheduleRow] = Cache(schedule_row)
         self.token = secrets.token_urlsafe(24)  # actions must come from our own page
-        self.watchers: list[Watcher] = []
-        self.hub: Hub | None = None
-
-    def start_watches(self) -> None:
-        self.hub = Hub(asyncio.get_running_loop())
-        for plural, cache in ((SCHEDULED_PLURAL, self.tasks), (PERIODIC_PLURAL, self.schedules)):
-            watcher = Watcher(self.objects, plural, cache, self.hub, self.namespace,
-                              self.fallback)
-            watcher.start()
-            self.watchers.append(watcher)
-
-    def stop_watches(self) -> None:
-        for watcher in self.watchers:
-            watcher.stopped.set()
 
     # ---- pages --------------------------------------------------------------------------
 
@@ -155,7 +139,6 @@ class Dashboard:
     # ---- live updates and actions -------------------------------------------------------
 
     async def stream(self, request: web.Request) -> web.StreamResponse:
-        assert self.hub is not None
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
         queue = self.hub.subscribe()
@@ -215,10 +198,8 @@ class Dashboard:
             web.post("/action", self.action),
         ])
 
-        async def watches(_: web.Application) -> Any:
-            self.start_watches()
-            yield
-            self.stop_watches()
+        async def attach(_: web.Application) -> None:
+            self.hub.attach(asyncio.get_running_loop())
 
-        application.cleanup_ctx.append(watches)
+        application.on_startup.append(attach)
         return application
