@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from celery_operator.api import FINISHED_PHASES
@@ -14,6 +14,7 @@ from celery_operator.api import FINISHED_PHASES
 from .rows import ScheduleRow, TaskRow
 
 SOON = timedelta(hours=1)
+NEVER = datetime.max.replace(tzinfo=UTC)
 LISTED = 10  # rows in each overview list
 PER_PAGE = 50
 SORTS = ("namespace", "name", "task", "queue", "phase", "due", "attempts", "worker", "age")
@@ -80,15 +81,11 @@ class Page:
 
 
 def _sort_key(sort: str) -> Any:
-    far = datetime.max.replace(tzinfo=None)
-
     def key(row: TaskRow) -> Any:
-        if sort == "due":
-            return (row.due is None, row.due.replace(tzinfo=None) if row.due else far,
-                    row.namespace, row.name)
+        if sort == "due":  # unknown due times last
+            return (row.due is None, row.due or NEVER, row.namespace, row.name)
         if sort == "age":  # youngest first, as kubectl's AGE ascending reads
-            return (row.created is None, -(row.created.timestamp()) if row.created else 0,
-                    row.name)
+            return (row.created is None, -(row.created or NEVER).timestamp(), row.name)
         return (getattr(row, sort), row.namespace, row.name)
 
     return key

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from celery_operator.api import Phase, parse_time
@@ -14,8 +15,13 @@ NO_PHASE = "Pending"  # no status yet: the operator has not seen it
 
 
 def _time(raw: Any) -> datetime | None:
+    return _parsed(raw) if isinstance(raw, str) and raw else None
+
+
+@lru_cache(maxsize=1 << 16)  # a burst of objects shares its timestamps: parse each once
+def _parsed(text: str) -> datetime | None:
     try:
-        return parse_time(str(raw)) if raw else None
+        return parse_time(text)
     except ValueError:
         return None
 
