@@ -91,6 +91,12 @@ def build_parser() -> argparse.ArgumentParser:
     importer = sub.add_parser("import", help="turn a beat_schedule, django-celery-beat's "
                               "tables or RedBeat's entries into PeriodicTask manifests")
     import_command.add_arguments(importer)
+
+    from celery_operator.dashboard.command import add_arguments as dashboard_arguments
+
+    dashboard = sub.add_parser("dashboard", help="a local web UI over ScheduledTasks and "
+                               "PeriodicTasks, with your kubeconfig's credentials")
+    dashboard_arguments(dashboard)
     return parser
 
 
@@ -110,6 +116,10 @@ def main(argv: list[str] | None = None) -> int:
         from celery_operator.importer.command import run as run_import
 
         return run_import(args)
+    if args.command == "dashboard":
+        from celery_operator.dashboard.command import run as run_dashboard
+
+        return run_dashboard(args, f"{parser.prog} dashboard")
     return 2
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import urllib3
-from kubernetes import client, config
+from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 
 from celery_operator.api import GROUP, SCHEDULED_PLURAL, VERSION
@@ -27,7 +27,7 @@ from celery_operator.scheduling.periodic_plan import controller_uid
 
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 REQUEST_TIMEOUT = 30  # seconds: a command line must not hang on a dead API server
-
+WATCH_SECONDS = 300  # the API server ends a watch after this; the caller resumes it
 
 
 class NoCredentials(Exception):
@@ -96,10 +96,12 @@ class Objects:
 
     def __init__(self, api_client: client.ApiClient) -> None:
         self.custom = client.CustomObjectsApi(api_client)
+        self.core = client.CoreV1Api(api_client)
+        self.api_client = api_client
 
-    def _call(self, method: Callable[..., Any], *args: Any) -> Any:
+    def _call(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         with _request():
-            return method(*args, _request_timeout=REQUEST_TIMEOUT)
+            return method(*args, **kwargs, _request_timeout=REQUEST_TIMEOUT)
 
     def get(self, plural: str, namespace: str, name: str) -> dict[str, Any]:
         return cast(dict[str, Any], self._call(
@@ -143,3 +145,48 @@ class Objects:
             ))
         return [item for item in found["items"]
                 if controller_uid(item.get("metadata") or {}) == meta.get("uid")]
+
+    def delete(self, plural: str, namespace: str, name: str) -> None:
+        self._call(self.custom.delete_namespaced_custom_object, GROUP, VERSION, namespace,
+                   plural, name)
+
+    def snapshot(
+        self, plural: str, namespace: str | None
+    ) -> tuple[builtins.list[dict[str, Any]], str]:
+        """Every object of a kind (namespace None: all namespaces) and the list's
+        resourceVersion, to watch from."""
+        if namespace is None:
+            found = self._call(self.custom.list_cluster_custom_object, GROUP, VERSION, plural)
+        else:
+            found = self._call(self.custom.list_namespaced_custom_object, GROUP, VERSION,
+                               namespace, plural)
+        return found["items"], str(found["metadata"]["resourceVersion"])
+
+    def watch(
+        self, plural: str, namespace: str | None, resource_version: str
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        """(ADDED|MODIFIED|DELETED, object) after `resource_version`, until the API server
+        ends the watch. Raises Rejected (410 Gone: list again) or Unreachable."""
+        method: Callable[..., Any]
+        args: tuple[str, ...]
+        if namespace is None:
+            method, args = self.custom.list_cluster_custom_object, (GROUP, VERSION, plural)
+        else:
+            method = self.custom.list_namespaced_custom_object
+            args = (GROUP, VERSION, namespace, plural)
+        stream = watch.Watch().stream(method, *args, resource_version=resource_version,
+                                      timeout_seconds=WATCH_SECONDS,
+                                      _request_timeout=WATCH_SECONDS + REQUEST_TIMEOUT)
+        with _request():
+            for event in stream:
+                if event["type"] in ("ADDED", "MODIFIED", "DELETED"):
+                    yield event["type"], event["object"]
+
+    def events(self, namespace: str, kind: str, name: str) -> builtins.list[dict[str, Any]]:
+        """The Events about one object, oldest first, as `kubectl describe` lists them."""
+        found = self._call(self.core.list_namespaced_event, namespace,
+                           field_selector=f"involvedObject.kind={kind},"
+                           f"involvedObject.name={name}")
+        items = self.api_client.sanitize_for_serialization(found.items)
+        return sorted(items, key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime")
+                                               or ""))

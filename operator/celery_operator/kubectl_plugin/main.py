@@ -127,6 +127,10 @@ def build_parser() -> argparse.ArgumentParser:
                                    "schedule into PeriodicTask manifests (the same as "
                                    "celery-operator import; must come first)")
     late_import.add_argument("rest", nargs=argparse.REMAINDER)
+    dashboard = verbs.add_parser("dashboard", add_help=False, help="a local web UI over "
+                                 "ScheduledTasks and PeriodicTasks (must come first; see "
+                                 f"{PROG} dashboard --help)")
+    dashboard.add_argument("rest", nargs=argparse.REMAINDER)
     return parser
 
 
@@ -152,11 +156,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["import"]:
         return importing.run(PROG, argv[1:])
+    if argv[:1] == ["dashboard"]:
+        from celery_operator.dashboard.command import main as dashboard
+
+        return dashboard(f"{PROG} dashboard", argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.verb == "import":
         parser.error("import must come first: kubectl celery import SOURCE ... (its own -n "
                      "sets the manifests' namespace)")
+    if args.verb == "dashboard":
+        parser.error("dashboard must come first: kubectl celery dashboard [-n NAMESPACE] ...")
     if args.verb == "revoke" and args.signal and not args.terminate:
         parser.error("--signal is the signal --terminate sends: give --terminate too")
     try:
