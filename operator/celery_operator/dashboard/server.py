@@ -12,8 +12,9 @@ from typing import Any
 from aiohttp import web
 
 from celery_operator.api import PERIODIC_KIND, PERIODIC_PLURAL, SCHEDULED_KIND, SCHEDULED_PLURAL
+from celery_operator.api.names import PARENT_LABEL
 from celery_operator.kube.client import Rejected
-from celery_operator.kube.objects import PARENT_LABEL, Unreachable
+from celery_operator.kube.objects import Unreachable
 from celery_operator.scheduling.periodic_plan import controller_uid
 
 from . import pages
