@@ -5,6 +5,7 @@ need=()
 command -v redis-server >/dev/null || need+=(redis-server)
 command -v go >/dev/null || need+=(golang-go)
 command -v lua5.4 >/dev/null || need+=(lua5.4)
+[[ -x /usr/lib/postgresql/15/bin/initdb ]] || need+=(postgresql)
 if [[ ${#need[@]} -gt 0 ]]; then
   if [[ $(id -u) -ne 0 ]]; then SUDO=sudo; else SUDO=; fi
   echo "installing ${need[*]}" >&2

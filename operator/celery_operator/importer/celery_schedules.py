@@ -15,7 +15,8 @@ from celery_operator.importer.entries import CronPlan, IntervalPlan, Plan, SkipE
 from celery_operator.scheduling import celery_crontab_expression, validate_time_zone
 
 # A relative schedule of exactly one of these runs at whole units of the app's clock,
-# which this cron expression says (Celery's delta_resolution rounds down to the unit).
+# which this cron expression says (Celery's delta_resolution rounds down to the unit). In a
+# zone with daylight saving time Celery's wall-clock arithmetic shifts runs: UTC only.
 _RELATIVE_CRON = {
     timedelta(minutes=1): "* * * * *",
     timedelta(hours=1): "0 * * * *",
@@ -110,10 +111,10 @@ def _interval(every: timedelta, *, relative: bool, time_zone: str | None) -> Pla
     if not relative:
         return IntervalPlan(every)
     cron = _RELATIVE_CRON.get(every)
-    if cron is not None and time_zone is not None:
+    if cron is not None and time_zone in ("UTC", "Etc/UTC"):
         return CronPlan(expression=cron, time_zone=time_zone)
     raise SkipEntry(
         f"relative=True with an interval of {every.total_seconds():g}s: Celery rounds each run "
-        "down to the whole minute, hour or day counted from when beat started; only 1 minute, "
-        "1 hour and 1 day (with a known time zone) have an exact equivalent (a cron schedule)"
+        "down to the whole minute, hour or day of its clock, counted from when beat started; "
+        "only 1 minute, 1 hour and 1 day in UTC have an exact equivalent (a cron schedule)"
     )

@@ -6,6 +6,7 @@ import argparse
 import sys
 import traceback
 from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -13,7 +14,8 @@ import yaml
 
 from celery_operator.api.apps import APP_KINDS, AppRef
 from celery_operator.api.defaults import APP_KIND
-from celery_operator.importer.entries import Entry, SkipEntry, SourceError
+from celery_operator.importer.dst import dst_notes
+from celery_operator.importer.entries import CronPlan, Entry, SkipEntry, SourceError
 from celery_operator.importer.manifests import build_manifest
 from celery_operator.importer.naming import object_names
 from celery_operator.importer.report import Report
@@ -73,7 +75,9 @@ def run(args: argparse.Namespace) -> int:
         sys.stderr.write(f"celery-operator import: {exc}\n")
         return 1
     report = Report()
-    manifests = convert(entries, args.source, args.namespace, app_ref, report)
+    manifests = convert(
+        entries, args.source, args.namespace, app_ref, report, now=datetime.now(UTC)
+    )
     _write(manifests, args.output_dir, sys.stdout)
     report.write(sys.stderr)
     return 0
@@ -119,8 +123,13 @@ def convert(
     namespace: str | None,
     app: AppRef | None,
     report: Report,
+    *,
+    now: datetime,
 ) -> list[dict[str, Any]]:
-    """Manifests for the entries that convert; the report says what happened to each."""
+    """Manifests for the entries that convert; the report says what happened to each.
+
+    `now` starts the year over which runs around daylight-saving changes are compared.
+    """
     items = list(entries)
     names = object_names(e.name if isinstance(e, Entry) else e[0] for e in items)
     manifests: list[dict[str, Any]] = []
@@ -141,6 +150,9 @@ def convert(
         if name != item.name:
             report.changed.append((item.name, f"renamed to {name}"))
         report.changed.extend((item.name, note) for note in item.notes)
+        if isinstance(item.plan, CronPlan):
+            notes = dst_notes(item.plan, now)
+            report.changed.extend((item.name, note) for note in notes)
     return manifests
 
 
