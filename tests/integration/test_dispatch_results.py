@@ -10,7 +10,6 @@ import pickle
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,12 +25,13 @@ from celery_operator.devstack.postgresserver import PostgresServer
 from celery_operator.devstack.processes import free_port
 from celery_operator.dispatch.results import META_PREFIX, ResultBackendError, ResultReader
 
+from .conftest import POSTGRES_PASSWORD as PASSWORD
+from .conftest import postgres_url as db_url
+
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 DJANGO_ROWS = ROOT / "tests" / "data" / "django_result_rows.py"
-# Every character a URL password must escape, and a user would still choose.
-PASSWORD = "p@ss:w/rd"
 
 # Each bad record, as it sits in Redis, and the reason the reader must give for it.
 BAD_RECORDS: dict[str, tuple[bytes, str]] = {
@@ -119,21 +119,6 @@ def test_a_record_replaced_by_a_good_one_is_read_again(
     )
 
 
-@pytest.fixture(scope="module")
-def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
-    server = PostgresServer(tmp_path_factory.mktemp("postgres"), password=PASSWORD).start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-def db_url(server: PostgresServer, prefix: str = "db+", *, password: str = PASSWORD,
-           port: int | None = None, database: str | None = None) -> str:
-    return (f"{prefix}postgresql://{server.user}:{quote(password, safe='')}@127.0.0.1:"
-            f"{port or server.port}/{database or server.database}")
-
-
 class Queries:
     """SELECTs of `table` sent by any SQLAlchemy engine while counting."""
 
@@ -157,15 +142,14 @@ def test_celery_database_rows_are_read_in_one_query_per_thousand_ids(
     postgres: PostgresServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     run = uuid.uuid4().hex[:8]
-    app = Celery("writer", backend=db_url(postgres).replace("postgresql", "postgresql+psycopg"),
-                 set_as_current=False)
+    app = Celery("writer", backend=db_url(postgres), set_as_current=False)
     app.conf.update(result_serializer="json", accept_content=["json"], result_extended=True)
     done, started, failed = f"{run}-done", f"{run}-started", f"{run}-failed"
     app.backend.store_result(done, {"rows": [1, 2]}, "SUCCESS")
     app.backend.store_result(started, {"pid": 42, "hostname": "w1@node"}, "STARTED")
     app.backend.store_result(failed, ValueError("boom"), "FAILURE")
     pickled, garbage = f"{run}-pickled", f"{run}-garbage"
-    engine = sa.create_engine(db_url(postgres, "").replace("postgresql", "postgresql+psycopg"))
+    engine = sa.create_engine(db_url(postgres, ""))
     with engine.begin() as conn:  # a row from before Celery stored JSON, and a broken one
         for task_id, raw in ((pickled, pickle.dumps(3)), (garbage, b"{status")):
             conn.execute(sa.text("INSERT INTO celery_taskmeta (id, task_id, status, result) "
@@ -175,7 +159,7 @@ def test_celery_database_rows_are_read_in_one_query_per_thousand_ids(
     missing = [f"{run}-missing-{n}" for n in range(1_495)]
     ids = [done, started, pickled, *missing, garbage, failed]  # 1,500 ids
 
-    reader = ResultReader(db_url(postgres))
+    reader = ResultReader(db_url(postgres).replace("+psycopg", ""))  # as users spell it
     try:
         with Queries("celery_taskmeta") as queries, caplog.at_level(logging.WARNING):
             states = reader.read(ids)
@@ -253,7 +237,7 @@ def test_a_database_that_cannot_be_read_is_one_line_without_the_password(
     finally:
         reader.close()
     message = str(raised.value)
-    assert message.startswith("db+postgresql://celery:***@127.0.0.1:")
+    assert message.startswith("db+postgresql+psycopg://celery:***@127.0.0.1:")
     assert cause in message and "\n" not in message
     for secret in (PASSWORD, quote(PASSWORD, safe=""), "not-"):
         assert secret not in message
