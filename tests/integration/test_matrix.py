@@ -1,0 +1,209 @@
+"""The core ScheduledTask and PeriodicTask scenarios on each broker and result backend.
+
+One stack per combination (module- and param-scoped: broker, result backend, one worker,
+one operator, one namespace); every scenario's objects are created as soon as the stack
+is up, so they run side by side, and each test then judges one of them. Executions are
+counted per task id from the worker's execution log, which works whatever the backend.
+
+    (Redis, Redis)  (RabbitMQ, Redis)  (RabbitMQ, PostgreSQL db+)
+    (Redis, django-celery-results on PostgreSQL)  (Redis, rpc://: events only)
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from celery_operator.api import PERIODIC_PLURAL, SCHEDULED_PLURAL
+from celery_operator.devstack import CeleryWorker, KubeEnv, RabbitMQServer, RedisServer
+from celery_operator.devstack.demo_app import read_executions
+from celery_operator.devstack.operatorproc import OperatorProcess
+from celery_operator.devstack.postgresserver import PostgresServer
+
+from .conftest import Tasks, holds_for, postgres_url, wait_for
+
+pytestmark = pytest.mark.integration
+
+# Redis databases of the matrix (the session's broker and backend use 0 and 1).
+BROKER_DB, BACKEND_DB = 6, 7
+DJANGO_APP = "tests.integration.django_worker_app"
+COMBINATIONS = {
+    "redis-redis": ("redis", "redis"),
+    "amqp-redis": ("amqp", "redis"),
+    "amqp-postgresql": ("amqp", "db+"),
+    "redis-django": ("redis", "django-db+"),
+    "redis-rpc": ("redis", "rpc"),
+}
+
+
+@dataclass
+class Stack:
+    name: str
+    broker_url: str
+    backend_url: str
+    worker: CeleryWorker
+    executions: Path
+    operator: OperatorProcess
+    tasks: Tasks
+    periodic: Tasks
+    workdir: Path
+    kubeconfig: Path
+    namespace: str
+    started: list[OperatorProcess] = field(default_factory=list)
+
+    @property
+    def results(self) -> bool:
+        """The backend keeps results the operator reads (rpc:// does not)."""
+        return not self.backend_url.startswith("rpc")
+
+    def runs(self) -> dict[str, int]:
+        return dict(read_executions(self.executions).runs)
+
+    def start_operator(self) -> OperatorProcess:
+        operator = OperatorProcess(
+            self.kubeconfig, self.broker_url, self.backend_url, workdir=self.workdir,
+            extra_args=["--namespace", self.namespace, "--claim-lease", "5"],
+        ).start()
+        self.started.append(operator)
+        self.operator = operator
+        return operator
+
+
+@pytest.fixture(scope="module")
+def rabbitmq(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RabbitMQServer]:
+    server = RabbitMQServer(tmp_path_factory.mktemp("rabbitmq")).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _urls(request: pytest.FixtureRequest, broker: str, results: str) -> tuple[str, str]:
+    redis: RedisServer = request.getfixturevalue("redis_server")
+    if broker == "amqp":
+        broker_url = request.getfixturevalue("rabbitmq").url
+    else:
+        broker_url = redis.db_url(BROKER_DB)
+    if results == "redis":
+        backend_url = redis.db_url(BACKEND_DB)
+    elif results == "rpc":
+        backend_url = "rpc://"
+    else:
+        postgres: PostgresServer = request.getfixturevalue("postgres")
+        backend_url = postgres_url(postgres, results)
+    return broker_url, backend_url
+
+
+# Each scenario's objects, created at stack start (names are the tests' keys).
+SCHEDULED: dict[str, dict[str, Any]] = {
+    "add": {"task": {"name": "demo.add", "args": [2, 3]}},
+    "flaky": {"task": {"name": "demo.fail", "args": ["boom"]},
+              "retry": {"limit": 1, "backoff": {"initialSeconds": 1, "maxSeconds": 1}}},
+    "long": {"task": {"name": "demo.sleep", "args": [60]}},
+    "stale": {"task": {"name": "demo.add", "args": [1, 2], "queue": "nobody-consumes"},
+              "expires": 3},
+}
+PERIODIC = {"every3s": {"schedule": {"interval": "3s"},
+                        "task": {"name": "demo.add", "args": [2, 2]}}}
+
+
+@pytest.fixture(scope="module", params=list(COMBINATIONS))
+def stack(
+    request: pytest.FixtureRequest, kube: KubeEnv, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    broker_url, backend_url = _urls(request, *COMBINATIONS[request.param])
+    workdir = tmp_path_factory.mktemp(f"matrix-{request.param}")
+    executions = workdir / "executions.jsonl"
+    worker = CeleryWorker(
+        broker_url, backend_url, workdir=workdir, execution_log=executions, concurrency=2,
+        app=DJANGO_APP if backend_url.startswith("django-db") else
+        "celery_operator.devstack.demo_app",
+    ).start()
+    namespace = f"m-{request.param}-{uuid.uuid4().hex[:6]}"
+    kube.kubectl("create", "namespace", namespace)
+    api = client.CustomObjectsApi(kube.api_client())
+    stack = Stack(
+        request.param, broker_url, backend_url, worker, executions, None,  # type: ignore[arg-type]
+        Tasks(api, namespace, SCHEDULED_PLURAL), Tasks(api, namespace, PERIODIC_PLURAL),
+        workdir, kube.kubeconfig, namespace,
+    )
+    try:
+        stack.start_operator()
+        for name, spec in SCHEDULED.items():
+            stack.tasks.create(name, spec)
+        for name, spec in PERIODIC.items():
+            stack.periodic.create(name, spec)
+        yield stack
+    finally:
+        for operator in stack.started:
+            operator.stop()
+        worker.stop()
+
+
+def test_a_task_is_dispatched_and_its_result_read(stack: Stack) -> None:
+    obj = stack.tasks.wait_phase("add", "Succeeded", timeout=60)
+    status = obj["status"]
+    assert status["worker"] == stack.worker.name
+    if stack.results:
+        assert status["result"] == 5
+    else:
+        assert "result" not in status
+    wait_for(lambda: stack.runs().get(status["taskId"]) == 1, 10, "its run in the log")
+
+
+def test_a_failure_is_retried_by_policy_and_reported(stack: Stack) -> None:
+    obj = stack.tasks.wait_phase("flaky", "Failed", timeout=60)
+    status = obj["status"]
+    assert (status["error"]["type"], status["error"]["message"]) == ("ValueError", "boom")
+    assert "Traceback" in status["error"].get("traceback", "")
+    ids = [a["taskId"] for a in status["attempts"]]
+    assert [a["attempt"] for a in status["attempts"]] == [1, 2] and len(set(ids)) == 2
+    wait_for(lambda: all(stack.runs().get(i) == 1 for i in ids), 10, "each attempt ran once")
+
+
+def test_a_running_task_is_revoked(stack: Stack) -> None:
+    stack.tasks.wait_phase("long", "Started", timeout=60)
+    stack.tasks.patch_spec("long", {"revoke": {"terminate": True, "signal": "SIGKILL"}})
+    obj = stack.tasks.wait_phase("long", "Revoked", timeout=30)
+    assert stack.runs().get(obj["status"]["taskId"]) == 1  # it had started, once
+
+
+def test_a_queued_task_nobody_takes_expires(stack: Stack) -> None:
+    obj = stack.tasks.wait_phase("stale", "Expired", timeout=60)
+    assert "while waiting in the queue" in obj["status"]["conditions"][0]["message"]
+    assert obj["status"]["taskId"] not in stack.runs()
+
+
+def test_a_periodic_tasks_child_runs_once(stack: Stack) -> None:
+    def children() -> list[dict[str, Any]]:
+        return [c for c in stack.tasks.list()
+                if c["metadata"]["name"].startswith("every3s-")
+                and (c.get("status") or {}).get("phase") == "Succeeded"]
+
+    done = wait_for(children, 60, "a child Succeeded")
+    assert [c["status"].get("result") for c in done] == [4 if stack.results else None] * len(
+        done)
+    ids = [c["status"]["taskId"] for c in done]
+    wait_for(lambda: all(stack.runs().get(i) == 1 for i in ids), 10, "each child ran once")
+
+
+def test_a_task_due_while_the_operator_was_killed_runs_once_after_it_restarts(
+    stack: Stack,
+) -> None:
+    stack.tasks.create("restart", {"task": {"name": "demo.add", "args": [20, 1]},
+                                   "countdown": 4})
+    stack.tasks.wait_phase("restart", "Scheduled", timeout=30)
+    stack.operator.kill()
+    stack.start_operator()
+    obj = stack.tasks.wait_phase("restart", "Succeeded", timeout=60)
+    if stack.results:
+        assert obj["status"]["result"] == 21
+    task_id = obj["status"]["taskId"]
+    wait_for(lambda: stack.runs().get(task_id) == 1, 10, "its run in the log")
+    holds_for(lambda: stack.runs().get(task_id) == 1, 2, "it ran exactly once")
