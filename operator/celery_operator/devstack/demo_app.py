@@ -41,6 +41,10 @@ app.conf.update(
     task_track_started=True,
     result_extended=True,
     worker_prefetch_multiplier=1,
+    # A result backend restarting (Redis, PostgreSQL) must not lose the results stored
+    # meanwhile: retry with backoff (10 ms doubling to 10 s: about a minute in all).
+    result_backend_always_retry=True,
+    result_backend_max_retries=16,
     broker_connection_retry_on_startup=True,
     worker_hijack_root_logger=False,
 )
