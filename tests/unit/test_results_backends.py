@@ -7,6 +7,7 @@ import pickle
 from datetime import UTC, datetime
 
 import pytest
+from celery import Celery
 
 from celery_operator.api.celery_state import FAILURE, REVOKED, STARTED, SUCCESS, TaskState
 from celery_operator.dispatch.events import TaskEvent
@@ -16,6 +17,7 @@ from celery_operator.dispatch.results.events import EventResults
 from celery_operator.dispatch.results.meta import Unreadable, state_from_meta
 from celery_operator.dispatch.results.redis import RedisResults
 from celery_operator.dispatch.sqlstore import one_line, sqlalchemy_url
+from celery_operator.worker import install_run_once_guard
 
 ENCODED = "p%40ss%3Aw%2Frd"  # p@ss:w/rd
 
@@ -128,3 +130,16 @@ def test_an_end_is_not_replaced_by_a_late_started_event() -> None:
     store.record(_event("task-succeeded"))
     store.record(_event("task-started"))
     assert store.parse("t", store.fetch(["t"])["t"]).status == SUCCESS
+
+
+def test_the_guard_keeps_claims_where_the_url_says_and_refuses_what_it_cannot_use() -> None:
+    from celery_operator.worker import PostgresClaims, RedisClaims, open_claims
+
+    assert isinstance(open_claims("redis://h:6379/2"), RedisClaims)
+    assert isinstance(open_claims(f"db+postgresql://u:{ENCODED}@h/app"), PostgresClaims)
+    with pytest.raises(ValueError, match=r"^run-once guard: mongodb://u:\*\*\*@h/0 is neither"):
+        open_claims(f"mongodb://u:{ENCODED}@h/0")
+    app = Celery("t", broker="amqp://u:p@rabbit//", backend="rpc://", set_as_current=False)
+    with pytest.raises(ValueError, match="result backend and broker are neither Redis nor "
+                                         "PostgreSQL; pass claims_url="):
+        install_run_once_guard(app)
