@@ -16,8 +16,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
+import sqlalchemy as sa
 from kubernetes import client
 
 from celery_operator.api import PERIODIC_PLURAL, SCHEDULED_PLURAL
@@ -26,7 +28,7 @@ from celery_operator.devstack.demo_app import read_executions
 from celery_operator.devstack.operatorproc import OperatorProcess
 from celery_operator.devstack.postgresserver import PostgresServer
 
-from .conftest import Tasks, holds_for, postgres_url, wait_for
+from .conftest import POSTGRES_PASSWORD, Tasks, holds_for, postgres_url, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -283,3 +285,54 @@ def test_chaos_with_200_tasks_in_flight_loses_nothing_and_runs_nothing_twice(
     seen = read_executions(executions)
     print(f"chaos {broker}: {sum(seen.dropped.values())} deliveries dropped by the guard")
     assert dict(seen.runs) == dict.fromkeys(ids, 1)  # lost 0, duplicated 0
+
+
+def test_a_result_table_missing_at_start_is_logged_counted_and_read_once_it_exists(
+    kube: KubeEnv, postgres: PostgresServer, redis_server: RedisServer, tmp_path: Path,
+) -> None:
+    """A database no worker has written to yet has no celery_taskmeta: the operator
+    starts anyway, says so in one line with the password hidden, counts the failed reads
+    and keeps the task; once a worker stored its first result, the task is read."""
+    database = f"fresh_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(postgres_url(postgres, "", database="postgres"),
+                             isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f"CREATE DATABASE {database}"))
+    admin.dispose()
+    broker_url = redis_server.db_url(BROKER_DB)
+    backend_url = postgres_url(postgres, database=database)
+    queue = f"fresh-{uuid.uuid4().hex[:8]}"
+    namespace = f"fresh-{uuid.uuid4().hex[:6]}"
+    kube.kubectl("create", "namespace", namespace)
+    tasks = Tasks(client.CustomObjectsApi(kube.api_client()), namespace, SCHEDULED_PLURAL)
+    operator = OperatorProcess(kube.kubeconfig, broker_url, backend_url, workdir=tmp_path,
+                               extra_args=["--namespace", namespace]).start()
+    worker = CeleryWorker(broker_url, backend_url, queues=(queue,), workdir=tmp_path,
+                          concurrency=1, execution_log=tmp_path / "executions.jsonl")
+    try:
+        tasks.create("first", {"task": {"name": "demo.add", "args": [2, 2], "queue": queue}})
+        tasks.wait_phase("first", "Queued", timeout=30)
+        missing = "table celery_taskmeta does not exist"
+        wait_for(lambda: missing in operator.log_tail(200), 30, "the missing table logged")
+        assert wait_for(lambda: read_failures(operator), 10, "a counted failure") >= 1
+        worker.start()
+        obj = tasks.wait_phase("first", "Succeeded", timeout=90)
+        assert obj["status"]["result"] == 4
+        log = (tmp_path / f"{operator.name}.log").read_text()
+    finally:
+        operator.stop()
+        worker.stop()
+    # The read failure names the app and the cause (status-safe: no hosts); the start
+    # line names the backend, password hidden.
+    assert "reading the result backend of app default failed" in next(
+        x for x in log.splitlines() if missing in x)
+    assert f"results db+postgresql+psycopg://celery:***@127.0.0.1:{postgres.port}/{database}" \
+        in log
+    for secret in (POSTGRES_PASSWORD, quote(POSTGRES_PASSWORD, safe="")):
+        assert secret not in log
+
+
+def read_failures(operator: OperatorProcess) -> float:
+    """celery_operator_result_read_failures_total, all apps (here: the flags' one)."""
+    return sum(float(line.rsplit(" ", 1)[1]) for line in operator.metrics().splitlines()
+               if line.startswith("celery_operator_result_read_failures_total{"))
