@@ -9,6 +9,8 @@ percent-encoded, as in any URL ('@' is %40, ':' %3A, '/' %2F).
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
@@ -89,10 +91,19 @@ class IdTable:
         self.table = known if known is not None else _id_table(name)
         self._created = False
 
-    def _ensure(self, conn: sa.Connection) -> None:
-        if not self._created:
-            self.table.create(conn, checkfirst=True)
-            self._created = True
+    @contextlib.contextmanager
+    def _begin(self) -> Iterator[sa.Connection]:
+        """A transaction on the table, created first when missing (again after any
+        failure: the database may have come back without it)."""
+        try:
+            with self.engine.begin() as conn:
+                if not self._created:
+                    self.table.create(conn, checkfirst=True)
+                    self._created = True
+                yield conn
+        except Exception:
+            self._created = False
+            raise
 
     def claim(self, task_id: str, ttl_seconds: int) -> bool:
         """True for the first live claim of `task_id` (INSERT … ON CONFLICT DO NOTHING;
@@ -100,8 +111,7 @@ class IdTable:
         now = datetime.now(UTC)
         expires = now + timedelta(seconds=ttl_seconds)
         t = self.table
-        with self.engine.begin() as conn:
-            self._ensure(conn)
+        with self._begin() as conn:
             conn.execute(sa.delete(t).where(t.c.task_id == task_id, t.c.expires_at <= now))
             inserted = conn.execute(
                 insert(t).values(task_id=task_id, expires_at=expires)
@@ -113,8 +123,7 @@ class IdTable:
         """Set `task_id` (its expiry moved to `ttl_seconds` from now)."""
         expires = datetime.now(UTC) + timedelta(seconds=ttl_seconds)
         t = self.table
-        with self.engine.begin() as conn:
-            self._ensure(conn)
+        with self._begin() as conn:
             stmt = insert(t).values(task_id=task_id, expires_at=expires)
             conn.execute(stmt.on_conflict_do_update(
                 index_elements=[t.c.task_id], set_={"expires_at": expires}
@@ -122,8 +131,7 @@ class IdTable:
 
     def has(self, task_id: str) -> bool:
         t = self.table
-        with self.engine.begin() as conn:
-            self._ensure(conn)
+        with self._begin() as conn:
             row = conn.execute(
                 sa.select(t.c.task_id).where(
                     t.c.task_id == task_id, t.c.expires_at > datetime.now(UTC)
