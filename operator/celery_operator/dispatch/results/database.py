@@ -1,6 +1,6 @@
 """Celery's database result backend (`db+postgresql://…`, table celery_taskmeta) and
 django-celery-results (`django-db+postgresql://…`, table django_celery_results_taskresult),
-read with one `SELECT … WHERE task_id IN (…)` per batch; neither Celery's models nor
+read with one `SELECT … WHERE task_id = ANY(:ids)` per batch; neither Celery's models nor
 Django are needed.
 
 Celery's table holds the result column as the serializer's bytes (JSON); a row from
@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from celery_operator.api.celery_state import TaskState
 from celery_operator.config import redact_url
@@ -94,9 +95,10 @@ class DatabaseResults:
             present = {c["name"] for c in inspector.get_columns(self.layout.table)}
             names = ["task_id", *(c for c in self.layout.columns if c in present)]
             table = sa.table(self.layout.table, *(sa.column(n) for n in names))
-            self._select = sa.select(*table.c).where(
-                table.c.task_id.in_(sa.bindparam("ids", expanding=True))
-            )
+            # One array parameter (= ANY): the statement stays the same size whatever
+            # the batch, where IN (…) would send (and make psycopg parse) 1,000 of them.
+            ids = sa.bindparam("ids", type_=ARRAY(sa.String))
+            self._select = sa.select(*table.c).where(table.c.task_id == sa.any_(ids))
         return self._select
 
     def fetch(self, task_ids: Sequence[str]) -> Mapping[str, Any]:

@@ -24,9 +24,13 @@ def _no_constant(name: str) -> Any:
     raise Unreadable(f"not JSON ({name})")
 
 
+# One decoder for every record (json.loads would build one per call).
+_DECODER = json.JSONDecoder(parse_constant=_no_constant)
+
+
 def decode_json(raw: bytes | str) -> Any:
     try:
-        return json.loads(raw, parse_constant=_no_constant)
+        return _DECODER.decode(raw if isinstance(raw, str) else raw.decode("utf-8"))
     except Unreadable:
         raise
     except RecursionError:
