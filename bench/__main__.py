@@ -2,7 +2,7 @@
 
     python -m bench                      # full run (< 30 min): bench/results/<date>.json,
                                          # docs/performance.md and docs/img/*.png
-    BENCH_QUICK=1 python -m bench        # small N, one repeat (< 5 min); writes
+    BENCH_QUICK=1 python -m bench        # small N, one repeat, Redis only (< 5 min); writes
                                          # bench/results/local/ only (not committed)
     python -m bench --only burst,writes  # some scenarios (also to bench/results/local/)
     BENCH_PROFILE=1 python -m bench ...  # py-spy record of the operator in burst (N >= 1000)
@@ -21,8 +21,7 @@ import time
 import traceback
 from dataclasses import asdict
 from datetime import UTC, datetime
-from types import ModuleType
-from typing import Any
+from typing import Any, Protocol
 
 from . import (
     burst,
@@ -31,16 +30,37 @@ from . import (
     measure,
     periodic,
     report,
+    resultreads,
     scale,
     settings,
     spread,
     throughput,
     writes,
 )
+from .settings import Sizes
 from .stack import Stack, log
 
-# In the issue's order: 1 burst ... 7 churn, then 8 failover (issue 16).
-SCENARIOS: dict[str, ModuleType] = {
+
+class Scenario(Protocol):
+    def run(self, stack: Stack, sizes: Sizes) -> dict[str, Any]: ...
+
+
+class OnBroker:
+    """A scenario run with the stack's broker switched (e.g. to RabbitMQ); its native
+    baseline sends to that broker too, in the same run."""
+
+    def __init__(self, scenario: Scenario, broker: str) -> None:
+        self.scenario = scenario
+        self.broker = broker
+
+    def run(self, stack: Stack, sizes: Sizes) -> dict[str, Any]:
+        with stack.on_broker(self.broker):
+            return {"broker": self.broker, **self.scenario.run(stack, sizes)}
+
+
+# In the issue's order: 1 burst ... 7 churn; then the broker dimension (burst, spread and
+# throughput on RabbitMQ), 8 result reads per backend (issue 13) and failover (issue 16).
+SCENARIOS: dict[str, Scenario] = {
     "burst": burst,
     "spread": spread,
     "throughput": throughput,
@@ -48,11 +68,15 @@ SCENARIOS: dict[str, ModuleType] = {
     "scale": scale,
     "periodic": periodic,
     "churn": churn,
+    "burst-amqp": OnBroker(burst, "amqp"),
+    "spread-amqp": OnBroker(spread, "amqp"),
+    "throughput-amqp": OnBroker(throughput, "amqp"),
+    "resultreads": resultreads,
     "failover": failover,
 }
-# Too long for a smoke run (a SIGKILL failover waits out the 15 s lease): full runs, or
-# `--only failover`.
-NOT_QUICK = frozenset({"failover"})
+# Too long for a smoke run: the RabbitMQ variants would double its time, and a SIGKILL
+# failover waits out the 15 s lease. Full runs, or `--only`.
+FULL_RUN_ONLY = frozenset({"burst-amqp", "spread-amqp", "throughput-amqp", "failover"})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     sizes = settings.QUICK if args.quick else settings.current()
     chosen = [s.strip() for s in args.only.split(",") if s.strip()] or [
-        s for s in SCENARIOS if not (sizes.quick and s in NOT_QUICK)]
+        s for s in SCENARIOS if not (sizes.quick and s in FULL_RUN_ONLY)]
     unknown = [s for s in chosen if s not in SCENARIOS]
     if unknown:
         parser.error(f"unknown scenario(s) {unknown}; choose from {list(SCENARIOS)}")

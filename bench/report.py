@@ -143,8 +143,10 @@ LATENESS_HEADER = ["", "p50", "p95", "p99", "max", "n"]
 # ---- budgets ------------------------------------------------------------------------------
 
 
-def _burst_size(results: Mapping[str, Any], wanted: int = 1000) -> str | None:
-    sizes = _get(results, "scenarios", "burst", "sizes") or {}
+def _burst_size(
+    results: Mapping[str, Any], wanted: int = 1000, scenario: str = "burst"
+) -> str | None:
+    sizes = _get(results, "scenarios", scenario, "sizes") or {}
     if str(wanted) in sizes:
         return str(wanted)
     below = [int(k) for k in sizes if int(k) <= wanted]
@@ -247,6 +249,31 @@ def budgets(results: Mapping[str, Any]) -> list[dict[str, Any]]:
             ("Met." if met else f"Missed: {lost} lost, {dup} executed twice")
             + f" Without the guard: {_get(sc, 'churn', 'no-guard', 'lost')} lost, "
             f"{_get(sc, 'churn', 'no-guard', 'duplicated')} duplicated.")
+
+    size = _burst_size(results, scenario="burst-amqp")
+    if size is not None:
+        op = _get(sc, "burst-amqp", "sizes", size, "operator", "start") or {}
+        nat = _get(sc, "burst-amqp", "sizes", size, "native", "start") or {}
+        r99 = _ratio(op.get("p99"), nat.get("p99"))
+        if r99 is not None:
+            met = r99 <= 1.2
+            add(f"RabbitMQ: {size}-task burst, worker start lateness vs native "
+                "send_task(eta) on RabbitMQ", "≤ 1.2x native", f"p99 {r99:.2f}x", met,
+                f"{'Met' if met else 'Missed'}: operator p99 {ms(op.get('p99'))} vs native "
+                f"{ms(nat.get('p99'))} ({r99:.2f}x), both on the same RabbitMQ node.")
+
+    reads = _get(sc, "resultreads", "backends", "postgresql (db+)")
+    if reads:
+        q = _num(reads.get("queries_per_poll_per_1000")) or 0.0
+        share = _num(reads.get("core_share_at_1_poll_per_s")) or 0.0
+        n = _get(sc, "resultreads", "tracked")
+        met = q <= 1.0 and share <= 0.05
+        add(f"Result reads of {n:,} tracked tasks on PostgreSQL (db+), one poll a second",
+            "≤ 1 query / 1,000 tasks, ≤ 5% of a core", f"{q:.2f} queries, "
+            f"{share * 100:.1f}% of a core", met,
+            f"{'Met' if met else 'Missed'}: {reads.get('queries_per_poll')} queries per poll, "
+            f"{reads.get('poll_ms')} ms each; reader and PostgreSQL together "
+            f"{share * 100:.1f}% of a core at one poll a second.")
     return out
 
 
@@ -435,6 +462,7 @@ def render(results: Mapping[str, Any], images: Mapping[str, str], img_prefix: st
     sections: dict[str, Callable[[Mapping[str, Any]], str]] = {
         "burst": _burst_md, "spread": _spread_md, "throughput": _throughput_md,
         "writes": _writes_md, "scale": _scale_md, "periodic": _periodic_md, "churn": _churn_md,
+        "resultreads": _resultreads_md,
     }
     for name, render_section in sections.items():
         if name not in sc:
@@ -446,6 +474,14 @@ def render(results: Mapping[str, Any], images: Mapping[str, str], img_prefix: st
         if name in images:
             text += f"\n\n![{name}]({img_prefix}{images[name]})"
         parts.append(text)
+    for name in ("burst-amqp", "spread-amqp", "throughput-amqp"):
+        base = name.removesuffix("-amqp")
+        if name in sc:
+            parts.append(sections[base](sc[name]).replace(
+                f"### {TITLES[base]}", f"### {TITLES[base]} — on RabbitMQ", 1))
+        elif name in results.get("errors", {}):
+            parts.append(f"### {TITLES[base]} — on RabbitMQ\n\nFailed in this run:\n\n```\n"
+                         f"{results['errors'][name][-1500:]}\n```")
     profiles = _profiles_md(sc)
     if profiles:
         parts.append(profiles)
@@ -456,6 +492,7 @@ TITLES = {
     "burst": "1. Burst precision", "spread": "2. Spread precision", "throughput": "3. Throughput",
     "writes": "4. Write cost", "scale": "5. Scale and restart",
     "periodic": "6. Periodic precision", "churn": "7. Durability under churn",
+    "resultreads": "8. Result-read cost per backend",
 }
 
 
@@ -864,3 +901,23 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def _resultreads_md(d: Mapping[str, Any]) -> str:
+    rows = [
+        [name, num(b.get("queries_per_poll"), 0), num(b.get("queries_per_poll_per_1000"), 2),
+         num(b.get("poll_ms"), 1, " ms"), num(b.get("reader_cpu_ms_per_poll_per_1000"), 2),
+         num(b.get("server_cpu_ms_per_poll_per_1000"), 2),
+         num((_num(b.get("core_share_at_1_poll_per_s")) or 0) * 100, 1, "%")]
+        for name, b in (d.get("backends") or {}).items()
+    ]
+    return "\n".join([
+        f"### {TITLES['resultreads']}",
+        "",
+        f"One poll reads every tracked id ({d.get('tracked', 0):,} finished tasks) through "
+        f"the operator's reader, {d.get('polls')} polls per backend; CPU in ms per poll per "
+        "1,000 tracked tasks (reader = the operator's process, server = Redis or PostgreSQL).",
+        "",
+        table(["Backend", "Queries / poll", "per 1,000 tasks", "Poll", "Reader CPU",
+               "Server CPU", "Core at 1 poll/s"], rows),
+    ])

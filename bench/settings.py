@@ -27,6 +27,7 @@ class Sizes:
     churn_variants: tuple[str, ...]  # labels of churn.VARIANTS to run
     writes_countdown: float  # seconds, the delayed variant of the write-cost scenario
     beat_minutes: int
+    result_reads: int  # tracked tasks per poll in the result-read cost scenario
     worker_concurrency: int = 4
     worker_pool: str = "prefork"
 
@@ -62,6 +63,7 @@ FULL = Sizes(
     churn_variants=("guard", "no-guard", "guard-separate-store"),
     writes_countdown=10.0,
     beat_minutes=3,
+    result_reads=10_000,
 )
 
 # A smoke run for CI: every code path, small N, one repeat; beat and the operator share
@@ -86,6 +88,7 @@ QUICK = Sizes(
     churn_variants=("guard",),
     writes_countdown=5.0,
     beat_minutes=1,
+    result_reads=1_000,
 )
 
 

@@ -19,7 +19,13 @@ import redis as redis_lib
 from kubernetes import client
 
 from celery_operator.api import GROUP, PERIODIC_PLURAL, SCHEDULED_PLURAL, VERSION
-from celery_operator.devstack import CeleryWorker, ControlPlane, ManagedProcess, RedisServer
+from celery_operator.devstack import (
+    CeleryWorker,
+    ControlPlane,
+    ManagedProcess,
+    RabbitMQServer,
+    RedisServer,
+)
 from celery_operator.devstack.operatorproc import OperatorProcess
 from celery_operator.devstack.processes import wait_until
 
@@ -44,6 +50,8 @@ class Stack:
         self.kube = ControlPlane(self.workdir / "cp")
         self.redis = RedisServer(self.workdir / "redis")
         self.recorder = RedisServer(self.workdir / "recorder")
+        self.rabbitmq: RabbitMQServer | None = None  # started for the first RabbitMQ scenario
+        self.broker = "redis"
         self._api: client.ApiClient | None = None
 
     def start(self) -> Stack:
@@ -54,7 +62,9 @@ class Stack:
         return self
 
     def stop(self) -> None:
-        for part in (self.recorder, self.redis, self.kube):
+        for part in (self.rabbitmq, self.recorder, self.redis, self.kube):
+            if part is None:
+                continue
             with contextlib.suppress(Exception):
                 part.stop()
 
@@ -72,7 +82,22 @@ class Stack:
 
     @property
     def broker_url(self) -> str:
+        if self.broker == "amqp" and self.rabbitmq is not None:
+            return self.rabbitmq.url
         return self.redis.db_url(BROKER_DB)
+
+    @contextlib.contextmanager
+    def on_broker(self, kind: str) -> Iterator[None]:
+        """Workers, operators and native sends of the scenarios run meanwhile use this
+        broker ("redis" or "amqp": a RabbitMQ node of this run); results stay in Redis."""
+        if kind == "amqp" and self.rabbitmq is None:
+            log("starting a RabbitMQ node")
+            self.rabbitmq = RabbitMQServer(self.workdir / "rabbitmq").start()
+        before, self.broker = self.broker, kind
+        try:
+            yield
+        finally:
+            self.broker = before
 
     @property
     def backend_url(self) -> str:
@@ -100,11 +125,13 @@ class Stack:
     def pids(self) -> dict[str, int | None]:
         parts = {"kube-apiserver": self.kube.apiserver, "etcd": self.kube.etcd,
                  "redis": self.redis.process}
+        if self.broker == "amqp" and self.rabbitmq is not None:
+            parts["rabbitmq"] = self.rabbitmq.process
         return {name: proc.pid if proc is not None and proc.running() else None
                 for name, proc in parts.items()}
 
     def flush_redis(self) -> None:
-        for url in (self.broker_url, self.backend_url, self.recorder.db_url(0),
+        for url in (self.redis.db_url(BROKER_DB), self.backend_url, self.recorder.db_url(0),
                     self.recorder.db_url(1)):
             with contextlib.closing(redis_lib.Redis.from_url(url)) as r:
                 r.flushdb()

@@ -30,7 +30,7 @@ _client: redis.Redis | None = None
 if os.environ.get("BENCH_GUARD_URL"):
     # The run-once guard with its claims in a Redis of their own (connected before the
     # recorder below, so duplicates are marked when it looks).
-    install_run_once_guard(app, redis_url=os.environ["BENCH_GUARD_URL"])
+    install_run_once_guard(app, os.environ["BENCH_GUARD_URL"])
 
 
 def _recorder() -> redis.Redis:

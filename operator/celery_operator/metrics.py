@@ -70,6 +70,12 @@ DUE_QUEUE_DEPTH = Gauge(
 TRACKED_TASKS = Gauge(
     "celery_operator_tracked_tasks", "Dispatched tasks whose result the operator is waiting for."
 )
+RESULT_READ_FAILURES = Counter(
+    "celery_operator_result_read_failures_total",
+    "Batched result-backend reads that failed (unreachable, refused, no table): the app's "
+    "tasks wait and are read again with backoff.",
+    ["app"],
+)
 EVENTS_DROPPED = Counter(
     "celery_operator_events_dropped_total",
     "Normal Events not posted because of the rate limit (Warnings are never dropped).",

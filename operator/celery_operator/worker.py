@@ -3,9 +3,10 @@
 The operator publishes at least once: after a crash between publishing and recording
 it, or after Redis lost its queues, it publishes the same deterministic task id again.
 Celery itself does not deduplicate ids, so a worker that wants exactly-once execution
-installs this guard. Before a task body runs, the guard claims its id with Redis
-`SET NX`; a second delivery of that id finds the claim and is dropped (`Ignore`:
-the first run's state and result stay in the backend).
+installs this guard. Before a task body runs, the guard claims its id, with Redis
+`SET NX` or a PostgreSQL `INSERT … ON CONFLICT DO NOTHING` (chosen by URL); a second
+delivery of that id finds the claim and is dropped (`Ignore`: the first run's state
+and result stay in the backend).
 
 The trade-off, stated plainly: a run that dies half-way (worker SIGKILLed with
 acks_late) is not repeated for that id either; the operator sees no result and
@@ -13,15 +14,16 @@ retries by its own policy under a new attempt id.
 
     from celery_operator.worker import install_run_once_guard
     install_run_once_guard(app)            # before the worker starts
+    install_run_once_guard(app, "db+postgresql://user:pass@db/app")  # claims in PostgreSQL
 
 The guard also enforces revokes durably: a task id the operator marked revoked (a key
-in the result backend's Redis, see dispatch.revocations) does not run when it is
+in the result backend's Redis, or a row in its database) does not run when it is
 delivered, even to a worker that missed the revoke broadcast or restarted since; the
 guard records REVOKED for it in the result backend, as Celery does for a revoked task.
 
 Only messages sent by the operator (they carry the `celeryoperator_uid` header) are
-guarded; other tasks of the app run as before. This module imports Celery and Redis,
-so it lives with the worker code users import, not in the operator's layers.
+guarded; other tasks of the app run as before. This module imports Celery, Redis and
+SQLAlchemy, so it lives with the worker code users import, not in the operator's layers.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ from celery import Celery, states
 from celery.exceptions import Ignore
 from celery.signals import task_prerun
 
+from celery_operator.config import redact_url
+from celery_operator.dispatch import sqlstore
 from celery_operator.dispatch.revocations import revoked_key
 
 logger = logging.getLogger(__name__)
@@ -42,6 +46,7 @@ CLAIM_PREFIX = "celery-operator:run-once:"
 OPERATOR_HEADER = "celeryoperator_uid"
 DEFAULT_TTL_SECONDS = 7 * 24 * 3600
 REVOKED_REASON = "revoked through celery-operator"
+REDIS_PREFIXES = ("redis://", "rediss://", "unix://")
 
 
 class DuplicateDelivery(Ignore):
@@ -52,51 +57,92 @@ class RevokedDelivery(Ignore):
     """Raised inside the worker for a task id the operator revoked (REVOKED is stored)."""
 
 
-def check_and_claim(
-    store: redis.Redis,
-    task_id: str,
-    ttl_seconds: int = DEFAULT_TTL_SECONDS,
-    backend: redis.Redis | None = None,
-) -> tuple[bool, bool]:
-    """(revoked, first): is `task_id` marked revoked (in `backend`, the result backend's
-    Redis, or in `store`), and is this its first claim. One round trip per Redis.
+class RedisClaims:
+    """Claims as `SET NX` keys; revoke marks as the operator's keys (dispatch.revocations)."""
 
-    A revoked id is claimed too: a later delivery is then a duplicate and leaves the
-    REVOKED record alone; an id that ran before it was revoked stays a duplicate."""
-    revoked = backend is not None and bool(backend.exists(revoked_key(task_id)))
-    pipe = store.pipeline(transaction=False)
-    pipe.exists(revoked_key(task_id))
-    pipe.set(CLAIM_PREFIX + task_id, "1", nx=True, ex=ttl_seconds)
-    marked, claimed = pipe.execute()
-    return revoked or bool(marked), bool(claimed)
+    def __init__(self, url: str) -> None:
+        self.redis = redis.Redis.from_url(url)
+
+    def is_marked(self, task_id: str) -> bool:
+        return bool(self.redis.exists(revoked_key(task_id)))
+
+    def check_and_claim(self, task_id: str, ttl_seconds: int) -> tuple[bool, bool]:
+        """(marked revoked here, first claim): one round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.exists(revoked_key(task_id))
+        pipe.set(CLAIM_PREFIX + task_id, "1", nx=True, ex=ttl_seconds)
+        marked, claimed = pipe.execute()
+        return bool(marked), bool(claimed)
+
+
+class PostgresClaims:
+    """Claims as rows (`INSERT … ON CONFLICT DO NOTHING`, table created if missing);
+    revoke marks as the operator's rows in the same database (dispatch.sqlstore)."""
+
+    def __init__(self, url: str) -> None:
+        engine = sqlstore.create_engine(url)
+        self.claims = sqlstore.IdTable(engine, sqlstore.CLAIMS_TABLE)
+        self.marks = sqlstore.IdTable(engine, sqlstore.REVOKED_TABLE)
+
+    def is_marked(self, task_id: str) -> bool:
+        return self.marks.has(task_id)
+
+    def check_and_claim(self, task_id: str, ttl_seconds: int) -> tuple[bool, bool]:
+        return self.is_marked(task_id), self.claims.claim(task_id, ttl_seconds)
+
+
+ClaimStore = RedisClaims | PostgresClaims
+
+
+def open_claims(url: str) -> ClaimStore:
+    """The claim store `url` names: Redis (redis://, rediss://, unix://) or PostgreSQL
+    (db+postgresql://, postgresql://)."""
+    if url.startswith(REDIS_PREFIXES):
+        return RedisClaims(url)
+    if sqlstore.is_postgres(url):
+        return PostgresClaims(url)
+    raise ValueError(
+        f"run-once guard: {redact_url(url)} is neither Redis nor PostgreSQL; pass "
+        "claims_url=redis://… or db+postgresql://…"
+    )
 
 
 def install_run_once_guard(
-    app: Celery, redis_url: str | None = None, ttl_seconds: int = DEFAULT_TTL_SECONDS
+    app: Celery, claims_url: str | None = None, ttl_seconds: int = DEFAULT_TTL_SECONDS
 ) -> None:
     """Make operator-sent tasks of `app` run at most once per task id.
 
-    `redis_url` defaults to the app's result backend when it is Redis, else its broker.
-    Claims expire after `ttl_seconds` (keep it above the longest time an id may be
-    republished: the operator's retry horizon). Revoke marks are read from the result
-    backend's Redis (where the operator writes them) and from `redis_url` too.
+    `claims_url` (Redis or PostgreSQL) defaults to the app's result backend when it is
+    one of those, else its broker when that is Redis. Claims expire after `ttl_seconds`
+    (keep it above the longest time an id may be republished: the operator's retry
+    horizon). Revoke marks are read from the result backend (where the operator writes
+    them) and from the claim store too.
     """
-    url = redis_url or _default_url(app)
-    backend_url = _redis_backend_url(app)
-    clients: dict[str, redis.Redis] = {}
+    backend_url = _store_backend_url(app)
+    url = claims_url or backend_url or _redis_broker_url(app)
+    if url is None:
+        raise ValueError(
+            "run-once guard: the app's result backend and broker are neither Redis nor "
+            "PostgreSQL; pass claims_url=redis://… or db+postgresql://…"
+        )
+    open_claims(url)  # a URL it cannot use fails now, at install, not per task
+    stores: dict[str, ClaimStore] = {}
 
-    def client(for_url: str) -> redis.Redis:
-        if for_url not in clients:  # in the pool process: never shared across a fork
-            clients[for_url] = redis.Redis.from_url(for_url)
-        return clients[for_url]
+    def store(for_url: str) -> ClaimStore:
+        if for_url not in stores:  # in the pool process: never shared across a fork
+            stores[for_url] = open_claims(for_url)
+        return stores[for_url]
 
     def guard(task_id: str | None = None, task: Any = None, **_: Any) -> None:
         request = getattr(task, "request", None)
         headers = getattr(request, "headers", None) or {}
         if not task_id or (OPERATOR_HEADER not in headers and not _has_header(request)):
             return
-        backend = client(backend_url) if backend_url and backend_url != url else None
-        revoked, first = check_and_claim(client(url), task_id, ttl_seconds, backend)
+        revoked = backend_url is not None and backend_url != url and (
+            store(backend_url).is_marked(task_id)
+        )
+        marked, first = store(url).check_and_claim(task_id, ttl_seconds)
+        revoked = revoked or marked
         if request is None:
             return
         if not first:
@@ -125,13 +171,17 @@ def _has_header(request: Any) -> bool:
     return getattr(request, OPERATOR_HEADER, None) is not None
 
 
-def _redis_backend_url(app: Celery) -> str | None:
+def _store_backend_url(app: Celery) -> str | None:
+    """The app's result backend when the guard can keep claims there."""
     backend = str(app.conf.result_backend or "")
-    return backend if backend.startswith(("redis://", "rediss://", "unix://")) else None
+    if backend.startswith(REDIS_PREFIXES) or sqlstore.is_postgres(backend):
+        return backend
+    return None
 
 
-def _default_url(app: Celery) -> str:
-    return _redis_backend_url(app) or str(app.conf.broker_url)
+def _redis_broker_url(app: Celery) -> str | None:
+    broker = str(app.conf.broker_url or "")
+    return broker if broker.startswith(REDIS_PREFIXES) else None
 
 
 def _marked(request: Any) -> bool:

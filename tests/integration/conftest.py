@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 import redis as redis_lib
@@ -15,12 +16,37 @@ from kubernetes.client.exceptions import ApiException
 from celery_operator.api import GROUP, PERIODIC_PLURAL, SCHEDULED_PLURAL, VERSION
 from celery_operator.devstack import KubeEnv, RedisServer
 from celery_operator.devstack.operatorproc import OperatorProcess
+from celery_operator.devstack.postgresserver import PostgresServer
 
 from ..conftest import BROKER_DB
 from .broker_tap import BrokerTap
 from .history import StatusHistory
 
 StartOperator = Callable[..., OperatorProcess]
+
+# The result database's password: every character a URL must escape ('@', ':', '/').
+POSTGRES_PASSWORD = "p@ss:w/rd"
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
+    """One PostgreSQL for the result-backend and guard tests (each uses its own ids)."""
+    server = PostgresServer(tmp_path_factory.mktemp("postgres"), password=POSTGRES_PASSWORD)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def postgres_url(
+    server: PostgresServer, prefix: str = "db+", *, password: str = POSTGRES_PASSWORD,
+    port: int | None = None, database: str | None = None,
+) -> str:
+    """`prefix`postgresql+psycopg://… (the driver named: Celery's own database backend
+    would take psycopg2 otherwise), the password percent-encoded."""
+    return (f"{prefix}postgresql+psycopg://{server.user}:{quote(password, safe='')}@"
+            f"127.0.0.1:{port or server.port}/{database or server.database}")
 
 
 @pytest.fixture

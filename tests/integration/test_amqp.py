@@ -2,7 +2,9 @@
 the result backend, real workers on AMQP and the operator run with --broker-url amqp://.
 
 Executions are counted per task id from the workers' execution logs, without the run-once
-guard: what runs twice here would run twice for a user.
+guard: what runs twice here would run twice for a user. What every broker does alike
+(results, retries, revoke, expiry, periodic children, operator restart) is proven in
+test_matrix.py; here is what is RabbitMQ's own.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import itertools
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -19,9 +22,10 @@ import pytest
 from kombu import Connection, Exchange, Queue
 from kubernetes import client
 
-from celery_operator.api import parse_time
-from celery_operator.devstack import CeleryWorker, RabbitMQServer
+from celery_operator.api import SCHEDULED_PLURAL, parse_time
+from celery_operator.devstack import CeleryWorker, KubeEnv, RabbitMQServer
 from celery_operator.devstack.demo_app import read_executions
+from celery_operator.devstack.operatorproc import OperatorProcess
 from celery_operator.dispatch.brokers import open_broker
 from celery_operator.dispatch.publisher import celery_app, close_app
 
@@ -38,12 +42,64 @@ StartWorker = Callable[..., Path]
 
 @pytest.fixture(scope="module")
 def rabbitmq(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RabbitMQServer]:
-    server = RabbitMQServer(tmp_path_factory.mktemp("rabbitmq"),
-                            consumer_timeout=CONSUMER_TIMEOUT).start()
+    server = RabbitMQServer(tmp_path_factory.mktemp("rabbitmq")).start()
     try:
         yield server
     finally:
         server.stop()
+
+
+@dataclass
+class LongCountdown:
+    """The same 120 s countdown, native and as a ScheduledTask, started at module start
+    on a node of their own (consumer_timeout 60 s; the other tests restart theirs)."""
+
+    broker_url: str
+    native: CeleryWorker
+    native_log: Path
+    operator_log: Path  # executions of the worker the ScheduledTask runs on
+    queue: str
+    sent: float  # time.monotonic() the native task was sent
+    created: dict[str, Any]
+    tasks: Tasks
+
+
+@pytest.fixture(scope="module", autouse=True)
+def long_countdown(
+    kube: KubeEnv, backend_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LongCountdown]:
+    """Both countdowns run while the other tests of the module do (two minutes); the last
+    test judges them. Its own node, namespace, workers and operator."""
+    workdir = tmp_path_factory.mktemp("amqp-countdown")
+    node = RabbitMQServer(workdir / "node", consumer_timeout=CONSUMER_TIMEOUT).start()
+    queue = f"native-{uuid.uuid4().hex[:8]}"
+    started: list[CeleryWorker | OperatorProcess] = []
+    try:
+        native_log, operator_log = workdir / "native.jsonl", workdir / "operator.jsonl"
+        native = CeleryWorker(node.url, backend_url, queues=(queue,), concurrency=1,
+                              workdir=workdir, execution_log=native_log).start()
+        started.append(native)
+        started.append(CeleryWorker(node.url, backend_url, concurrency=1, workdir=workdir,
+                                    execution_log=operator_log).start())
+        namespace = f"amqp-countdown-{uuid.uuid4().hex[:6]}"
+        kube.kubectl("create", "namespace", namespace)
+        started.append(OperatorProcess(kube.kubeconfig, node.url, backend_url, workdir=workdir,
+                                       extra_args=["--namespace", namespace]).start())
+        tasks = Tasks(client.CustomObjectsApi(kube.api_client()), namespace, SCHEDULED_PLURAL)
+        created = tasks.create("in2min", {"task": {"name": "demo.add", "args": [40, 2]},
+                                          "countdown": 120})
+        app = celery_app(node.url, transport_options={"confirm_publish": True})
+        try:
+            app.send_task("demo.add", args=(1, 1), task_id="native-countdown", queue=queue,
+                          countdown=120)
+        finally:
+            close_app(app)
+        yield LongCountdown(node.url, native, native_log, operator_log, queue,
+                            time.monotonic(), created, tasks)
+    finally:
+        for process in reversed(started):
+            process.stop()
+        node.stop()
 
 
 @pytest.fixture(scope="module")
@@ -176,23 +232,6 @@ def test_revoking_a_countdown_task_the_worker_holds_ends_revoked_and_it_never_ru
     holds_for(lambda: task_id not in _runs(module_executions), 3, "the task never ran")
 
 
-def test_a_periodic_tasks_children_run_once_each(
-    amqp_worker: CeleryWorker, module_executions: Path, start_operator: StartOperator,
-    tasks: Tasks, periodic: Tasks,
-) -> None:
-    start_operator()
-    periodic.create("every3s", {"schedule": {"interval": "3s"},
-                                "task": {"name": "demo.add", "args": [2, 2]}})
-    wait_for(lambda: len([c for c in tasks.list()
-                          if (c.get("status") or {}).get("phase") == "Succeeded"]) >= 2,
-             30, "two children Succeeded")
-    done = [c for c in tasks.list() if (c.get("status") or {}).get("phase") == "Succeeded"]
-    ids = [c["status"]["taskId"] for c in done]
-    assert [c["status"]["result"] for c in done] == [4] * len(done)
-    wait_for(lambda: all(_runs(module_executions).get(i) == 1 for i in ids), 10,
-             "every child's run in the log")
-
-
 def test_nobody_consumes_then_a_restart_with_data_loses_nothing_and_runs_nothing_twice(
     rabbitmq: RabbitMQServer, start_operator: StartOperator, tasks: Tasks,
     start_worker: StartWorker, core: client.CoreV1Api, namespace: str,
@@ -248,47 +287,29 @@ def test_a_node_back_without_its_data_gets_every_queued_task_again_under_its_id(
     assert [r for _, r, _ in events].count("Republished") == 1
 
 
-
 def test_a_countdown_longer_than_consumer_timeout_kills_a_native_worker_not_a_scheduled_task(
-    rabbitmq: RabbitMQServer, amqp_worker: CeleryWorker, module_executions: Path,
-    start_operator: StartOperator, tasks: Tasks, broker_url: str, backend_url: str,
-    tmp_path: Path,
+    long_countdown: LongCountdown,
 ) -> None:
     """Celery's native countdown holds the message unacknowledged in the worker until it
     is due. Past the broker's consumer_timeout the broker closes the worker's channel:
     Celery 5 takes that as unrecoverable and the worker exits, the message goes back to
     the queue and the task has not run. The operator publishes shortly before the due
-    time instead, so the same countdown runs once, on time."""
-    queue = f"native-{uuid.uuid4().hex[:8]}"
-    native_log = tmp_path / "native.jsonl"
-    native = CeleryWorker(broker_url, backend_url, queues=(queue,), concurrency=1,
-                          workdir=tmp_path, execution_log=native_log).start()
-    start_operator()
-    created = tasks.create("in2min", {"task": {"name": "demo.add", "args": [40, 2]},
-                                      "countdown": 120})
-    app = celery_app(broker_url, transport_options={"confirm_publish": True})
-    try:
-        app.send_task("demo.add", args=(1, 1), task_id="native-countdown", queue=queue,
-                      countdown=120)
-    finally:
-        close_app(app)
-    sent = time.monotonic()
-    try:
-        wait_for(lambda: not native.process.running(), CONSUMER_TIMEOUT + 30,
-                 "the native worker to exit")
-    finally:
-        native.stop()
-    assert CONSUMER_TIMEOUT <= time.monotonic() - sent < 120  # before the task was due
+    time instead, so the same countdown runs once, on time. (Last in the module: both
+    countdowns began at module start.)"""
+    run = long_countdown
+    wait_for(lambda: not run.native.process.running(), CONSUMER_TIMEOUT + 30,
+             "the native worker to exit")
+    assert CONSUMER_TIMEOUT <= time.monotonic() - run.sent < 120  # before the task was due
     assert ("Unrecoverable error: PreconditionFailed(406, 'PRECONDITION_FAILED - delivery "
-            "acknowledgement on channel 1 timed out") in native.process.log_tail(400)
-    assert _runs(native_log) == {}
-    assert _queue_depth(broker_url, queue) == 1  # back in the queue, still not run
+            "acknowledgement on channel 1 timed out") in run.native.process.log_tail(400)
+    assert _runs(run.native_log) == {}
+    assert _queue_depth(run.broker_url, run.queue) == 1  # back in the queue, still not run
 
-    obj = tasks.wait_phase("in2min", "Succeeded", timeout=150)
+    obj = run.tasks.wait_phase("in2min", "Succeeded", timeout=150)
     task_id = obj["status"]["taskId"]
     assert obj["status"]["result"] == 42
-    due = parse_time(created["metadata"]["creationTimestamp"]) + timedelta(seconds=120)
+    due = parse_time(run.created["metadata"]["creationTimestamp"]) + timedelta(seconds=120)
     assert parse_time(obj["status"]["dueTime"]) == due
-    seen = read_executions(module_executions)
+    seen = read_executions(run.operator_log)
     assert seen.runs[task_id] == 1
     assert due.timestamp() - 0.05 <= seen.first_start[task_id] <= due.timestamp() + 5

@@ -19,6 +19,8 @@ from celery_operator.devstack.demo_app import DROPPED_KEY, RUNS_KEY
 from celery_operator.dispatch.backend import CeleryBackend
 from celery_operator.dispatch.publisher import Publication
 
+from .conftest import postgres_url
+
 pytestmark = pytest.mark.integration
 
 
@@ -41,12 +43,16 @@ def _wait_count(results: redis_lib.Redis, key: str, want: int, timeout: float = 
     return value
 
 
-@pytest.mark.parametrize("guarded", [True, False])
+@pytest.mark.parametrize("claims", ["redis", "postgresql", None])
 def test_republished_id_runs_once_with_the_guard_and_twice_without(
-    guarded: bool, broker_url: str, backend_url: str, tmp_path: Path
+    claims: str | None, broker_url: str, backend_url: str, tmp_path: Path,
+    request: pytest.FixtureRequest,
 ) -> None:
     queue = f"guard-{uuid.uuid4().hex[:6]}"
+    guarded = claims is not None
     env = {"DEMO_RUN_ONCE": "1"} if guarded else {}
+    if claims == "postgresql":
+        env["DEMO_GUARD_URL"] = postgres_url(request.getfixturevalue("postgres"))
     worker = CeleryWorker(broker_url, backend_url, queues=(queue,), workdir=tmp_path,
                           extra_env=env).start()
     results = redis_lib.Redis.from_url(backend_url)
@@ -80,13 +86,16 @@ def _wait_status(
     return state
 
 
-@pytest.mark.parametrize("store", ["result backend", "separate guard store"])
+@pytest.mark.parametrize("store", ["result backend", "result database", "separate guard store"])
 def test_a_task_marked_revoked_never_runs_and_the_backend_says_revoked(
-    store: str, broker_url: str, backend_url: str, redis_server: RedisServer, tmp_path: Path
+    store: str, broker_url: str, backend_url: str, redis_server: RedisServer, tmp_path: Path,
+    request: pytest.FixtureRequest,
 ) -> None:
     queue = f"revoke-{uuid.uuid4().hex[:6]}"
-    if store == "result backend":
+    if store in ("result backend", "result database"):
         app, env = "celery_operator.devstack.demo_app", {"DEMO_RUN_ONCE": "1"}
+        if store == "result database":  # marks and claims as rows in the results' database
+            backend_url = postgres_url(request.getfixturevalue("postgres"))
     else:  # claims elsewhere; the operator's revoke mark is still in the result backend
         app = "bench.worker_app"
         env = {"BENCH_GUARD_URL": redis_server.db_url(2),

@@ -108,8 +108,16 @@ def test_the_repr_of_a_connection_set_hides_the_passwords() -> None:
         ("h:6379", True, "the broker URL's scheme 'h' is not one Celery knows"),
         ("127.0.0.1:6379", True, "the broker URL has no scheme (e.g. redis://)"),
         ("bogus://h/0", False, "the result backend URL's scheme 'bogus' is not one Celery knows"),
-        ("rpc://", False, "the result backend URL's scheme 'rpc' is not supported (use "
-                          "redis://, rediss://)"),
+        ("rpc://", False, None),
+        (f"db+postgresql://u:{ENCODED}@h:5432/app", False, None),
+        (f"django-db+postgresql://u:{ENCODED}@h/app", False, None),
+        ("mongodb://h/0", False, "the result backend URL's scheme 'mongodb' is not supported "
+                                 "(use redis://, rediss://, db+postgresql://, "
+                                 "django-db+postgresql:// or rpc://)"),
+        ("db+mysql://u:p@h/app", False, "the result backend URL's database 'mysql' is not "
+                                        "supported (use db+postgresql:// or "
+                                        "django-db+postgresql://)"),
+        ("db+postgresql:///app", False, "the result backend URL has no host"),
         ("sqs://h/", True, "the broker URL's scheme 'sqs' is not supported (use amqp://, "
                            "amqps://, pyamqp://, redis://, rediss://)"),
         ("redis://h:port/0", True, "the broker URL does not parse (the port is not a number)"),

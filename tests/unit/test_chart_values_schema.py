@@ -44,9 +44,12 @@ BAD = [
      "/celery/brokerUrl"),
     ("broker URL without result backend", {"celery": {"brokerUrl": "redis://r:6379/0"}},
      "/celery/resultBackend"),
-    ("broker is not Redis", {"celery": {"brokerUrl": "amqp://r:5672//",
-                                        "resultBackend": "redis://r:6379/1"}},
+    ("broker is neither Redis nor RabbitMQ", {"celery": {"brokerUrl": "sqs://r/",
+                                                         "resultBackend": "redis://r:6379/1"}},
      "/celery/brokerUrl"),
+    ("result database is not PostgreSQL", {"celery": {"brokerUrl": "amqp://r:5672//",
+                                                      "resultBackend": "db+mysql://u@r/app"}},
+     "/celery/resultBackend"),
     ("Secret name with capitals", {"celery": {"existingSecret": "Celery_URLs"}},
      "/celery/existingSecret"),
     ("empty Secret key", merged(SECRET, {"celery": {"existingSecretKeys": {"brokerUrl": ""}}}),
@@ -110,9 +113,18 @@ def test_example_values_pass(example: Path) -> None:
     assert helm("template", "ok", str(CHART), "-f", str(example)).returncode == 0
 
 
-def test_plain_urls_pass() -> None:
-    proc = helm("template", "ok", str(CHART), "--set", "celery.brokerUrl=redis://r:6379/0",
-                "--set", "celery.resultBackend=rediss://:pw@r:6380/1")
+@pytest.mark.parametrize(
+    ("broker", "results"),
+    [
+        ("redis://r:6379/0", "rediss://:pw@r:6380/1"),
+        ("amqp://u:pw@rabbit:5672/vhost", "db+postgresql://u:p%40ss@pg:5432/app"),
+        ("amqps://u:pw@rabbit:5671//", "django-db+postgresql://u:pw@pg/app"),
+        ("pyamqp://u:pw@rabbit//", "rpc://"),
+    ],
+)
+def test_plain_urls_pass(broker: str, results: str) -> None:
+    proc = helm("template", "ok", str(CHART), "--set-string", f"celery.brokerUrl={broker}",
+                "--set-string", f"celery.resultBackend={results}")
     assert proc.returncode == 0, proc.stderr
 
 

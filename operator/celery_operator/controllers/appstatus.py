@@ -41,6 +41,8 @@ LIST_MAX = 64
 NAME_MAX = 255
 
 PhaseCounts = Callable[[str], Mapping[str, int]]
+NO_RESULTS = ("broker answers; results are not available from this result backend "
+              "(rpc://): task states come from worker events (run workers with -E)")
 
 
 class StatusKube(Protocol):
@@ -62,6 +64,8 @@ class Probe:
     reason: str = "Reachable"
     workers: tuple[tuple[str, tuple[str, ...]], ...] = ()
     queues: tuple[tuple[str, int], ...] = ()
+    # False: the result backend keeps nothing the operator reads (rpc://): events only
+    results: bool = True
 
 
 def probe_queues(spec: CeleryAppSpec | None) -> list[str]:
@@ -99,6 +103,7 @@ def probe(backend: CeleryBackend, queues: list[str]) -> Probe:
         error=None,
         workers=tuple(sorted((h, tuple(qs)) for h, qs in workers.items())),
         queues=depths,
+        results=backend.results_available,
     )
 
 
@@ -120,6 +125,8 @@ def desired_status(
         ready, last_error = "False", message
     elif found.error is not None:
         reason, message, ready, last_error = found.reason, found.error, "False", found.error
+    elif not found.results:
+        reason, message, ready = "Reachable", NO_RESULTS, "True"
     else:
         reason, message, ready = "Reachable", "broker and result backend answer", "True"
     status: dict[str, Any] = {

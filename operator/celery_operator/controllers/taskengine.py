@@ -858,6 +858,7 @@ class TaskEngine:
                     self._publish_pool, app.backend.read, wanted
                 )
             except Exception as exc:
+                metrics.RESULT_READ_FAILURES.labels(app=app.label).inc()
                 delay = self._read_backoff.failed(app.key)
                 self._read_next[app.key] = now + delay
                 logger.warning(

@@ -2,8 +2,9 @@
 
 Brings up etcd + kube-apiserver (or uses $KUBECONFIG with USE_EXISTING_CLUSTER=true),
 Redis, a demo Celery worker and the operator; applies examples/; tells you how to look.
-BROKER=amqp (`make demo BROKER=amqp`) puts the broker on a RabbitMQ node instead; the
-results stay in Redis.
+BROKER=amqp (`make demo BROKER=amqp`) puts the broker on a RabbitMQ node instead, and
+RESULTS=postgresql the results in a PostgreSQL database (Celery's db+ backend); both
+default to Redis.
 """
 
 from __future__ import annotations
@@ -15,9 +16,11 @@ import threading
 from pathlib import Path
 from typing import Protocol
 
+from celery_operator.config import redact_url
 from celery_operator.devstack.assets import REPO_ROOT
 from celery_operator.devstack.controlplane import ControlPlane, ExistingCluster
 from celery_operator.devstack.operatorproc import OperatorProcess
+from celery_operator.devstack.postgresserver import PostgresServer
 from celery_operator.devstack.rabbitmqserver import RabbitMQServer
 from celery_operator.devstack.redisserver import RedisServer
 from celery_operator.devstack.worker import CeleryWorker
@@ -51,6 +54,7 @@ Press Ctrl-C to stop and clean up.
 
 
 BROKERS = ("redis", "amqp")
+RESULTS = ("redis", "postgresql")
 
 
 class _Stoppable(Protocol):
@@ -59,14 +63,25 @@ class _Stoppable(Protocol):
 
 def demo_broker() -> str:
     """The demo's broker from $BROKER (redis by default); anything else is refused."""
-    kind = os.environ.get("BROKER", "").strip().lower() or "redis"
-    if kind not in BROKERS:
-        raise SystemExit(f"BROKER={kind!r} is not a demo broker (use one of {', '.join(BROKERS)})")
+    return _choice("BROKER", BROKERS, "broker")
+
+
+def demo_results() -> str:
+    """The demo's result backend from $RESULTS (redis by default)."""
+    return _choice("RESULTS", RESULTS, "result backend")
+
+
+def _choice(variable: str, choices: tuple[str, ...], what: str) -> str:
+    kind = os.environ.get(variable, "").strip().lower() or choices[0]
+    if kind not in choices:
+        raise SystemExit(
+            f"{variable}={kind!r} is not a demo {what} (use one of {', '.join(choices)})"
+        )
     return kind
 
 
 def run_demo(workdir: str | None = None) -> int:
-    kind = demo_broker()
+    kind, results = demo_broker(), demo_results()
     folder = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="celery-operator-demo-"))
     folder.mkdir(parents=True, exist_ok=True)
     logs = folder / "logs"
@@ -87,6 +102,11 @@ def run_demo(workdir: str | None = None) -> int:
             rabbitmq = RabbitMQServer(folder / "rabbitmq").start()
             started.append(rabbitmq)
             broker = rabbitmq.url
+        if results == "postgresql":
+            print("starting PostgreSQL ...", flush=True)
+            postgres = PostgresServer(folder / "postgres").start()
+            started.append(postgres)
+            backend = "db+" + postgres.url.replace("postgresql://", "postgresql+psycopg://")
         worker = CeleryWorker(
             broker, backend, queues=("celery", "high_priority"), workdir=logs
         ).start()
@@ -98,7 +118,8 @@ def run_demo(workdir: str | None = None) -> int:
         if any(EXAMPLES.glob("*.yaml")):
             kube.kubectl("apply", "-f", str(EXAMPLES))
         print(
-            TRY_IT.format(kubeconfig=kube.kubeconfig, broker=broker, backend=backend, logs=logs),
+            TRY_IT.format(kubeconfig=kube.kubeconfig, broker=broker,
+                          backend=redact_url(backend), logs=logs),
             flush=True,
         )
         while not stop.wait(1.0):

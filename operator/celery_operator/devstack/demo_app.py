@@ -41,23 +41,33 @@ app.conf.update(
     task_track_started=True,
     result_extended=True,
     worker_prefetch_multiplier=1,
+    # A result backend restarting (Redis, PostgreSQL) must not lose the results stored
+    # meanwhile: retry with backoff (10 ms doubling to 10 s: about a minute in all).
+    result_backend_always_retry=True,
+    result_backend_max_retries=16,
     broker_connection_retry_on_startup=True,
     worker_hijack_root_logger=False,
 )
 
 if os.environ.get("DEMO_RUN_ONCE") == "1":
-    # The worker-side guard from celery_operator.worker, when a test asks for it.
+    # The worker-side guard from celery_operator.worker, when a test asks for it; its
+    # claims in DEMO_GUARD_URL (Redis or PostgreSQL) when set.
     from celery_operator.worker import install_run_once_guard
 
-    install_run_once_guard(app)
+    install_run_once_guard(app, os.environ.get("DEMO_GUARD_URL") or None)
 
+# The run counters live in Redis: the result backend's when it is Redis. Without one
+# (a database result backend) only the execution log records runs.
+recorder_url = os.environ.get("DEMO_RECORDER_URL") or (
+    backend_url if backend_url.startswith(("redis://", "rediss://")) else None
+)
 _recorder: redis.Redis | None = None
 
 
-def _redis() -> redis.Redis:
+def _redis() -> redis.Redis | None:
     global _recorder
-    if _recorder is None:
-        _recorder = redis.Redis.from_url(backend_url)
+    if _recorder is None and recorder_url is not None:
+        _recorder = redis.Redis.from_url(recorder_url)
     return _recorder
 
 
@@ -74,10 +84,13 @@ def _record_start(task_id: str | None = None, task: Task | None = None, **_: Any
     if getattr(request, "celeryoperator_duplicate", False):
         # The run-once guard (connected before this receiver) dropped this delivery.
         _journal(task_id, "dropped", now)
-        _redis().incr(DROPPED_KEY + task_id)
+        if (recorder := _redis()) is not None:
+            recorder.incr(DROPPED_KEY + task_id)
         return
     _journal(task_id, "run", now)
-    pipe = _redis().pipeline()
+    if (recorder := _redis()) is None:
+        return
+    pipe = recorder.pipeline()
     pipe.incr(RUNS_KEY + task_id)
     pipe.set(STARTED_KEY + task_id, repr(now))
     pipe.execute()

@@ -10,22 +10,18 @@ from celery_operator.dispatch.control import consumed_queues, revoke
 from celery_operator.dispatch.events import EventListener, TaskEvent
 from celery_operator.dispatch.publisher import Publication, Publisher
 from celery_operator.dispatch.results import ResultReader
-from celery_operator.dispatch.revocations import RevokeMarks
-
-# A task id no task has: reading it proves the result backend answers.
-PROBE_ID = "celery-operator-probe"
+from celery_operator.dispatch.results.events import EventResults
 
 
 class CeleryBackend:
     def __init__(
         self,
         broker_url: str,
-        result_backend_url: str,
+        result_backend_url: str | None,
         transport_options: Mapping[str, Any] | None = None,
     ) -> None:
         self.publisher = Publisher(broker_url, transport_options)
         self.reader = ResultReader(result_backend_url)
-        self.revoke_marks = RevokeMarks(result_backend_url)
         self._listener: EventListener | None = None
 
     def publish(self, pub: Publication) -> None:
@@ -39,9 +35,16 @@ class CeleryBackend:
         revoke(self.publisher.app, task_id, terminate=terminate, signal=signal)
 
     def mark_revoked(self, task_id: str) -> None:
-        """Record the revoke durably in the result backend's Redis (for 7 days): a worker
-        with the run-once guard refuses the task even if it missed every broadcast."""
-        self.revoke_marks.mark(task_id)
+        """Record the revoke durably in the result backend (Redis key or database row,
+        for 7 days): a worker with the run-once guard refuses the task even if it missed
+        every broadcast. A backend that keeps nothing (rpc://) has the broadcast only."""
+        self.reader.mark_revoked(task_id)
+
+    @property
+    def results_available(self) -> bool:
+        """False: the result backend keeps nothing the operator can read (rpc://); task
+        states then come from worker events and no result value is known."""
+        return self.reader.available
 
     def consumed_queues(self) -> set[str]:
         return consumed_queues(self.publisher.app)
@@ -68,12 +71,22 @@ class CeleryBackend:
         return self.publisher.queue_consumers(queue)
 
     def check_result_backend(self) -> None:
-        """Raises when the result backend cannot be read (one MGET of a key never set)."""
-        self.reader.read([PROBE_ID])
+        """Raises when the result backend cannot be read (one read of an id never set)."""
+        self.reader.check()
 
     def listen(self, on_event: Callable[[TaskEvent], None]) -> None:
-        """Start forwarding Celery task events (hints) to `on_event`, from a thread."""
-        self._listener = EventListener(self.publisher.app, on_event).start()
+        """Start forwarding Celery task events (hints) to `on_event`, from a thread.
+        Without a readable result backend the events are also the states."""
+        store = self.reader.store
+        handler = on_event
+        if isinstance(store, EventResults):
+
+            def record_then_hint(event: TaskEvent) -> None:
+                store.record(event)  # before the hint: the read it triggers finds it
+                on_event(event)
+
+            handler = record_then_hint
+        self._listener = EventListener(self.publisher.app, handler).start()
 
     def events_connected_for(self) -> float | None:
         """How long the event listener has listened without a break (None: it is not)."""
@@ -88,5 +101,4 @@ class CeleryBackend:
         if self._listener is not None:
             self._listener.stop()
         self.reader.close()
-        self.revoke_marks.close()
         self.publisher.close()

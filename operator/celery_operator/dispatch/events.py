@@ -36,6 +36,9 @@ class TaskEvent:
     task_id: str
     hostname: str | None
     timestamp: float | None
+    # task-failed/-retried: the exception's repr and the traceback, as the worker sent
+    exception: str | None = None
+    traceback: str | None = None
 
 
 def _origin(event: dict[str, Any]) -> tuple[str | None, float | None]:
@@ -47,6 +50,12 @@ def _origin(event: dict[str, Any]) -> tuple[str | None, float | None]:
     if isinstance(raw, int | float) and not isinstance(raw, bool) and 0 < raw < MAX_TIMESTAMP:
         timestamp = float(raw)  # NaN and infinities fail the comparison
     return hostname if isinstance(hostname, str) and hostname else None, timestamp
+
+
+def _failure(event: dict[str, Any]) -> tuple[str | None, str | None]:
+    exception, traceback = event.get("exception"), event.get("traceback")
+    return (exception if isinstance(exception, str) else None,
+            traceback if isinstance(traceback, str) else None)
 
 
 class EventListener:
@@ -104,7 +113,7 @@ class EventListener:
         kind = str(event.get("type", ""))
         task_id = event.get("uuid")
         if kind in TASK_EVENTS and isinstance(task_id, str) and task_id:
-            self._forward(TaskEvent(kind, task_id, *_origin(event)))
+            self._forward(TaskEvent(kind, task_id, *_origin(event), *_failure(event)))
         elif kind in WORKER_EVENTS:
             self._forward(TaskEvent(kind, "", *_origin(event)))
 

@@ -21,13 +21,14 @@ from kombu.transport import TRANSPORT_ALIASES
 
 from celery_operator.config import redact_url
 from celery_operator.dispatch.backend import CeleryBackend
-from celery_operator.dispatch.brokers import AMQP_SCHEMES, BROKER_SCHEMES
+from celery_operator.dispatch.brokers import BROKER_SCHEMES
+from celery_operator.dispatch.results import result_backend_problem
 
 logger = logging.getLogger(__name__)
 
-# Brokers: those dispatch.brokers has a module for. Result backends: what the operator's
-# own Redis clients (results, revoke marks) speak.
-RESULT_BACKEND_SCHEMES = frozenset({"redis", "rediss"})
+# Brokers: those dispatch.brokers has a module for; result backends: dispatch.results.
+# The operator's own spelling for django-celery-results' table (Celery knows no URL).
+DJANGO_BACKEND = "django-db"
 
 
 @dataclass(frozen=True, repr=False)
@@ -78,17 +79,23 @@ def url_problem(url: str, *, broker: bool) -> str | None:
     scheme = parts.scheme.lower()
     if not scheme:
         return f"the {what} URL has no scheme (e.g. redis://)"
-    if scheme not in known:
+    # Celery reads "db+postgresql" as the backend "db" over an SQLAlchemy URL.
+    backend = scheme if broker else scheme.partition("+")[0]
+    if backend not in known and not (backend == DJANGO_BACKEND and not broker):
         return f"the {what} URL's scheme {scheme!r} is not one Celery knows"
-    supported_schemes = BROKER_SCHEMES if broker else RESULT_BACKEND_SCHEMES
-    if scheme not in supported_schemes:
-        supported = ", ".join(f"{s}://" for s in sorted(supported_schemes))
+    if broker and scheme not in BROKER_SCHEMES:
+        supported = ", ".join(f"{s}://" for s in sorted(BROKER_SCHEMES))
         return f"the {what} URL's scheme {scheme!r} is not supported (use {supported})"
+    if not broker and (problem := result_backend_problem(url)) is not None:
+        return problem
+    if scheme == "rpc":  # results go back to the publisher: nothing to connect to
+        return None
     if not parts.hostname:
         return f"the {what} URL has no host"
     path = parts.path.strip("/")
-    # An AMQP URL's path is its virtual host (any name); Redis's is a database number.
-    if scheme not in AMQP_SCHEMES and path and not path.isdigit():
+    # An AMQP URL's path is its virtual host, a database URL's a database name; Redis's
+    # is a database number.
+    if scheme in ("redis", "rediss") and path and not path.isdigit():
         return f"the {what} URL's database {path!r} is not a number"
     return None
 

@@ -1,0 +1,43 @@
+"""What every result backend module gives the reader: one batched fetch, one decoder."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+from celery_operator.api.celery_state import TaskState
+
+# A task id no task has: reading it proves the result backend answers.
+PROBE_ID = "celery-operator-probe"
+
+
+class ResultBackendError(Exception):
+    """The result backend cannot be read (unreachable, refused, no table). The message
+    is one line naming the backend by its redacted URL and the cause."""
+
+
+class ResultStore(Protocol):
+    # False: this backend keeps no results the operator can read (rpc://, none); the
+    # states then come from worker events alone.
+    available: bool
+    # Ids per query: a poll of more tasks than this makes more than one query.
+    batch: int
+
+    def fetch(self, task_ids: Sequence[str]) -> Mapping[str, Any]:
+        """The raw record of each id that has one, in ONE query. Raises
+        ResultBackendError."""
+        ...
+
+    def parse(self, task_id: str, raw: Any) -> TaskState:
+        """Decode one raw record; raises meta.Unreadable with a short reason."""
+        ...
+
+    def check(self) -> None:
+        """Raises ResultBackendError when the backend cannot be read."""
+        ...
+
+    def mark_revoked(self, task_id: str) -> None:
+        """Record durably that `task_id` is revoked, where the worker guard looks."""
+        ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,46 @@
+"""Celery's Redis result backend: an MGET of the `celery-task-meta-<id>` keys per batch."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import redis
+
+from celery_operator.api.celery_state import TaskState
+from celery_operator.config import redact_url
+from celery_operator.dispatch.results.base import PROBE_ID, ResultBackendError
+from celery_operator.dispatch.results.meta import parse_meta
+from celery_operator.dispatch.revocations import RevokeMarks
+
+META_PREFIX = "celery-task-meta-"
+
+
+class RedisResults:
+    available = True
+    batch = 500
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+        self._redis = redis.Redis.from_url(url, socket_timeout=10)
+        self._marks = RevokeMarks(url)
+
+    def fetch(self, task_ids: Sequence[str]) -> Mapping[str, Any]:
+        try:
+            values = self._redis.mget([META_PREFIX + i for i in task_ids])
+        except redis.RedisError as exc:
+            raise ResultBackendError(f"{redact_url(self._url)}: {exc}") from exc
+        return {i: raw for i, raw in zip(task_ids, values, strict=True) if raw}
+
+    def parse(self, task_id: str, raw: Any) -> TaskState:
+        return parse_meta(task_id, raw)
+
+    def check(self) -> None:
+        self.fetch([PROBE_ID])
+
+    def mark_revoked(self, task_id: str) -> None:
+        self._marks.mark(task_id)
+
+    def close(self) -> None:
+        self._redis.close()
+        self._marks.close()
