@@ -109,7 +109,8 @@ def test_templates_are_deterministic() -> None:
 def test_every_object_has_the_standard_labels() -> None:
     for args in (DEV, [*DEV, "--set", "watch.namespaces={a,b}", "--set",
                        "podDisruptionBudget.enabled=true", "--set",
-                       "metrics.serviceMonitor.enabled=true"]):
+                       "metrics.serviceMonitor.enabled=true", "--set",
+                       "prometheusRule.enabled=true", "--set", "grafanaDashboard.enabled=true"]):
         docs = render("labels", "ops", *args)
         for doc in docs:
             labels = doc["metadata"].get("labels") or {}
