@@ -82,3 +82,51 @@ LEADER_TRANSITIONS = Counter(
     "celery_operator_leader_transitions_total",
     "Times this process started or stopped leading.",
 )
+
+# Task names (spec.task.name) are free text too: capped the same way, in a set of their own.
+TASK_LABELS_MAX = 100
+_TASK_LABELS = QueueLabels(TASK_LABELS_MAX)
+
+
+def task_label(name: str) -> str:
+    """The value for a `task` label: the first TASK_LABELS_MAX task names, "other" after."""
+    return _TASK_LABELS.label(name)
+
+
+FINISHED_BY_TASK = Counter(
+    "celery_operator_task_outcomes_total",
+    "ScheduledTasks that reached a final phase, by task name (task: see task_label).",
+    ["task", "outcome"],
+)
+RETRIES = Counter(
+    "celery_operator_retries_total",
+    "Retries recorded on ScheduledTasks (phase Retrying written), by queue.",
+    ["queue"],
+)
+MISSED_RUNS = Counter(
+    "celery_operator_missed_runs_total",
+    "Fire times of PeriodicTasks that were missed or skipped (status.missedRuns grew).",
+    ["namespace"],
+)
+NO_CONSUMER = Gauge(
+    "celery_operator_no_consumer",
+    "1 while Queued tasks wait on a queue no running worker consumes (NoConsumer), "
+    "0 once one does.",
+    ["app", "queue"],
+)
+APP_UNREACHABLE = Gauge(
+    "celery_operator_app_unreachable",
+    "1 while the broker or the result backend of a CeleryApp/ClusterCeleryApp does not "
+    "answer the operator's probe, 0 while both do.",
+    ["app"],
+)
+API_WRITE_FAILURES = Counter(
+    "celery_operator_api_write_failures_total",
+    "Status writes to the Kubernetes API that failed (not conflicts: those are retried), "
+    "by verb and reason (the error's class).",
+    ["verb", "reason"],
+)
+RECONCILE_ERRORS = Counter(
+    "celery_operator_reconcile_errors_total",
+    "Reconcile steps that failed unexpectedly (logged with a traceback, retried later).",
+)

@@ -19,10 +19,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from celery_operator import metrics
 from celery_operator.api.apps import CELERY_DEFAULT_QUEUE, CeleryAppSpec
 from celery_operator.api.conditions import READY, get_condition, set_condition
 from celery_operator.api.names import CELERYAPP_PLURAL, CLUSTER_CELERYAPP_PLURAL
 from celery_operator.config import redact_urls_in
+from celery_operator.controllers.appresolve import app_label
 from celery_operator.controllers.apps import AppDirectory, AppView
 from celery_operator.controllers.kubeio import resource_version
 from celery_operator.dispatch.backend import CeleryBackend
@@ -271,6 +273,8 @@ class AppStatusWriter:
                          view.state)
         desired = desired_status(target, found, counts, datetime.now(UTC))
         healthy = found is not None and found.error is None
+        unreachable = found is not None and not healthy  # None: not resolvable, not probed
+        metrics.APP_UNREACHABLE.labels(app=app_label(view.namespace, view.name)).set(unreachable)
         patch = status_patch(current, desired)
         if patch is None:
             return healthy
@@ -283,6 +287,7 @@ class AppStatusWriter:
         except Gone:
             return True  # deleted: the watch will tell the directory
         except Rejected as exc:
+            metrics.API_WRITE_FAILURES.labels(verb="patch", reason="Rejected").inc()
             logger.warning("status of %s refused: %s", key, redact_urls_in(exc.message))
             return False
         with self._lock:

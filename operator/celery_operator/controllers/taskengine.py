@@ -602,6 +602,8 @@ class TaskEngine:
             app_label = self._app_labels.get(self._app_of.get(uid, ""), "unknown")
             metrics.FINISHED.labels(queue=queue, outcome=step.finished_outcome,
                                     app=app_label).inc()
+            metrics.FINISHED_BY_TASK.labels(task=metrics.task_label(_task(entry)),
+                                            outcome=step.finished_outcome).inc()
             # What this process published is only needed until the attempt ends.
             self._published.pop(uid, None)
             self._forget_failures(uid)
@@ -616,6 +618,8 @@ class TaskEngine:
                 self._states.pop(tracked, None)
                 self._deferred.pop(tracked, None)
         metrics.TRACKED_TASKS.set(len(self._tracked))
+        if (step.status or {}).get("phase") == "Retrying":
+            metrics.RETRIES.labels(queue=metrics.queue_label(_queue(entry))).inc()
         if step.wake_at is not None:
             self.schedule(uid, step.wake_at)
 
@@ -947,6 +951,8 @@ class TaskEngine:
     ) -> None:
         for uid, entry in waiting:
             queue = effective_queue(_queue(entry), app.defaults)
+            metrics.NO_CONSUMER.labels(app=app.label, queue=metrics.queue_label(queue)).set(
+                queue not in consumed)
             if queue not in consumed:
                 warned.add(uid)
                 self.io.post_event(
@@ -979,3 +985,8 @@ def _queue(entry: Entry) -> str | None:
     if isinstance(spec, ScheduledTaskSpec) and spec.task.queue:
         return spec.task.queue
     return None
+
+
+def _task(entry: Entry) -> str:
+    spec = entry.spec
+    return spec.task.name if isinstance(spec, ScheduledTaskSpec) else "invalid"
