@@ -110,8 +110,8 @@ MISSED_RUNS = Counter(
 )
 NO_CONSUMER = Gauge(
     "celery_operator_no_consumer",
-    "1 while Queued tasks wait on a queue no running worker consumes (NoConsumer), "
-    "0 once one does.",
+    "Tasks still Queued after a NoConsumer warning (no running worker consumed their "
+    "queue), by app and queue; 0 once they moved on.",
     ["app", "queue"],
 )
 APP_UNREACHABLE = Gauge(

@@ -177,6 +177,7 @@ class TaskEngine:
         self._broker_next: dict[str, datetime] = {}
         self._app_of: dict[str, str] = {}
         self._app_labels: dict[str, str] = {"flags": "default"}
+        self._no_consumer: dict[str, tuple[str, str]] = {}  # warned uid: (app, queue) labels
         # Tasks held back by their app (missing, not allowed, policy): uid -> message.
         self._app_blocked: dict[str, str] = {}
         self._app_backoff = Backoff(initial=5.0, maximum=600.0)
@@ -944,6 +945,7 @@ class TaskEngine:
                     continue
                 self._warn_no_consumer(waiting[app.key], consumed, app, warned)
             warned &= set(self._tracked)
+            self._count_no_consumer()
 
     def _warn_no_consumer(
         self, waiting: list[tuple[str, Entry]], consumed: set[str], app: ResolvedApp,
@@ -951,15 +953,27 @@ class TaskEngine:
     ) -> None:
         for uid, entry in waiting:
             queue = effective_queue(_queue(entry), app.defaults)
-            metrics.NO_CONSUMER.labels(app=app.label, queue=metrics.queue_label(queue)).set(
-                queue not in consumed)
             if queue not in consumed:
+                self._no_consumer[uid] = (app.label, metrics.queue_label(queue))
                 warned.add(uid)
                 self.io.post_event(
                     entry.body, "Warning", "NoConsumer",
                     f"no running worker consumes queue {queue!r}: the task waits in the "
                     "queue until one does",
                 )
+
+    def _count_no_consumer(self) -> None:
+        """The NoConsumer gauge: tasks warned about that still wait Queued, per app and
+        queue; a pair whose last such task moved on (a worker came) goes back to 0."""
+        counts = dict.fromkeys(self._no_consumer.values(), 0)
+        for uid, labels in list(self._no_consumer.items()):
+            entry = self.entries.get(uid)
+            if entry is None or entry.status.get("phase") != "Queued":
+                del self._no_consumer[uid]
+            else:
+                counts[labels] += 1
+        for (app, queue), waiting in counts.items():
+            metrics.NO_CONSUMER.labels(app=app, queue=queue).set(waiting)
 
     # ---- introspection -------------------------------------------------------------------
 
