@@ -120,6 +120,12 @@ APP_UNREACHABLE = Gauge(
     "answer the operator's probe, 0 while both do.",
     ["app"],
 )
+BROKER_QUEUE_DEPTH = Gauge(
+    "celery_operator_broker_queue_depth",
+    "Messages waiting in a named queue of an app's broker, as its last probe read them "
+    "(queue: see queue_label).",
+    ["app", "queue"],
+)
 API_WRITE_FAILURES = Counter(
     "celery_operator_api_write_failures_total",
     "Status writes to the Kubernetes API that failed (not conflicts: those are retried), "

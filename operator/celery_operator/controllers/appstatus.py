@@ -275,6 +275,9 @@ class AppStatusWriter:
         healthy = found is not None and found.error is None
         unreachable = found is not None and not healthy  # None: not resolvable, not probed
         metrics.APP_UNREACHABLE.labels(app=app_label(view.namespace, view.name)).set(unreachable)
+        for queue, depth in found.queues if found is not None else ():
+            metrics.BROKER_QUEUE_DEPTH.labels(app=app_label(view.namespace, view.name),
+                                              queue=metrics.queue_label(queue)).set(depth)
         patch = status_patch(current, desired)
         if patch is None:
             return healthy
