@@ -1,6 +1,6 @@
 """The metrics behind the alerts, moved by the engines' real code paths: the missed-run
-count from a real plan, reconcile errors from the due-time queue, and task-name labels
-bounded like queue labels."""
+and retry counts from real plans, reconcile errors from the due-time queue, and task-name
+labels bounded like queue labels."""
 
 from __future__ import annotations
 
@@ -11,11 +11,13 @@ from prometheus_client import REGISTRY
 from celery_operator import metrics
 from celery_operator.controllers.duequeue import DueQueue
 from celery_operator.controllers.periodicengine import missed_runs_added
+from celery_operator.controllers.taskengine import retries_recorded
 from celery_operator.scheduling.periodic_plan import PeriodicObserved, plan_periodic
 
 from .merge_patch import merge
 from .test_duequeue import Clock, run, settle
 from .test_periodic_plan import m, ran_at_10m
+from .test_task_lifecycle import FAILURE, T0, Task, dispatch, new, s
 
 
 def _value(name: str, **labels: str) -> float:
@@ -47,6 +49,26 @@ def test_missed_runs_added_is_what_the_plan_adds_to_status_missed_runs() -> None
     p.status = merge(p.status, step.status)
     again = observed()
     assert missed_runs_added(again, plan_periodic(again, p.cfg)) == 0  # counted once
+
+
+def _retries(task: Task, at_seconds: float, **observed: object) -> int:
+    before = dict(task.status)
+    return retries_recorded(before, task.step(T0 + s(at_seconds), **observed).status)
+
+
+def test_each_celery_retry_and_each_new_attempt_counts_once() -> None:
+    task = new(retry={"limit": 1, "backoff": {"initialSeconds": 10}})
+    dispatch(task, T0)
+    started = T0 + s(1)
+    assert _retries(task, 3, backend=task.backend("STARTED", worker="w1"),
+                    started_hint=started) == 0
+    retry2 = task.backend("RETRY", worker="w1", retries=2, result=FAILURE)
+    assert _retries(task, 4, backend=retry2, started_hint=started) == 2  # seen late: both
+    assert _retries(task, 5, backend=retry2, started_hint=started) == 0  # read again
+    assert _retries(task, 6, backend=task.backend("FAILURE", result=FAILURE, date_done=T0),
+                    started_hint=started) == 1  # spec.retry: attempt 2 in 10 s
+    assert task.phase == "Retrying"
+    assert _retries(task, 7) == 0  # a restart while waiting
 
 
 def test_a_reconcile_that_raises_counts_one_reconcile_error_per_failure() -> None:

@@ -560,6 +560,8 @@ class TaskEngine:
                 return
         for notice in step.notices:
             self.io.post_event(entry.body, notice.type, notice.reason, notice.message)
+        metrics.RETRIES.labels(queue=metrics.queue_label(_queue(entry))).inc(
+            retries_recorded(obs.status, step.status))
         self._after(uid, entry, step)
 
     def _held_by_app(self, uid: str, step: Step, problem: tuple[str, str]) -> bool:
@@ -619,8 +621,6 @@ class TaskEngine:
                 self._states.pop(tracked, None)
                 self._deferred.pop(tracked, None)
         metrics.TRACKED_TASKS.set(len(self._tracked))
-        if (step.status or {}).get("phase") == "Retrying":
-            metrics.RETRIES.labels(queue=metrics.queue_label(_queue(entry))).inc()
         if step.wake_at is not None:
             self.schedule(uid, step.wake_at)
 
@@ -1004,3 +1004,13 @@ def _queue(entry: Entry) -> str | None:
 def _task(entry: Entry) -> str:
     spec = entry.spec
     return spec.task.name if isinstance(spec, ScheduledTaskSpec) else "invalid"
+
+
+def retries_recorded(before: Mapping[str, Any], patch: Mapping[str, Any] | None) -> int:
+    """Retries a written step records (for the retries counter): a new attempt of
+    spec.retry is one; a Celery retry raises status.retries by as many as it saw."""
+    if patch is None or patch.get("phase") != Phase.RETRYING.value:
+        return 0
+    if "nextAttemptTime" in patch:
+        return 1
+    return max(0, int(patch.get("retries") or 0) - int(before.get("retries") or 0))
