@@ -136,3 +136,9 @@ RECONCILE_ERRORS = Counter(
     "celery_operator_reconcile_errors_total",
     "Reconcile steps that failed unexpectedly (logged with a traceback, retried later).",
 )
+
+
+def forget_app(app: str) -> None:
+    """Drop the per-app gauges of a deleted app: a stale 1 would alert forever."""
+    for gauge in (APP_UNREACHABLE, BROKER_QUEUE_DEPTH):
+        gauge.remove_by_labels({"app": app})

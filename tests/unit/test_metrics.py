@@ -106,3 +106,15 @@ def test_no_label_of_the_operator_carries_a_url_or_a_password() -> None:
             assert set(sample.labels) <= allowed, (family.name, sample.labels)
             for value in sample.labels.values():
                 assert "://" not in value and "@" not in value, (family.name, value)
+
+
+def test_a_deleted_app_leaves_no_unreachable_or_depth_series_behind() -> None:
+    metrics.APP_UNREACHABLE.labels(app="shop/gone").set(1)
+    metrics.BROKER_QUEUE_DEPTH.labels(app="shop/gone", queue="reports").set(7)
+    metrics.APP_UNREACHABLE.labels(app="shop/kept").set(1)
+    metrics.forget_app("shop/gone")
+    assert REGISTRY.get_sample_value("celery_operator_app_unreachable",
+                                     {"app": "shop/gone"}) is None
+    assert REGISTRY.get_sample_value("celery_operator_broker_queue_depth",
+                                     {"app": "shop/gone", "queue": "reports"}) is None
+    assert _value("celery_operator_app_unreachable", app="shop/kept") == 1.0

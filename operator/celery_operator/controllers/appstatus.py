@@ -230,6 +230,7 @@ class AppStatusWriter:
                 for gone in set(self._schedule.due) - keys:
                     self._schedule.due.pop(gone, None)
                     self._schedule.written.pop(gone, None)
+                    metrics.forget_app(_label_of_key(gone))
                 due = [k for k in keys if self._schedule.due.get(k, 0.0) <= now
                        and k not in self._schedule.running]
                 self._schedule.running.update(due)
@@ -302,3 +303,9 @@ class AppStatusWriter:
             # accepts an Event about a cluster-scoped object nowhere else).
             self.kube.post_event(body, type_=type_, reason=reason, message=message)
         return healthy
+
+
+def _label_of_key(key: str) -> str:
+    """The metrics label of an app from its directory key (appresolve.app_key)."""
+    parts = key.split("/")
+    return app_label(parts[1] if len(parts) == 3 else None, parts[-1])
