@@ -88,3 +88,63 @@ LEADER_TRANSITIONS = Counter(
     "celery_operator_leader_transitions_total",
     "Times this process started or stopped leading.",
 )
+
+# Task names (spec.task.name) are free text too: capped the same way, in a set of their own.
+TASK_LABELS_MAX = 100
+_TASK_LABELS = QueueLabels(TASK_LABELS_MAX)
+
+
+def task_label(name: str) -> str:
+    """The value for a `task` label: the first TASK_LABELS_MAX task names, "other" after."""
+    return _TASK_LABELS.label(name)
+
+
+FINISHED_BY_TASK = Counter(
+    "celery_operator_task_outcomes_total",
+    "ScheduledTasks that reached a final phase, by task name (task: see task_label).",
+    ["task", "outcome"],
+)
+RETRIES = Counter(
+    "celery_operator_retries_total",
+    "Retries recorded on ScheduledTasks (phase Retrying written), by queue.",
+    ["queue"],
+)
+MISSED_RUNS = Counter(
+    "celery_operator_missed_runs_total",
+    "Fire times of PeriodicTasks that were missed or skipped (status.missedRuns grew).",
+    ["namespace"],
+)
+NO_CONSUMER = Gauge(
+    "celery_operator_no_consumer",
+    "Tasks still Queued after a NoConsumer warning (no running worker consumed their "
+    "queue), by app and queue; 0 once they moved on.",
+    ["app", "queue"],
+)
+APP_UNREACHABLE = Gauge(
+    "celery_operator_app_unreachable",
+    "1 while the broker or the result backend of a CeleryApp/ClusterCeleryApp does not "
+    "answer the operator's probe, 0 while both do.",
+    ["app"],
+)
+BROKER_QUEUE_DEPTH = Gauge(
+    "celery_operator_broker_queue_depth",
+    "Messages waiting in a named queue of an app's broker, as its last probe read them "
+    "(queue: see queue_label).",
+    ["app", "queue"],
+)
+API_WRITE_FAILURES = Counter(
+    "celery_operator_api_write_failures_total",
+    "Status writes to the Kubernetes API that failed (not conflicts: those are retried), "
+    "by verb and reason (the error's class).",
+    ["verb", "reason"],
+)
+RECONCILE_ERRORS = Counter(
+    "celery_operator_reconcile_errors_total",
+    "Reconcile steps that failed unexpectedly (logged with a traceback, retried later).",
+)
+
+
+def forget_app(app: str) -> None:
+    """Drop the per-app gauges of a deleted app: a stale 1 would alert forever."""
+    for gauge in (APP_UNREACHABLE, BROKER_QUEUE_DEPTH):
+        gauge.remove_by_labels({"app": app})

@@ -237,14 +237,18 @@ def test_the_grafana_dashboard_and_the_alerts_use_metrics_the_operator_exports(
     operator: OperatorProcess,
 ) -> None:
     """Names as a real /metrics exposes them: counters with _total, histograms with
-    _bucket/_sum/_count (a labelled series exists before its first sample)."""
+    _bucket/_sum/_count (a labelled series exists before its first sample). No label
+    value is a URL (broker and backend URLs carry passwords)."""
     suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"),
                 "gauge": ("",)}
-    exported = {family.name + suffix
-                for family in text_string_to_metric_families(operator.metrics())
+    families = list(text_string_to_metric_families(operator.metrics()))
+    exported = {family.name + suffix for family in families
                 for suffix in suffixes.get(family.type, ("",))}
     missing = used_metric_names() - exported
     assert not missing, f"not exported by the operator: {sorted(missing)}"
+    values = {v for family in families if family.name.startswith("celery_operator_")
+              for sample in family.samples for v in sample.labels.values()}
+    assert not [v for v in values if "://" in v or "@" in v], values
 
 
 def test_only_its_own_page_may_act_and_only_under_its_own_address(

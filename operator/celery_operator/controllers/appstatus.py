@@ -19,10 +19,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from celery_operator import metrics
 from celery_operator.api.apps import CELERY_DEFAULT_QUEUE, CeleryAppSpec
 from celery_operator.api.conditions import READY, get_condition, set_condition
 from celery_operator.api.names import CELERYAPP_PLURAL, CLUSTER_CELERYAPP_PLURAL
 from celery_operator.config import redact_urls_in
+from celery_operator.controllers.appresolve import app_label
 from celery_operator.controllers.apps import AppDirectory, AppView
 from celery_operator.controllers.kubeio import resource_version
 from celery_operator.dispatch.backend import CeleryBackend
@@ -235,6 +237,7 @@ class AppStatusWriter:
                 for gone in set(self._schedule.due) - keys:
                     self._schedule.due.pop(gone, None)
                     self._schedule.written.pop(gone, None)
+                    metrics.forget_app(_label_of_key(gone))
                 due = [k for k in keys if self._schedule.due.get(k, 0.0) <= now
                        and k not in self._schedule.running]
                 self._schedule.running.update(due)
@@ -278,6 +281,11 @@ class AppStatusWriter:
                          view.state)
         desired = desired_status(target, found, counts, datetime.now(UTC))
         healthy = found is not None and found.error is None
+        unreachable = found is not None and not healthy  # None: not resolvable, not probed
+        metrics.APP_UNREACHABLE.labels(app=app_label(view.namespace, view.name)).set(unreachable)
+        for queue, depth in found.queues if found is not None else ():
+            metrics.BROKER_QUEUE_DEPTH.labels(app=app_label(view.namespace, view.name),
+                                              queue=metrics.queue_label(queue)).set(depth)
         patch = status_patch(current, desired)
         if patch is None:
             return healthy
@@ -290,6 +298,7 @@ class AppStatusWriter:
         except Gone:
             return True  # deleted: the watch will tell the directory
         except Rejected as exc:
+            metrics.API_WRITE_FAILURES.labels(verb="patch", reason="Rejected").inc()
             logger.warning("status of %s refused: %s", key, redact_urls_in(exc.message))
             return False
         with self._lock:
@@ -301,3 +310,9 @@ class AppStatusWriter:
             # accepts an Event about a cluster-scoped object nowhere else).
             self.kube.post_event(body, type_=type_, reason=reason, message=message)
         return healthy
+
+
+def _label_of_key(key: str) -> str:
+    """The metrics label of an app from its directory key (appresolve.app_key)."""
+    parts = key.split("/")
+    return app_label(parts[1] if len(parts) == 3 else None, parts[-1])

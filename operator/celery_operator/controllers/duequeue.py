@@ -16,6 +16,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 
+from celery_operator import metrics
 from celery_operator.scheduling.backoff import Backoff
 
 logger = logging.getLogger(__name__)
@@ -145,6 +146,7 @@ class DueQueue:
                         # An unexpected error: try again later and later (capped), so a
                         # broken object costs a log line now and then, never a loop.
                         delay = self._failures.failed(key)
+                        metrics.RECONCILE_ERRORS.inc()
                         logger.exception("reconciling %s failed; trying again in %.0f s",
                                          key, delay.total_seconds())
                         self.schedule(key, self._clock() + delay)

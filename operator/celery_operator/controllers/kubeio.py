@@ -99,6 +99,9 @@ class KubeIO:
             return WriteOutcome.GONE, None
         except Conflict:
             metrics.WRITE_CONFLICTS.inc()
+        except Exception as exc:
+            metrics.API_WRITE_FAILURES.labels(verb="patch", reason=type(exc).__name__).inc()
+            raise
         try:
             fresh = await self.call(self.kube.get, plural, meta["namespace"], meta["name"])
         except Gone:

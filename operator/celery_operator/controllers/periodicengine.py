@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from celery_operator import metrics
 from celery_operator.api import (
     GROUP,
     PERIODIC_PLURAL,
@@ -43,6 +44,7 @@ from celery_operator.scheduling.periodic_plan import (
     ChildOrder,
     PeriodicConfig,
     PeriodicObserved,
+    PeriodicStep,
     controller_uid,
     failed_step_conditions,
     plan_periodic,
@@ -269,6 +271,7 @@ class PeriodicEngine:
             await self._report_refused(key, entry, refused)
         except Exception:
             logger.exception("reconciling PeriodicTask %s failed", key)
+            metrics.RECONCILE_ERRORS.inc()
             self._back_off(key, entry, ERROR_BACKOFF)
         else:
             entry.retry = None
@@ -368,6 +371,7 @@ class PeriodicEngine:
                     self.queue.again(key)
                 return
             entry.conflicts = 0
+            metrics.MISSED_RUNS.labels(namespace=namespace).inc(missed_runs_added(obs, step))
         for notice in step.notices:
             self.io.post_event(entry.body, notice.type, notice.reason, notice.message)
         self._note_next(key, entry)
@@ -460,3 +464,10 @@ class PeriodicEngine:
         child = Child(order.name, order.scheduled_time, None, order.manual,
                       uid=str(uid) if uid else None)
         entry.children.setdefault(order.name, child)
+
+
+def missed_runs_added(obs: PeriodicObserved, step: PeriodicStep) -> int:
+    """How much a written step raised status.missedRuns (for the missed-runs counter)."""
+    if step.status is None or "missedRuns" not in step.status:
+        return 0
+    return max(0, int(step.status["missedRuns"]) - int(obs.status.get("missedRuns") or 0))

@@ -177,6 +177,7 @@ class TaskEngine:
         self._broker_next: dict[str, datetime] = {}
         self._app_of: dict[str, str] = {}
         self._app_labels: dict[str, str] = {"flags": "default"}
+        self._no_consumer: dict[str, tuple[str, str]] = {}  # warned uid: (app, queue) labels
         # Tasks held back by their app (missing, not allowed, policy): uid -> message.
         self._app_blocked: dict[str, str] = {}
         self._app_backoff = Backoff(initial=5.0, maximum=600.0)
@@ -559,6 +560,8 @@ class TaskEngine:
                 return
         for notice in step.notices:
             self.io.post_event(entry.body, notice.type, notice.reason, notice.message)
+        metrics.RETRIES.labels(queue=metrics.queue_label(_queue(entry))).inc(
+            retries_recorded(obs.status, step.status))
         self._after(uid, entry, step)
 
     def _held_by_app(self, uid: str, step: Step, problem: tuple[str, str]) -> bool:
@@ -602,6 +605,8 @@ class TaskEngine:
             app_label = self._app_labels.get(self._app_of.get(uid, ""), "unknown")
             metrics.FINISHED.labels(queue=queue, outcome=step.finished_outcome,
                                     app=app_label).inc()
+            metrics.FINISHED_BY_TASK.labels(task=metrics.task_label(_task(entry)),
+                                            outcome=step.finished_outcome).inc()
             # What this process published is only needed until the attempt ends.
             self._published.pop(uid, None)
             self._forget_failures(uid)
@@ -941,6 +946,7 @@ class TaskEngine:
                     continue
                 self._warn_no_consumer(waiting[app.key], consumed, app, warned)
             warned &= set(self._tracked)
+            self._count_no_consumer()
 
     def _warn_no_consumer(
         self, waiting: list[tuple[str, Entry]], consumed: set[str], app: ResolvedApp,
@@ -949,12 +955,26 @@ class TaskEngine:
         for uid, entry in waiting:
             queue = effective_queue(_queue(entry), app.defaults)
             if queue not in consumed:
+                self._no_consumer[uid] = (app.label, metrics.queue_label(queue))
                 warned.add(uid)
                 self.io.post_event(
                     entry.body, "Warning", "NoConsumer",
                     f"no running worker consumes queue {queue!r}: the task waits in the "
                     "queue until one does",
                 )
+
+    def _count_no_consumer(self) -> None:
+        """The NoConsumer gauge: tasks warned about that still wait Queued, per app and
+        queue; a pair whose last such task moved on (a worker came) goes back to 0."""
+        counts = dict.fromkeys(self._no_consumer.values(), 0)
+        for uid, labels in list(self._no_consumer.items()):
+            entry = self.entries.get(uid)
+            if entry is None or entry.status.get("phase") != "Queued":
+                del self._no_consumer[uid]
+            else:
+                counts[labels] += 1
+        for (app, queue), waiting in counts.items():
+            metrics.NO_CONSUMER.labels(app=app, queue=queue).set(waiting)
 
     # ---- introspection -------------------------------------------------------------------
 
@@ -980,3 +1000,18 @@ def _queue(entry: Entry) -> str | None:
     if isinstance(spec, ScheduledTaskSpec) and spec.task.queue:
         return spec.task.queue
     return None
+
+
+def _task(entry: Entry) -> str:
+    spec = entry.spec
+    return spec.task.name if isinstance(spec, ScheduledTaskSpec) else "invalid"
+
+
+def retries_recorded(before: Mapping[str, Any], patch: Mapping[str, Any] | None) -> int:
+    """Retries a written step records (for the retries counter): a new attempt of
+    spec.retry is one; a Celery retry raises status.retries by as many as it saw."""
+    if patch is None or patch.get("phase") != Phase.RETRYING.value:
+        return 0
+    if "nextAttemptTime" in patch:
+        return 1
+    return max(0, int(patch.get("retries") or 0) - int(before.get("retries") or 0))
