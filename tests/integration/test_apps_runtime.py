@@ -18,6 +18,7 @@ import pytest
 import redis as redis_lib
 from kubernetes import client
 
+from celery_operator import metrics
 from celery_operator.api import GROUP, VERSION, TaskCall
 from celery_operator.api.apps import AppRef
 from celery_operator.api.names import (
@@ -26,7 +27,7 @@ from celery_operator.api.names import (
     CLUSTER_CELERYAPP_KIND,
     CLUSTER_CELERYAPP_PLURAL,
 )
-from celery_operator.controllers.appresolve import AppProblem, ResolvedApp
+from celery_operator.controllers.appresolve import AppProblem, ResolvedApp, app_label
 from celery_operator.controllers.apps import AppDirectory
 from celery_operator.controllers.appstatus import AppStatusWriter
 from celery_operator.devstack import CeleryWorker, KubeEnv, RedisServer
@@ -66,6 +67,15 @@ class Recorded(CeleryBackend):
 
 def opened(conn: ConnectionSet) -> Recorded:
     return Recorded(conn.broker_url, conn.result_backend_url, dict(conn.transport_options))
+
+
+def gauge(metric: Any, **labels: str) -> float | None:
+    """The value of one series of a gauge in this process's registry (None: no series)."""
+    for family in metric.collect():
+        for sample in family.samples:
+            if sample.labels == labels:
+                return float(sample.value)
+    return None
 
 
 class Cluster:
@@ -450,6 +460,10 @@ def test_status_shows_ready_workers_queue_depth_and_task_counts_and_follows_the_
                                         {"name": "reports", "depth": 0}]
             assert status["tasks"] == {"Queued": 2, "Succeeded": 7}
             assert status["observedGeneration"] == 1 and "lastError" not in status
+            # The same, as the metrics the alerts and the Grafana dashboard read.
+            label = app_label(team, "default")
+            assert gauge(metrics.APP_UNREACHABLE, app=label) == 0
+            assert gauge(metrics.BROKER_QUEUE_DEPTH, app=label, queue="idle") == 1
 
             redis_a.stop()  # the broker goes away: Ready=False, a Warning, the error kept
             down = wait_for(lambda: _ready_is(cluster.get_app(team, "default"),
@@ -458,6 +472,7 @@ def test_status_shows_ready_workers_queue_depth_and_task_counts_and_follows_the_
             assert ready["reason"] == "BrokerUnreachable"
             assert ready["message"].startswith("broker unreachable: ConnectionError")
             assert down["lastError"] == ready["message"]
+            assert gauge(metrics.APP_UNREACHABLE, app=label) == 1
             wait_for(lambda: ("Warning", "AppNotReady", ready["message"])
                      in cluster.events(team, "default"), 30.0, "AppNotReady")
 
@@ -470,6 +485,7 @@ def test_status_shows_ready_workers_queue_depth_and_task_counts_and_follows_the_
             assert up["lastError"].startswith("broker ")
             wait_for(lambda: [e[1] for e in cluster.events(
                 team, "default")].count("AppReady") >= 2, 30.0, "AppReady again")
+            assert gauge(metrics.APP_UNREACHABLE, app=label) == 0
         finally:
             writer.stop()
     finally:
