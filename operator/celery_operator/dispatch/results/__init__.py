@@ -102,7 +102,7 @@ class ResultReader:
             for start in range(0, len(asked), batch):
                 for task_id, raw in self.store.fetch(asked[start : start + batch]).items():
                     hit = known.get(task_id)
-                    if hit is None or hit[0] != raw:
+                    if hit is None or (hit[0] is not raw and hit[0] != raw):
                         hit = (raw, self._state(task_id, raw))
                     fresh[task_id] = hit
             # Only ids asked for now: the next poll's ids are (nearly) these.
