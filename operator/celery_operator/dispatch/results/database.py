@@ -104,7 +104,7 @@ class DatabaseResults:
             present = {c["name"] for c in inspector.get_columns(self.layout.table)}
             names = ["task_id", *(c for c in self.layout.columns if c in present)]
             done = "t.date_done::text" if "date_done" in names else "NULL::text"
-            columns = ", ".join(n if " " in n else f"t.{n}" for n in names)
+            columns = ", ".join(f"t.{n}" for n in names)
             # One JSON parameter (what was seen of each id): the statement stays the
             # same size whatever the batch, and one JSON text is far cheaper to send
             # than arrays psycopg dumps element by element. A row comes back when it is
