@@ -1,6 +1,8 @@
 """Scenario 8 — result-read cost per result backend: one poll of N tracked tasks.
 
-N finished tasks' records sit in each backend (Redis keys; Celery's celery_taskmeta and
+Twice per backend: N finished tasks (the reader asks no more for an id once final) and
+N running ones (STARTED records, unchanged between polls: read every poll, decoded once).
+The records sit in each backend (Redis keys; Celery's celery_taskmeta and
 django-celery-results' table in a PostgreSQL of this run); the operator's reader
 (dispatch.results.ResultReader) reads all N ids, POLLS times. Measured per poll: the
 queries it sent (Redis: MGET calls from INFO commandstats; PostgreSQL: statements seen by
@@ -30,6 +32,8 @@ from .settings import Sizes
 from .stack import Stack, log
 
 POLLS = 10
+# A running task's result: what Celery stores with STARTED (track_started).
+RUNNING = json.dumps({"pid": 4242, "hostname": "bench@localhost"})
 DJANGO_DDL = """CREATE TABLE IF NOT EXISTS django_celery_results_taskresult (
     id serial PRIMARY KEY, task_id varchar(255) UNIQUE NOT NULL, status varchar(50),
     content_type varchar(128), content_encoding varchar(64), result text,
@@ -49,25 +53,27 @@ def run(stack: Stack, sizes: Sizes) -> dict[str, Any]:
     try:
         db = f"postgresql://{postgres.user}:{quote(postgres.password, safe='')}@127.0.0.1:" \
              f"{postgres.port}/{postgres.database}"
-        backends: dict[str, tuple[str, Callable[[], None], Callable[[], float]]] = {
+        backends: dict[str, tuple[str, Callable[[], None], Callable[[], float],
+                                  Callable[[], None]]] = {
             "redis": (stack.backend_url, lambda: _fill_redis(stack, ids),
-                      lambda: _redis_calls(stack)),
+                      lambda: _redis_calls(stack), lambda: _start_redis(stack, ids)),
             "postgresql (db+)": (
                 "db+" + db, lambda: _fill_sql(db, "celery_taskmeta", CELERY_DDL, _celery_row, ids),
-                lambda: 0.0),
+                lambda: 0.0, lambda: _start_sql(db, "celery_taskmeta", RUNNING.encode())),
             "django-celery-results": (
                 "django-db+" + db,
                 lambda: _fill_sql(db, "django_celery_results_taskresult", DJANGO_DDL,
                                   _django_row, ids),
-                lambda: 0.0),
+                lambda: 0.0, lambda: _start_sql(db, "django_celery_results_taskresult", RUNNING)),
         }
         out: dict[str, Any] = {"tracked": n, "polls": POLLS, "backends": {}}
-        for name, (url, fill, redis_calls) in backends.items():
-            fill()
+        for name, (url, fill, redis_calls, start) in backends.items():
             server = stack.redis.process if name == "redis" else postgres.process
             assert server is not None and server.pid is not None
-            out["backends"][name] = _measure(url, ids, server.pid, redis_calls)
-            log(f"result reads {name}: {out['backends'][name]}")
+            for case, prepare in ((name, fill), (f"{name}, running", start)):
+                prepare()
+                out["backends"][case] = _measure(url, ids, server.pid, redis_calls)
+                log(f"result reads {case}: {out['backends'][case]}")
         return out
     finally:
         postgres.stop()
@@ -122,6 +128,29 @@ def _fill_redis(stack: Stack, ids: list[str]) -> None:
         for n, task_id in enumerate(ids):
             pipe.set(META_PREFIX + task_id, json.dumps(_meta(task_id, n)), ex=3600)
         pipe.execute()
+
+
+def _start_redis(stack: Stack, ids: list[str]) -> None:
+    with contextlib.closing(redis_lib.Redis.from_url(stack.backend_url)) as r:
+        pipe = r.pipeline(transaction=False)
+        for n, task_id in enumerate(ids):
+            meta = _meta(task_id, n) | {"status": "STARTED", "result": json.loads(RUNNING)}
+            pipe.set(META_PREFIX + task_id, json.dumps(meta), ex=3600)
+        pipe.execute()
+
+
+def _start_sql(url: str, table: str, result: str | bytes) -> None:
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text(f"UPDATE {table} SET status = 'STARTED', result = :r"),
+                         {"r": result})
+        # What autovacuum does soon after: a running task's row is a fresh insert, not
+        # 10,000 dead versions left by this update.
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(sa.text(f"VACUUM ANALYZE {table}"))
+    finally:
+        engine.dispose()
 
 
 def _redis_calls(stack: Stack) -> float:

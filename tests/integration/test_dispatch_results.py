@@ -241,3 +241,42 @@ def test_a_database_that_cannot_be_read_is_one_line_without_the_password(
     assert cause in message and "\n" not in message
     for secret in (PASSWORD, quote(PASSWORD, safe=""), "not-"):
         assert secret not in message
+
+
+def test_a_poll_moves_only_changed_rows_and_notices_updates_and_deletions(
+    postgres: PostgresServer,
+) -> None:
+    run = uuid.uuid4().hex[:8]
+    app = Celery("writer", backend=db_url(postgres), set_as_current=False)
+    app.conf.update(result_serializer="json", accept_content=["json"])
+    running, finishing, deleted = f"{run}-running", f"{run}-finishing", f"{run}-deleted"
+    for task_id in (running, finishing, deleted):
+        app.backend.store_result(task_id, {"pid": 1, "hostname": "w1@node"}, "STARTED")
+    ids = [running, finishing, deleted]
+    rows: list[int] = []
+
+    def count(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        if "json_to_recordset" in statement:  # the reader's (Celery selects as it stores)
+            rows.append(cursor.rowcount)
+
+    reader = ResultReader(db_url(postgres))
+    sa.event.listen(sa.Engine, "after_cursor_execute", count)
+    try:
+        first = reader.read(ids)
+        assert rows == [3]
+        assert reader.read(ids) == first and rows == [3, 0]  # nothing changed: no row sent
+        app.backend.store_result(finishing, {"rows": 1}, "SUCCESS")
+        engine = sa.create_engine(db_url(postgres, ""))
+        with engine.begin() as conn:
+            conn.execute(sa.text("DELETE FROM celery_taskmeta WHERE task_id = :i"),
+                         {"i": deleted})
+        engine.dispose()
+        states = reader.read(ids)
+    finally:
+        sa.event.remove(sa.Engine, "after_cursor_execute", count)
+        reader.close()
+    assert rows == [3, 0, 2]  # the changed row and the deleted id
+    assert states[running] == first[running]
+    done = states[finishing]
+    assert done is not None and (done.status, done.result) == ("SUCCESS", {"rows": 1})
+    assert states[deleted] is None

@@ -2,6 +2,10 @@
 by URL: redis:// (MGET), db+postgresql:// (Celery's celery_taskmeta), django-db+postgresql://
 (django-celery-results' table), rpc:// or none (worker events only).
 
+A poll decodes only what is new: a record equal to the one the last poll decoded keeps
+its state, and an id whose last state was final (SUCCESS, FAILURE, REVOKED: an id is one
+attempt, so that never changes) is not asked again while it stays tracked.
+
 Every record is decoded on its own: one that cannot be (pickle, msgpack, garbage, the
 wrong shape) becomes an UNREADABLE state for its id alone, and the batch moves on.
 """
@@ -12,7 +16,7 @@ import logging
 import threading
 from collections.abc import Iterable
 
-from celery_operator.api.celery_state import UNREADABLE, TaskState
+from celery_operator.api.celery_state import FAILURE, REVOKED, SUCCESS, UNREADABLE, TaskState
 from celery_operator.dispatch.results.base import PROBE_ID, ResultBackendError, ResultStore
 from celery_operator.dispatch.results.database import DatabaseResults
 from celery_operator.dispatch.results.events import EventResults
@@ -31,6 +35,7 @@ REDIS_SCHEMES = frozenset({"redis", "rediss"})
 EVENTS_ONLY_SCHEMES = frozenset({"rpc"})
 # Ids already logged as unreadable (bounded: forgotten wholesale when full).
 LOGGED_MAX = 10_000
+FINAL_STATES = frozenset({SUCCESS, FAILURE, REVOKED})
 
 
 def _scheme(url: str) -> str:
@@ -69,6 +74,9 @@ class ResultReader:
         self.store = open_store(backend_url)
         self._logged: set[str] = set()
         self._lock = threading.Lock()
+        # The last poll's record and state per id it found (only ids still asked for).
+        self._known: dict[str, tuple[object, TaskState]] = {}
+        self._read_lock = threading.Lock()
 
     @property
     def available(self) -> bool:
@@ -78,13 +86,30 @@ class ResultReader:
     def read(self, task_ids: Iterable[str]) -> dict[str, TaskState | None]:
         """States by id; None where the backend has no record (Celery's PENDING), and
         UNREADABLE (result: the reason) where the record cannot be decoded. One query
-        per `store.batch` ids. Raises ResultBackendError."""
+        per `store.batch` ids not already final. Raises ResultBackendError."""
         ids = list(dict.fromkeys(task_ids))
+        with self._read_lock:
+            known = self._known
+            fresh: dict[str, tuple[object, TaskState]] = {}
+            asked = []
+            for task_id in ids:
+                hit = known.get(task_id)
+                if hit is not None and hit[1].status in FINAL_STATES:
+                    fresh[task_id] = hit
+                else:
+                    asked.append(task_id)
+            batch = self.store.batch
+            for start in range(0, len(asked), batch):
+                for task_id, raw in self.store.fetch(asked[start : start + batch]).items():
+                    hit = known.get(task_id)
+                    if hit is None or (hit[0] is not raw and hit[0] != raw):
+                        hit = (raw, self._state(task_id, raw))
+                    fresh[task_id] = hit
+            # Only ids asked for now: the next poll's ids are (nearly) these.
+            self._known = fresh
         states: dict[str, TaskState | None] = dict.fromkeys(ids)
-        batch = self.store.batch
-        for start in range(0, len(ids), batch):
-            for task_id, raw in self.store.fetch(ids[start : start + batch]).items():
-                states[task_id] = self._state(task_id, raw)
+        for task_id, (_, state) in fresh.items():
+            states[task_id] = state
         return states
 
     def _state(self, task_id: str, raw: object) -> TaskState:
