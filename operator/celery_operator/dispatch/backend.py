@@ -43,6 +43,10 @@ class CeleryBackend:
         with the run-once guard refuses the task even if it missed every broadcast."""
         self.revoke_marks.mark(task_id)
 
+    def is_revoked(self, task_id: str) -> bool:
+        """Whether a revoke of this task was recorded (by this process or another)."""
+        return self.revoke_marks.is_marked(task_id)
+
     def consumed_queues(self) -> set[str]:
         return consumed_queues(self.publisher.app)
 
