@@ -26,11 +26,12 @@ import yaml
 
 from celery_operator.api import format_time, parse_time
 from celery_operator.devstack import CeleryWorker, KubeEnv, RedisServer
+from celery_operator.devstack.demo_app import read_executions
 from celery_operator.devstack.operatorproc import OperatorProcess
 
 from ..conftest import BROKER_DB
 from .broker_tap import BrokerTap
-from .conftest import Tasks, wait_for
+from .conftest import Tasks, holds_for, wait_for
 from .history import StatusHistory
 from .test_durability import Ledger
 
@@ -84,10 +85,11 @@ def operators(
 
     def start(name: str, kubeconfig: Path | None = None, lease: str = f"ha-{namespace}",
               env: dict[str, str] | None = None, broker: str = broker_url,
-              claim_lease: str = CLAIM_LEASE) -> OperatorProcess:
+              claim_lease: str = CLAIM_LEASE, extra: tuple[str, ...] = ()) -> OperatorProcess:
         proc = OperatorProcess(
             kubeconfig or kube.kubeconfig, broker, backend_url, workdir=tmp_path, name=name,
-            lease=lease, extra_args=["--namespace", namespace, "--claim-lease", claim_lease],
+            lease=lease,
+            extra_args=["--namespace", namespace, "--claim-lease", claim_lease, *extra],
             extra_env={"POD_NAME": name, "POD_UID": "x", **(env or {})},
         )
         started.append(proc)
@@ -213,9 +215,52 @@ def test_rolling_restart_releases_the_lease_hands_over_at_once_without_takeovers
           ", ".join(f"{h:.2f} s" for h in handovers))
 
 
+def test_task_deleted_while_nobody_leads_is_revoked_once_by_the_next_leader(
+    operators: Callable[..., OperatorProcess], tasks: Tasks, queue: str,
+    worker_logs: list[Path],
+) -> None:
+    """Two ETA messages wait in the worker (published early: a long dispatch lead); the
+    leader freezes, one task is deleted while nobody leads, and its due time comes after
+    the standby took over. The new leader revokes it (once): it never runs; the other one
+    does, at the same time, on the same worker (without the guard: only the broadcast
+    revoke can stop it)."""
+    early = ("--dispatch-lead", "60")
+    a, b = operators("op-a", extra=early), operators("op-b", extra=early)
+    leader = _leader(a, b)
+    standby = b if leader is a else a
+    # A task due in an hour, armed in the standby's due-time queue: it watches.
+    tasks.create("later", {"task": {"name": "demo.add", "args": [0, 0], "queue": queue},
+                           "countdown": 3600})
+    wait_for(lambda: _metric(standby, "celery_operator_due_queue_depth") >= 1, 20,
+             "the standby watching ScheduledTasks")
+    due = datetime.now(UTC) + timedelta(seconds=LEASE + RETRY + 15)
+    for name in ("doomed", "kept"):
+        tasks.create(name, {"task": {"name": "demo.add", "args": [1, 1], "queue": queue},
+                            "eta": format_time(due)})
+    ids = {name: str(tasks.wait_phase(name, "Queued", timeout=20)["status"]["taskId"])
+           for name in ("doomed", "kept")}
+    leader.signal(signal.SIGSTOP)
+    tasks.delete("doomed")
+    assert not standby.leader()  # the delete landed while nobody led
+    wait_for(standby.leader, LEASE + RETRY + 5, "the standby leading")
+    assert datetime.now(UTC) < due  # (the revoke still had a message to stop)
+    tasks.wait_phase("kept", "Succeeded", timeout=LEASE + RETRY + 45)
+    assert read_executions(*worker_logs).runs[ids["kept"]] == 1
+    # (it would have run alongside "kept": a few seconds cover its log line)
+    holds_for(lambda: read_executions(*worker_logs).runs[ids["doomed"]] == 0, 3,
+              "the deleted task never running")
+    revoked = f"revoked task {ids['doomed']} of "
+    assert standby.log_tail(2000).count(revoked) == 1
+
+
 def _dispatched(proc: OperatorProcess) -> float:
+    return _metric(proc, "celery_operator_dispatched_total{")
+
+
+def _metric(proc: OperatorProcess, prefix: str) -> float:
+    """The sum of the samples whose line starts with `prefix`."""
     return sum(float(line.rsplit(" ", 1)[1]) for line in proc.metrics().splitlines()
-               if line.startswith("celery_operator_dispatched_total{"))
+               if line.startswith(prefix))
 
 
 class CuttableProxy:

@@ -67,6 +67,9 @@ QUIET_BEFORE = timedelta(seconds=0.5)
 QUIET_MAX = timedelta(seconds=10)
 QUIET_MIN_EXTRA = timedelta(seconds=5)  # 250 tasks in three seconds at 50 claims/s
 RUN_ID_FRESH = 1.0  # seconds a broker run id is trusted for a publish without a re-read
+# A standby keeps the revokes of deleted tasks this long for the next leader (only memory
+# is bounded by it: by then a live leader has sent them, and a new one took over).
+PARKED_REVOKE_TTL = timedelta(minutes=10)
 T = TypeVar("T")
 
 Clock = Callable[[], datetime]
@@ -101,6 +104,17 @@ class Hints:
     worker_seen: dict[str, datetime] = field(default_factory=dict)  # last event of a worker
     worker_offline: set[str] = field(default_factory=set)
     dead_reported: set[str] = field(default_factory=set)
+
+
+@dataclass(frozen=True)
+class ParkedRevoke:
+    """The revoke of a task deleted while this process stood by."""
+
+    backend: Backend
+    name: str
+    terminate: bool
+    signal: str
+    at: datetime
 
 
 class TaskEngine:
@@ -163,6 +177,9 @@ class TaskEngine:
         # Revokes this process broadcast: uid -> (when last, how many times). A worker
         # that (re)joins resets "when", so the revoke is sent again for it to hear.
         self._revoke_sent: dict[str, tuple[datetime | None, int]] = {}
+        # Tasks deleted while this process stood by: task id -> the revoke to send if it
+        # leads next and the durable mark shows nobody sent it (see _send_parked_revokes).
+        self._parked_revokes: dict[str, ParkedRevoke] = {}
         # Status writes the API server refused: retried with backoff, reported once.
         self._rejected_backoff = Backoff(initial=5.0, maximum=600.0)
         self._rejected_message: dict[str, str] = {}
@@ -205,6 +222,7 @@ class TaskEngine:
         """This process started leading: do what was parked, read results now."""
         parked = self.queue.unpark_all()
         self._poll_now.set()
+        self._send_parked_revokes()
         logger.info("leading: %d ScheduledTasks had something to do", parked)
 
     def unconfirmed_here(self) -> int:
@@ -358,26 +376,68 @@ class TaskEngine:
         self._app_blocked.pop(uid, None)
         status = (entry.body if entry else body).get("status") or {}
         task_id = current_task_id(uid, status)
-        if task_id and status.get("phase") in REVOKE_ON_DELETE and self.leading():
-            # Deleting a dispatched task revokes it (best effort: no finalizer, see docs).
-            spec = (entry.body if entry else body).get("spec") or {}
-            raw_revoke = spec.get("revoke")
-            revoke: Mapping[str, Any] = raw_revoke if isinstance(raw_revoke, Mapping) else {}
-            app = self._resolve(body)
-            if not isinstance(app, ResolvedApp):
-                logger.warning("cannot revoke task %s of deleted %s: %s", task_id, _name(body),
-                               app.message)
-                return
+        if task_id and status.get("phase") in REVOKE_ON_DELETE:
+            self._revoke_deleted(task_id, (entry.body if entry else body).get("spec") or {},
+                                 body)
+
+    def _revoke_deleted(self, task_id: str, spec: Mapping[str, Any],
+                        body: Mapping[str, Any]) -> None:
+        """Deleting a dispatched task revokes it (no finalizer, see docs). A standby parks
+        the revoke: if the delete landed while nobody led, the next leader sends it."""
+        raw_revoke = spec.get("revoke")
+        revoke: Mapping[str, Any] = raw_revoke if isinstance(raw_revoke, Mapping) else {}
+        app = self._resolve(body)
+        if not isinstance(app, ResolvedApp):
+            logger.warning("cannot revoke task %s of deleted %s: %s", task_id, _name(body),
+                           app.message)
+            return
+        parked = ParkedRevoke(
+            app.backend, _name(body),
+            # Deleting is cancelling: stop it if it runs (spec.revoke may say more).
+            revoke.get("terminate") is not False, str(revoke.get("signal") or "SIGTERM"),
+            self.clock(),
+        )
+        if not self.leading():
+            self._prune_parked_revokes()
+            self._parked_revokes[task_id] = parked
+            logger.info("standing by: the revoke of task %s of deleted %s is kept for the "
+                        "next leader", task_id, parked.name)
+            return
+        asyncio.get_running_loop().run_in_executor(
+            self._publish_pool, self._send_revoke, parked.backend, task_id, parked.terminate,
+            parked.signal,
+        )
+        logger.info("revoked task %s of deleted %s", task_id, parked.name)
+
+    def _send_parked_revokes(self) -> None:
+        """This process leads now: send each revoke it parked as a standby, unless the
+        old leader already did (its durable mark is there): each is sent once."""
+        oldest = self.clock() - PARKED_REVOKE_TTL
+        parked = {task_id: p for task_id, p in self._parked_revokes.items() if p.at >= oldest}
+        self._parked_revokes.clear()
+        if parked:
             asyncio.get_running_loop().run_in_executor(
-                self._publish_pool,
-                self._send_revoke,
-                app.backend,
-                task_id,
-                # Deleting is cancelling: stop it if it runs (spec.revoke may say more).
-                revoke.get("terminate") is not False,
-                str(revoke.get("signal") or "SIGTERM"),
-            )
-            logger.info("revoked task %s of deleted %s", task_id, _name(body))
+                self._publish_pool, self._send_missed_revokes, parked)
+
+    def _send_missed_revokes(self, parked: dict[str, ParkedRevoke]) -> None:
+        for task_id, p in parked.items():
+            try:
+                if p.backend.is_revoked(task_id):
+                    continue
+            except Exception as exc:
+                logger.warning("cannot tell if task %s was revoked (revoking it): %s",
+                               task_id, public_error(exc))
+            self._send_revoke(p.backend, task_id, p.terminate, p.signal)
+            logger.info("revoked task %s of %s, deleted while nobody led", task_id, p.name)
+
+    def _prune_parked_revokes(self) -> None:
+        """Parked in time order: drop the expired ones from the front."""
+        oldest = self.clock() - PARKED_REVOKE_TTL
+        while self._parked_revokes:
+            task_id, first = next(iter(self._parked_revokes.items()))
+            if first.at >= oldest:
+                return
+            del self._parked_revokes[task_id]
 
     def _forget_failures(self, uid: str) -> None:
         self._publish_failures.pop(uid, None)

@@ -46,6 +46,10 @@ class CeleryBackend:
         states then come from worker events and no result value is known."""
         return self.reader.available
 
+    def is_revoked(self, task_id: str) -> bool:
+        """Whether a revoke of this task was recorded (by this process or another)."""
+        return self.revoke_marks.is_marked(task_id)
+
     def consumed_queues(self) -> set[str]:
         return consumed_queues(self.publisher.app)
 
