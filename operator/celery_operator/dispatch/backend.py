@@ -48,7 +48,7 @@ class CeleryBackend:
 
     def is_revoked(self, task_id: str) -> bool:
         """Whether a revoke of this task was recorded (by this process or another)."""
-        return self.revoke_marks.is_marked(task_id)
+        return self.reader.is_revoked(task_id)
 
     def consumed_queues(self) -> set[str]:
         return consumed_queues(self.publisher.app)

@@ -134,5 +134,8 @@ class ResultReader:
     def mark_revoked(self, task_id: str) -> None:
         self.store.mark_revoked(task_id)
 
+    def is_revoked(self, task_id: str) -> bool:
+        return self.store.is_revoked(task_id)
+
     def close(self) -> None:
         self.store.close()

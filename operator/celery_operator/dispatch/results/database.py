@@ -161,5 +161,11 @@ class DatabaseResults:
         except Exception as exc:
             raise ResultBackendError(one_line(self._url, exc)) from exc
 
+    def is_revoked(self, task_id: str) -> bool:
+        try:
+            return self._marks.has(task_id)
+        except Exception as exc:
+            raise ResultBackendError(one_line(self._url, exc)) from exc
+
     def close(self) -> None:
         self._engine.dispose()

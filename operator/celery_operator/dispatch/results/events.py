@@ -110,5 +110,8 @@ class EventResults:
         logger.info("task %s: no durable revoke mark (this result backend keeps none); "
                     "the revoke broadcast reaches the workers listening now", task_id)
 
+    def is_revoked(self, task_id: str) -> bool:
+        return False  # nothing is recorded: whoever leads next sends the revoke again
+
     def close(self) -> None:
         """Nothing to close."""

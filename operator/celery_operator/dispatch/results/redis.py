@@ -41,6 +41,9 @@ class RedisResults:
     def mark_revoked(self, task_id: str) -> None:
         self._marks.mark(task_id)
 
+    def is_revoked(self, task_id: str) -> bool:
+        return self._marks.is_marked(task_id)
+
     def close(self) -> None:
         self._redis.close()
         self._marks.close()
