@@ -141,6 +141,10 @@ def environment(pod: dict[str, Any], secret: dict[str, Any], namespace: str) -> 
     """The container's environment as the kubelet builds it from the rendered pod spec."""
     data = {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
     data |= secret.get("stringData") or {}
+    # The downward API fields the chart reads (the namespace, and the pod's name and uid
+    # for the leader Lease's holder identity).
+    pod_fields = {"metadata.namespace": namespace, "metadata.name": "celery-operator-image-0",
+                  "metadata.uid": str(uuid.uuid4())}
     env: dict[str, str] = {}
     for var in pod["containers"][0]["env"]:
         source = var.get("valueFrom", {})
@@ -148,8 +152,7 @@ def environment(pod: dict[str, Any], secret: dict[str, Any], namespace: str) -> 
             assert source["secretKeyRef"]["name"] == secret["metadata"]["name"]
             env[var["name"]] = data[source["secretKeyRef"]["key"]]
         elif "fieldRef" in source:
-            assert source["fieldRef"]["fieldPath"] == "metadata.namespace"
-            env[var["name"]] = namespace
+            env[var["name"]] = pod_fields[source["fieldRef"]["fieldPath"]]
         else:
             env[var["name"]] = var["value"]
     return env
