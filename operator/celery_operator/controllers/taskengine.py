@@ -801,11 +801,18 @@ class TaskEngine:
         So it must not be stale — were the broker to restart between our last check and
         this publish, the message would sit on the new broker under the old id, and be
         sent twice. Unless the id was checked within RUN_ID_FRESH, read it now (at most
-        about once a second per app in a burst)."""
+        about once a second per app in a burst). A broker that does not answer is not
+        published to: kombu's own retries would deliver the message to whatever lifetime
+        of the broker comes back, recorded under the id from before."""
         last = self._run_id_checked.get(app.key)
         if last is None or time.monotonic() - last > RUN_ID_FRESH:
-            with contextlib.suppress(Exception):  # a broker that is down fails the publish
+            try:
                 self._noted_run_id(app, app.backend.broker_run_id())
+            except Exception as exc:
+                raise PublishFailed(
+                    permanent=False, reason="BrokerUnavailable",
+                    public_message=f"the broker is unavailable ({public_error(exc)})",
+                ) from exc
         run_id = self._run_ids.get(app.key)
         if not self.leading():  # checked last thing before the broker sees it
             raise NotLeading()

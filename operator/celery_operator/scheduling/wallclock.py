@@ -35,7 +35,7 @@ from datetime import UTC, datetime, timedelta
 from cronsim import CronSim
 
 from celery_operator.scheduling._aware import to_utc
-from celery_operator.scheduling.cron import _five_fields, _zone
+from celery_operator.scheduling.cron import CronSchedule, _five_fields, _zone
 
 __all__ = ["CrontabSchedule"]
 
@@ -46,21 +46,9 @@ _RESYNC = timedelta(hours=4)
 
 
 @dataclass(frozen=True)
-class CrontabSchedule:
-    """Crontab fields (as a five-field expression) in an IANA zone, Celery's wall clock."""
-
-    expression: str
-    time_zone: str = "UTC"
-
-    def __post_init__(self) -> None:
-        _five_fields(self.expression)
-        _zone(self.time_zone)
-
-    def next_after(self, t: datetime) -> datetime:
-        """Return the first fire time strictly after ``t``, as an aware UTC datetime."""
-        for fire in self.fire_times(t):
-            return fire
-        raise ValueError(f"{self.expression!r} has no fire time after {t.isoformat()}")
+class CrontabSchedule(CronSchedule):
+    """Crontab fields (as a five-field expression) in an IANA zone, Celery's wall clock:
+    a CronSchedule (same validation, same next_after) whose fire times are beat's."""
 
     def fire_times(self, after: datetime) -> Iterator[datetime]:
         """Yield the fire times strictly after ``after``, in order, as aware UTC datetimes."""
