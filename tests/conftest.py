@@ -2,19 +2,31 @@
 
 Session-scoped: one etcd + kube-apiserver (or USE_EXISTING_CLUSTER=true with
 $KUBECONFIG), one redis-server, one demo worker. Function-scoped: a fresh namespace
-per test (the bare API server never deletes namespaces, so names are unique).
+per test (the bare API server never deletes namespaces, so names are unique; our
+objects in it are deleted after the test).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+from urllib3.exceptions import HTTPError
 
+from celery_operator.api import (
+    CELERYAPP_PLURAL,
+    GROUP,
+    PERIODIC_PLURAL,
+    SCHEDULED_PLURAL,
+    VERSION,
+)
 from celery_operator.devstack import (
     CeleryWorker,
     ControlPlane,
@@ -47,24 +59,71 @@ def use_existing_cluster() -> bool:
     return os.environ.get("USE_EXISTING_CLUSTER", "").lower() in ("1", "true", "yes")
 
 
+STARTED_CONTROL_PLANE = pytest.StashKey[ControlPlane]()
+
+
 @pytest.fixture(scope="session")
-def kube(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeEnv]:
+def kube(
+    tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config
+) -> Iterator[KubeEnv]:
     env: ControlPlane | ExistingCluster
     if use_existing_cluster():
         env = ExistingCluster().start()
     else:
         env = ControlPlane(tmp_path_factory.mktemp("controlplane")).start()
+        pytestconfig.stash[STARTED_CONTROL_PLANE] = env
     try:
         yield env
     finally:
         env.stop()
 
 
+@pytest.fixture(scope="session")
+def custom_objects(kube: KubeEnv) -> client.CustomObjectsApi:
+    return client.CustomObjectsApi(kube.api_client())
+
+
+OUR_PLURALS = (SCHEDULED_PLURAL, PERIODIC_PLURAL, CELERYAPP_PLURAL)
+
+
+def delete_our_objects(custom: client.CustomObjectsApi, namespaces: Iterable[str]) -> None:
+    """Delete every ScheduledTask, PeriodicTask and CeleryApp in `namespaces`.
+
+    The bare API server never empties a deleted namespace: without this, every later
+    operator that watches all namespaces would pick up (and write, and post Events for)
+    every object earlier tests left behind."""
+    for name in namespaces:
+        for plural in OUR_PLURALS:
+            with contextlib.suppress(ApiException, OSError, HTTPError):
+                custom.delete_collection_namespaced_custom_object(
+                    GROUP, VERSION, name, plural, _request_timeout=30)
+
+
 @pytest.fixture
-def namespace(kube: KubeEnv) -> str:
+def namespace(kube: KubeEnv, custom_objects: client.CustomObjectsApi) -> Iterator[str]:
     name = f"t-{uuid.uuid4().hex[:10]}"
     kube.kubectl("create", "namespace", name)
-    return name
+    yield name
+    delete_our_objects(custom_objects, [name])
+
+
+@pytest.fixture(scope="module", autouse=True)
+def sweep_objects(request: pytest.FixtureRequest) -> Iterator[None]:
+    """After each module that used our own control plane: what its tests left in
+    namespaces of their own making is deleted too (never on an existing cluster: not
+    ours to sweep)."""
+    yield
+    env = request.config.stash.get(STARTED_CONTROL_PLANE, None)
+    if env is None:
+        return
+    custom = client.CustomObjectsApi(env.api_client())
+    namespaces: set[str] = set()
+    for plural in OUR_PLURALS:
+        with contextlib.suppress(ApiException, OSError, HTTPError):
+            listed = custom.list_cluster_custom_object(GROUP, VERSION, plural,
+                                                       _request_timeout=30)
+            namespaces.update(o["metadata"]["namespace"] for o in listed["items"])
+    delete_our_objects(custom, sorted(namespaces))
 
 
 @pytest.fixture(scope="session")
