@@ -16,6 +16,7 @@ from celery_operator.api import PERIODIC_PLURAL, SCHEDULED_PLURAL
 from celery_operator.kube.client import Rejected
 from celery_operator.kube.objects import Objects, Unreachable
 
+from .listing import pages
 from .rows import ScheduleRow, TaskRow, schedule_row, task_row
 from .store import Cache
 
@@ -87,10 +88,18 @@ class Watcher(threading.Thread):
         self.cache.problem = problem
         self.hub.publish({"kind": self.plural, "problem": problem})
 
+    def _list(self) -> str:
+        """Lists in pages into the cache, telling the pages after each; the list's
+        resourceVersion."""
+        version, first = "", True
+        for page in pages(self.objects, self.plural, self.namespace):
+            self.cache.fill(page.items, first=first, last=page.last, remaining=page.remaining)
+            version, first = page.version, False
+            self.hub.publish({"kind": self.plural, "resync": True})
+        return version
+
     def _list_and_watch(self) -> None:
-        items, version = self.objects.snapshot(self.plural, self.namespace)
-        self.cache.replace(items)
-        self.hub.publish({"kind": self.plural, "resync": True})
+        version = self._list()
         while not self.stopped.is_set():
             for event, obj in self.objects.watch(self.plural, self.namespace, version):
                 namespace, name = self.cache.apply(event, obj)
