@@ -22,6 +22,7 @@ from .store import Cache
 
 GONE, FORBIDDEN = 410, 403
 RETRY_SECONDS = 5.0
+SERVER_START_SECONDS = 10.0  # the longest a list waits for the server to start
 QUEUE_MAX = 1000  # a page that falls this far behind is told to reload its view instead
 
 
@@ -33,9 +34,11 @@ class Hub:
     def __init__(self) -> None:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._queues: set[asyncio.Queue[str]] = set()
+        self.attached = threading.Event()  # the server runs
 
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
+        self.attached.set()
 
     def subscribe(self) -> asyncio.Queue[str]:
         queue: asyncio.Queue[str] = asyncio.Queue(QUEUE_MAX)
@@ -96,6 +99,9 @@ class Watcher(threading.Thread):
             self.cache.fill(page.items, first=first, last=page.last, remaining=page.remaining)
             version, first = page.version, False
             self.hub.publish({"kind": self.plural, "resync": True})
+            # The rest waits for the server to start: decoding it would hold the GIL the
+            # server's start needs, and the first page is what the user waits for.
+            self.hub.attached.wait(SERVER_START_SECONDS)
         return version
 
     def _list_and_watch(self) -> None:
