@@ -9,8 +9,11 @@ start of its process:
 - complete: the page lists all of them (the whole list read and cached);
 beside the floor, measured in the same run: the API server's answer alone (`kubectl get
 --raw`), `kubectl get scheduledtasks -A -o json`, and one list through kube/. Then each
-page once the cache is warm. Medians, with the load average (the machine may be shared).
-`--kubeconfig` times a cluster that already holds the tasks instead.
+page once the cache is warm. Medians, with the load average (the machine may be shared)
+and the CPU time the dashboard used until its first paint (which the load does not
+stretch). `--versus OTHER/operator` times another checkout's dashboard too, alternating
+runs, for a before/after under the same load; `--kubeconfig` times a cluster that already
+holds the tasks instead of making one.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ PAGES = ("/", f"/{SCHEDULED_PLURAL}", f"/{SCHEDULED_PLURAL}?sort=name&order=desc
 COUNT = re.compile(r'<span id="count">(\d+) ScheduledTasks, page')
 LOADING = "Loading ScheduledTasks"
 TIMEOUT = 60.0
+POLL_SECONDS = 0.02
 
 
 def _get(url: str) -> tuple[float, str]:
@@ -86,14 +90,18 @@ def _floor(kubeconfig: Path, runs: int) -> int:
 
 
 class Started:
-    """One `kubectl celery dashboard --no-browser`, timed from its process's start."""
+    """One `kubectl celery dashboard --no-browser`, timed from its process's start, with
+    the code of `tree` (a checkout's operator/ directory; None: this one)."""
 
-    def __init__(self, kubeconfig: Path, log_path: Path) -> None:
+    def __init__(self, kubeconfig: Path, log_path: Path, tree: Path | None) -> None:
+        env = {**os.environ}
+        if tree is not None:
+            env["PYTHONPATH"] = os.pathsep.join([str(tree), env.get("PYTHONPATH", "")])
         self.started = time.perf_counter()
         with log_path.open("w") as out:
             self.proc = subprocess.Popen(
                 [str(PLUGIN), "dashboard", "--no-browser", "--kubeconfig", str(kubeconfig)],
-                stdout=out, stderr=subprocess.STDOUT, env={**os.environ})
+                stdout=out, stderr=subprocess.STDOUT, env=env)
         deadline = time.monotonic() + TIMEOUT
         while "serving on " not in log_path.read_text():
             if self.proc.poll() is not None or time.monotonic() > deadline:
@@ -107,8 +115,14 @@ class Started:
         while time.perf_counter() - self.started < TIMEOUT:
             if wanted(_get(f"{self.url}/{SCHEDULED_PLURAL}")[1]):
                 return time.perf_counter() - self.started
-            time.sleep(0.01)
+            time.sleep(POLL_SECONDS)
         raise SystemExit(f"the dashboard never showed {what}")
+
+    def cpu(self) -> float:
+        """CPU seconds the process used so far (user + system): what the load cannot
+        stretch."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -120,29 +134,44 @@ def _listed(body: str) -> int:
     return int(found.group(1)) if found else 0
 
 
-def _time_starts(kubeconfig: Path, workdir: Path, runs: int, tasks: int) -> Started:
-    """Starts the dashboard `runs` times; the last one is left running (warm)."""
-    serving, first, complete = [], [], []
+def _time_start(kubeconfig: Path, log_path: Path, tree: Path | None,
+                tasks: int) -> tuple[Started, dict[str, float]]:
+    board = Started(kubeconfig, log_path, tree)
+    try:
+        first = board.until(lambda body: _listed(body) > 0, "any task")
+        cpu = board.cpu()
+        complete = board.until(lambda body: _listed(body) == tasks and LOADING not in body,
+                               "every task")
+    except BaseException:
+        board.stop()
+        raise
+    return board, {"serving": board.serving, "first paint": first, "its CPU": cpu,
+                   "complete": complete}
+
+
+def _time_starts(kubeconfig: Path, workdir: Path, runs: int, tasks: int,
+                 versus: Path | None) -> Started:
+    """Starts the dashboard `runs` times (alternating with `versus`'s, when given, so both
+    meet the same load); the last one of this tree is left running (warm)."""
+    trees: dict[str, Path | None] = {"this tree": None}
+    if versus is not None:
+        trees = {f"versus {versus}": versus, **trees}
+    figures: dict[str, list[dict[str, float]]] = {name: [] for name in trees}
     for run in range(runs):
-        board = Started(kubeconfig, workdir / f"dashboard-{run}.log")
-        try:
-            first.append(board.until(lambda body: _listed(body) > 0, "any task"))
-            complete.append(board.until(
-                lambda body: _listed(body) == tasks and LOADING not in body, "every task"))
-        except BaseException:
-            board.stop()
-            raise
-        serving.append(board.serving)
-        print(f"run {run + 1}: serving {serving[-1]:.2f} s, first paint {first[-1]:.2f} s, "
-              f"complete {complete[-1]:.2f} s ({_load()})")
-        if run < runs - 1:
-            board.stop()
-    print(f"the dashboard serves after a median {statistics.median(serving):.2f} s "
-          "(Python imports and the kubeconfig)")
-    print(f"first paint with {tasks} ScheduledTasks: median {statistics.median(first):.2f} s "
-          "(from the dashboard's start to the first page listing tasks)")
-    print(f"complete: median {statistics.median(complete):.2f} s (to a page listing all "
-          f"{tasks} of them)")
+        for index, (name, tree) in enumerate(trees.items()):
+            board, times = _time_start(kubeconfig, workdir / f"dashboard-{run}-{index}.log",
+                                       tree, tasks)
+            figures[name].append(times)
+            print(f"run {run + 1}, {name}: " + ", ".join(f"{k} {v:.2f} s" for k, v in
+                                                       times.items()) + f" ({_load()})")
+            if tree is not None or run < runs - 1:
+                board.stop()
+    for name, runs_of in figures.items():
+        medians = {k: statistics.median(r[k] for r in runs_of) for k in runs_of[0]}
+        print(f"{name}, medians of {runs}: serving {medians['serving']:.2f} s (Python imports "
+              f"and the kubeconfig); first paint {medians['first paint']:.2f} s (from the "
+              f"start to the first page listing tasks; {medians['its CPU']:.2f} s of its "
+              f"CPU); complete {medians['complete']:.2f} s (all {tasks} listed)")
     return board
 
 
@@ -153,10 +182,10 @@ def _time_pages(url: str) -> None:
               " ms (warm cache)")
 
 
-def _measure(kubeconfig: Path, workdir: Path, runs: int) -> None:
+def _measure(kubeconfig: Path, workdir: Path, runs: int, versus: Path | None) -> None:
     print(f"before: {_load()}")
     tasks = _floor(kubeconfig, runs)
-    board = _time_starts(kubeconfig, workdir, runs, tasks)
+    board = _time_starts(kubeconfig, workdir, runs, tasks, versus)
     try:
         _time_pages(board.url)
     finally:
@@ -170,17 +199,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=3, help="dashboard starts to time")
     parser.add_argument("--kubeconfig", type=Path, default=None,
                         help="time this cluster as it is (it holds the tasks already)")
+    parser.add_argument("--versus", type=Path, default=None, metavar="OPERATOR_DIR",
+                        help="also time the dashboard of this checkout's operator/ directory, "
+                        "alternating with this one's (before/after under the same load)")
     args = parser.parse_args(argv)
     workdir = Path(tempfile.mkdtemp(prefix="bench-dashboard-"))
     if args.kubeconfig:
-        _measure(args.kubeconfig, workdir, args.runs)
+        _measure(args.kubeconfig, workdir, args.runs, args.versus)
         return 0
     with Stack(workdir) as stack:
         ns = stack.namespace("dashboard")
         log(f"creating {args.tasks} ScheduledTasks")
         future = time.time() + 86400
         workload.create_scheduled(stack, ns, "celery", [future + i for i in range(args.tasks)])
-        _measure(stack.kube.kubeconfig, workdir, args.runs)
+        _measure(stack.kube.kubeconfig, workdir, args.runs, args.versus)
     return 0
 
 

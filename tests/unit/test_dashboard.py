@@ -78,21 +78,18 @@ def test_the_cache_keeps_one_row_per_object_and_forgets_deleted_ones() -> None:
     assert cache.get(("a", "y")) is None and cache.synced
 
 
-def test_the_first_list_shows_page_by_page_and_a_later_one_only_whole() -> None:
+def test_a_first_page_shows_until_the_whole_list_replaces_it() -> None:
     cache = Cache(task_row)
-    cache.fill([st("a"), st("b")], first=True, last=False, remaining=3)
+    cache.preview([st("a"), st("b")], remaining=3)
     assert [r.name for r in cache.rows()] == ["a", "b"] and not cache.synced
     assert cache.loaded() == (2, 5)
     assert pages.loading("ScheduledTask", *cache.loaded()) == (
         "Loading ScheduledTasks: 2 of 5 so far; this page fills in as the rest arrive.")
-    cache.fill([st("c"), st("d"), st("e")], first=False, last=True)
-    assert len(cache.rows()) == 5 and cache.synced and cache.loaded() == (5, None)
-    cache.fill([st("a", phase="Started")], first=True, last=False, remaining=1)  # a relist
-    assert sorted((r.name, r.phase) for r in cache.rows()) == [
-        (name, "Pending") for name in "abcde"]  # the old list until the new one is whole
-    cache.fill([st("e")], first=False, last=True)
-    assert sorted((r.name, r.phase) for r in cache.rows()) == [("a", "Started"),
-                                                              ("e", "Pending")]
+    cache.replace([st(name) for name in "bcdef"])  # "a" was deleted meanwhile
+    assert sorted(r.name for r in cache.rows()) == list("bcdef")
+    assert cache.synced and cache.loaded() == (5, None)
+    cache.preview([st("a")], remaining=0)  # too late: a whole list is shown
+    assert cache.get(("a", "a")) is None
 
 
 def test_schedules_in_words() -> None:

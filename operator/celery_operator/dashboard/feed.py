@@ -16,13 +16,12 @@ from celery_operator.api import PERIODIC_PLURAL, SCHEDULED_PLURAL
 from celery_operator.kube.client import Rejected
 from celery_operator.kube.objects import Objects, Unreachable
 
-from .listing import pages
+from .listing import first_page
 from .rows import ScheduleRow, TaskRow, schedule_row, task_row
 from .store import Cache
 
 GONE, FORBIDDEN = 410, 403
 RETRY_SECONDS = 5.0
-SERVER_START_SECONDS = 10.0  # the longest a list waits for the server to start
 QUEUE_MAX = 1000  # a page that falls this far behind is told to reload its view instead
 
 
@@ -34,11 +33,9 @@ class Hub:
     def __init__(self) -> None:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._queues: set[asyncio.Queue[str]] = set()
-        self.attached = threading.Event()  # the server runs
 
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
-        self.attached.set()
 
     def subscribe(self) -> asyncio.Queue[str]:
         queue: asyncio.Queue[str] = asyncio.Queue(QUEUE_MAX)
@@ -92,16 +89,19 @@ class Watcher(threading.Thread):
         self.hub.publish({"kind": self.plural, "problem": problem})
 
     def _list(self) -> str:
-        """Lists in pages into the cache, telling the pages after each; the list's
-        resourceVersion."""
-        version, first = "", True
-        for page in pages(self.objects, self.plural, self.namespace):
-            self.cache.fill(page.items, first=first, last=page.last, remaining=page.remaining)
-            version, first = page.version, False
+        """The whole list into the cache (before it, while the cache is empty, a first page
+        to show at once); its resourceVersion."""
+        if not self.cache.synced:
+            page = first_page(self.objects, self.plural, self.namespace)
+            if page.whole:
+                self.cache.replace(page.items)
+                self.hub.publish({"kind": self.plural, "resync": True})
+                return page.version
+            self.cache.preview(page.items, page.remaining)
             self.hub.publish({"kind": self.plural, "resync": True})
-            # The rest waits for the server to start: decoding it would hold the GIL the
-            # server's start needs, and the first page is what the user waits for.
-            self.hub.attached.wait(SERVER_START_SECONDS)
+        items, version = self.objects.snapshot(self.plural, self.namespace)
+        self.cache.replace(items)
+        self.hub.publish({"kind": self.plural, "resync": True})
         return version
 
     def _list_and_watch(self) -> None:

@@ -23,39 +23,35 @@ class Cache(Generic[R]):
         self._row_of = row_of
         self._objects: dict[Key, dict[str, Any]] = {}
         self._rows: dict[Key, R] = {}
-        self._next: tuple[dict[Key, dict[str, Any]], dict[Key, R]] = ({}, {})
         self._lock = threading.Lock()
         self.synced = False  # a whole list arrived
-        self.expected: int | None = None  # while the first list arrives: its length
+        self.expected: int | None = None  # while only a first page is here: the list's length
         self.problem: str | None = None  # why the watch is not running, for the page
 
-    def fill(self, objects: Iterable[dict[str, Any]], *, first: bool, last: bool,
-             remaining: int | None = None) -> None:
-        """One page of a list. Until the first whole list, every page shows as it arrives
-        (the page says how many are still coming); a later list (the watch could not
-        resume) is gathered and shown whole, so no page ever loses objects meanwhile."""
+    def _rows_of(self, objects: Iterable[dict[str, Any]]
+                 ) -> tuple[dict[Key, dict[str, Any]], dict[Key, R]]:
         fresh = {key_of(obj): obj for obj in objects}
-        rows = {key: self._row_of(obj) for key, obj in fresh.items()}
+        return fresh, {key: self._row_of(obj) for key, obj in fresh.items()}
+
+    def preview(self, objects: Iterable[dict[str, Any]], remaining: int | None) -> None:
+        """The first page of the first list, shown until the whole list replaces it (the
+        pages say how many are still coming)."""
+        fresh, rows = self._rows_of(objects)
         with self._lock:
-            if first:
-                self._next = ({}, {})
-            gathered, gathered_rows = self._next
-            gathered.update(fresh)
-            gathered_rows.update(rows)
-            if last:
-                self._next = ({}, {})
-                self.synced, self.problem, self.expected = True, None, None
-            elif not self.synced:
-                self.expected = len(gathered) + remaining if remaining is not None else None
-            if last or not self.synced:
-                self._objects, self._rows = gathered, gathered_rows
+            if not self.synced:
+                self._objects, self._rows = fresh, rows
+                self.expected = len(fresh) + remaining if remaining is not None else None
 
     def replace(self, objects: Iterable[dict[str, Any]]) -> None:
-        """A whole list at once."""
-        self.fill(objects, first=True, last=True)
+        """A whole list."""
+        fresh, rows = self._rows_of(objects)
+        with self._lock:
+            self._objects, self._rows = fresh, rows
+            self.synced, self.problem, self.expected = True, None, None
 
     def loaded(self) -> tuple[int, int | None]:
-        """How many objects are cached, and how many the first list will bring."""
+        """How many objects are cached, and how many the first list brings (None: all
+        there are, or not known)."""
         with self._lock:
             return len(self._objects), self.expected
 
