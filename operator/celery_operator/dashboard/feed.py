@@ -95,14 +95,17 @@ class Watcher(threading.Thread):
             page = first_page(self.objects, self.plural, self.namespace)
             if page.whole:
                 self.cache.replace(page.items)
-                self.hub.publish({"kind": self.plural, "resync": True})
+                self._resync()
                 return page.version
             self.cache.preview(page.items, page.remaining)
-            self.hub.publish({"kind": self.plural, "resync": True})
+            self._resync()
         items, version = self.objects.snapshot(self.plural, self.namespace)
         self.cache.replace(items)
-        self.hub.publish({"kind": self.plural, "resync": True})
+        self._resync()
         return version
+
+    def _resync(self) -> None:
+        self.hub.publish({"kind": self.plural, "resync": True})  # pages re-render
 
     def _list_and_watch(self) -> None:
         version = self._list()

@@ -7,7 +7,7 @@ snapshot (several times slower in all)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 from celery_operator.api import GROUP, VERSION
 from celery_operator.kube.objects import Objects
@@ -35,7 +35,7 @@ def first_page(objects: Objects, plural: str, namespace: str | None,
     else:
         found = objects._call(objects.custom.list_namespaced_custom_object, GROUP, VERSION,
                               namespace, plural, limit=limit)
-    meta = cast(dict[str, Any], found.get("metadata") or {})
+    meta = found.get("metadata") or {}
     remaining = meta.get("remainingItemCount")
     return FirstPage(found.get("items") or [], str(meta.get("resourceVersion") or ""),
                      remaining if isinstance(remaining, int) else None,
