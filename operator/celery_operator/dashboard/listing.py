@@ -8,7 +8,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from celery_operator.api import GROUP, VERSION
 from celery_operator.kube.objects import Objects
 
 FIRST_PAGE = 500
@@ -25,15 +24,7 @@ class FirstPage:
 def first_page(objects: Objects, plural: str, namespace: str | None,
                limit: int = FIRST_PAGE) -> FirstPage:
     """Raises Rejected or Unreachable, as Objects does."""
-    # Through Objects' own call, which turns refusals into Rejected and a dead API server
-    # into Unreachable: kube/ lists only whole, so the page's limit is passed here.
-    found: dict[str, Any]
-    if namespace is None:
-        found = objects._call(objects.custom.list_cluster_custom_object, GROUP, VERSION,
-                              plural, limit=limit)
-    else:
-        found = objects._call(objects.custom.list_namespaced_custom_object, GROUP, VERSION,
-                              namespace, plural, limit=limit)
+    found = objects.list_page(plural, namespace, limit)
     meta = found.get("metadata") or {}
     remaining = meta.get("remainingItemCount")
     return FirstPage(found.get("items") or [], str(meta.get("resourceVersion") or ""),
