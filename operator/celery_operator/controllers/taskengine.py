@@ -70,6 +70,9 @@ RUN_ID_FRESH = 1.0  # seconds a broker run id is trusted for a publish without a
 # A standby keeps the revokes of deleted tasks this long for the next leader (only memory
 # is bounded by it: by then a live leader has sent them, and a new one took over).
 PARKED_REVOKE_TTL = timedelta(minutes=10)
+# A standby plans a changed task this long after the change: the leader's writes to one
+# task (claim, confirm, start, finish) mostly come within it and cost one plan together.
+STANDBY_PLAN_DELAY = timedelta(seconds=5)
 T = TypeVar("T")
 
 Clock = Callable[[], datetime]
@@ -161,7 +164,7 @@ class TaskEngine:
         self.entries: dict[str, Entry] = {}
         self.queue = DueQueue(
             self.reconcile, clock, concurrency=kube_threads, name="scheduledtask-due-queue",
-            on_depth=metrics.DUE_QUEUE_DEPTH.set,
+            on_depth=metrics.DUE_QUEUE_DEPTH.set, holding=self._standing_by,
         )
         self._poll_now = asyncio.Event()
         self._published: dict[str, Published] = {}  # uid -> what this process published
@@ -223,7 +226,11 @@ class TaskEngine:
         parked = self.queue.unpark_all()
         self._poll_now.set()
         self._send_parked_revokes()
-        logger.info("leading: %d ScheduledTasks had something to do", parked)
+        logger.info("leading: %d ScheduledTasks came due or changed while standing by",
+                    parked)
+
+    def _standing_by(self) -> bool:
+        return not self.leading()
 
     def unconfirmed_here(self) -> int:
         """Claims under way here, and tasks this process published that are neither
@@ -295,7 +302,10 @@ class TaskEngine:
                 self._claim_seen[uid] = (stamp, self.clock())
         else:
             self._claim_seen.pop(uid, None)
-        self.schedule(uid, self.clock())
+        if self.leading():
+            self.schedule(uid, self.clock())
+        else:
+            self.queue.defer(uid, STANDBY_PLAN_DELAY)  # one plan for the leader's writes
 
     def on_celery_event(self, event: TaskEvent) -> None:
         """Called from the event listener thread."""
@@ -560,7 +570,8 @@ class TaskEngine:
         entry = self.entries.get(uid)
         if entry is None:
             return
-        held = self._deferred.get(str(current_task_id(uid, entry.status)))
+        held = self._deferred.get(str(current_task_id(uid, entry.status))) if (
+            self._deferred) else None
         if held is not None and held[1] > self.clock():
             self.schedule(uid, held[1])  # its final write is paced: nothing before then
             return
