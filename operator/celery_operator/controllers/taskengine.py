@@ -293,7 +293,7 @@ class TaskEngine:
         if entry is None:
             entry = self.entries[uid] = Entry(body=slim(body))
         else:
-            entry.body = slim(body)
+            entry.body = slim(body, entry.body)
         claim = entry.status.get("claim")
         if entry.status.get("phase") == Phase.DISPATCHING.value and isinstance(claim, Mapping):
             self.on_claim(str(claim.get("holder") or ""))
@@ -724,7 +724,7 @@ class TaskEngine:
             self._set_due(uid, None)
             return False
         if resource_version(obj) >= resource_version(entry.body):
-            entry.body = slim(obj)
+            entry.body = slim(obj, entry.body)
         if outcome == WriteOutcome.CONFLICT:
             self.queue.again(uid)  # plan again from what is there now
             return False
@@ -752,7 +752,7 @@ class TaskEngine:
                     SCHEDULED_PLURAL, entry.body, {"conditions": conditions}
                 )
                 if obj is not None and resource_version(obj) >= resource_version(entry.body):
-                    entry.body = slim(obj)
+                    entry.body = slim(obj, entry.body)
         self.schedule(uid, self.clock() + delay)
 
     async def _publish(self, uid: str, entry: Entry, step: Step, app: ResolvedApp) -> None:
