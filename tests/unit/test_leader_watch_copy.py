@@ -39,7 +39,8 @@ def test_what_changed_is_copied_and_shares_nothing_with_the_update() -> None:
     kept = slim(update, previous)
     assert kept["spec"] == {"task": {"name": "demo.mul", "args": [1, 2]}}
     assert kept["spec"] is not update["spec"]
-    kept["spec"]["task"]["args"].append(3)
+    assert kept["spec"]["task"] is not update["spec"]["task"]
+    kept["spec"]["task"]["name"] = "changed"
     assert update == _body("9", "Queued", task="demo.mul")
     assert previous == slim(_body("7", "Queued"))  # the last copy is not changed either
 
@@ -55,3 +56,24 @@ def test_a_part_removed_by_the_update_is_gone_from_the_copy() -> None:
     del update["metadata"]["labels"], update["status"]
     kept = slim(update, slim(_body("7", "Queued")))
     assert "labels" not in kept["metadata"] and "status" not in kept
+
+
+def test_a_status_that_gained_a_condition_keeps_the_others_from_the_last_copy() -> None:
+    previous = slim(_body("7", "Queued"))
+    update = _body("8", "Started")
+    update["status"]["conditions"].append({"type": "Stalled", "status": "False"})
+    kept = slim(update, previous)
+    assert kept == slim(update)
+    conditions = kept["status"]["conditions"]
+    assert conditions[0] is previous["status"]["conditions"][0]
+    assert conditions[1] == {"type": "Stalled", "status": "False"}
+    assert conditions[1] is not update["status"]["conditions"][1]
+
+
+def test_a_value_that_changed_type_is_copied_as_it_is_now() -> None:
+    previous = slim(_body("7", "Queued"))
+    update = _body("8", "Queued")
+    update["status"]["conditions"] = {"odd": ["shape"]}  # status is writable by anyone
+    update["spec"]["task"]["args"] = "1, 2"
+    kept = slim(update, previous)
+    assert kept == slim(update)

@@ -26,7 +26,7 @@ def slim(body: Mapping[str, Any], previous: Mapping[str, Any] | None = None) -> 
 
     `previous`: this object's last copy. What is equal in it is taken as is, not copied
     again: most updates change the status only (the copy was most of a standby's own
-    work per watch event)."""
+    work per watch event). Copies share those parts: nobody changes a copy in place."""
     before = previous or {}
     meta = body.get("metadata")
     out = {sys.intern(k): _kept(v, before.get(k)) for k, v in body.items() if k != "metadata"}
@@ -43,8 +43,17 @@ def slim(body: Mapping[str, Any], previous: Mapping[str, Any] | None = None) -> 
 
 
 def _kept(value: Any, old: Any) -> Any:
-    """`old` (a part of the previous copy) if it equals `value`, else a copy of `value`."""
-    return old if old is not None and old == value else _compact(value)
+    """A copy of `value` that takes what equals `old` (the same part of the previous
+    copy) from it: a status that gained a condition or a history entry copies that."""
+    if old is None:
+        return _compact(value)
+    if old == value:  # compared in C, far cheaper than copying
+        return old
+    if isinstance(value, Mapping) and isinstance(old, Mapping):
+        return {sys.intern(k): _kept(v, old.get(k)) for k, v in value.items()}
+    if isinstance(value, list) and isinstance(old, list):
+        return [_kept(v, old[i] if i < len(old) else None) for i, v in enumerate(value)]
+    return _compact(value)
 
 
 def _compact(value: Any) -> Any:
