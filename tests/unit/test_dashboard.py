@@ -78,6 +78,20 @@ def test_the_cache_keeps_one_row_per_object_and_forgets_deleted_ones() -> None:
     assert cache.get(("a", "y")) is None and cache.synced
 
 
+def test_a_first_page_shows_until_the_whole_list_replaces_it() -> None:
+    cache = Cache(task_row)
+    cache.preview([st("a"), st("b")], remaining=3)
+    assert [r.name for r in cache.rows()] == ["a", "b"] and not cache.synced
+    assert cache.loaded() == (2, 5)
+    assert pages.loading("ScheduledTask", *cache.loaded()) == (
+        "Loading ScheduledTasks: 2 of 5 so far; this page fills in as the rest arrive.")
+    cache.replace([st(name) for name in "bcdef"])  # "a" was deleted meanwhile
+    assert sorted(r.name for r in cache.rows()) == list("bcdef")
+    assert cache.synced and cache.loaded() == (5, None)
+    cache.preview([st("a")], remaining=0)  # too late: a whole list is shown
+    assert cache.get(("a", "a")) is None
+
+
 def test_schedules_in_words() -> None:
     assert cron_words("30 2 * * *") == "every day at 02:30"
     assert cron_words("30 7 * * 1") == "every Monday at 07:30"

@@ -16,6 +16,7 @@ from celery_operator.api import PERIODIC_PLURAL, SCHEDULED_PLURAL
 from celery_operator.kube.client import Rejected
 from celery_operator.kube.objects import Objects, Unreachable
 
+from .listing import first_page
 from .rows import ScheduleRow, TaskRow, schedule_row, task_row
 from .store import Cache
 
@@ -87,10 +88,27 @@ class Watcher(threading.Thread):
         self.cache.problem = problem
         self.hub.publish({"kind": self.plural, "problem": problem})
 
-    def _list_and_watch(self) -> None:
+    def _list(self) -> str:
+        """The whole list into the cache (before it, while the cache is empty, a first page
+        to show at once); its resourceVersion."""
+        if not self.cache.synced:
+            page = first_page(self.objects, self.plural, self.namespace)
+            if page.whole:
+                self.cache.replace(page.items)
+                self._resync()
+                return page.version
+            self.cache.preview(page.items, page.remaining)
+            self._resync()
         items, version = self.objects.snapshot(self.plural, self.namespace)
         self.cache.replace(items)
-        self.hub.publish({"kind": self.plural, "resync": True})
+        self._resync()
+        return version
+
+    def _resync(self) -> None:
+        self.hub.publish({"kind": self.plural, "resync": True})  # pages re-render
+
+    def _list_and_watch(self) -> None:
+        version = self._list()
         while not self.stopped.is_set():
             for event, obj in self.objects.watch(self.plural, self.namespace, version):
                 namespace, name = self.cache.apply(event, obj)

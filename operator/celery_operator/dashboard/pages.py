@@ -59,6 +59,14 @@ def layout(view: View, token: str, problems: Sequence[str]) -> str:
         "</body></html>")
 
 
+def loading(kind: str, cached: int, expected: int | None) -> str:
+    """The note a page carries while the first list of a kind arrives."""
+    if not cached:
+        return f"Loading {kind}s: the first page from the API server has not arrived yet."
+    of = f" of {expected:,}" if expected else ""
+    return f"Loading {kind}s: {cached:,}{of} so far; this page fills in as the rest arrive."
+
+
 def problems_html(problems: Sequence[str]) -> str:
     return "".join(f'<p class="problem">{e(p)}</p>' for p in problems)
 

@@ -50,8 +50,10 @@ class Dashboard:
 
     def _problems(self) -> list[str]:
         found = [c.problem for c in (self.tasks, self.schedules) if c.problem]
-        if not (self.tasks.synced and self.schedules.synced) and not found:
-            found.append("Loading: the first list from the API server has not arrived yet.")
+        if not found:
+            found = [pages.loading(kind, *cache.loaded()) for kind, cache in (
+                (SCHEDULED_KIND, self.tasks), (PERIODIC_KIND, self.schedules))
+                if not cache.synced]
         return [p for p in found if p]
 
     def _respond(self, request: web.Request, view: pages.View) -> web.Response:

@@ -24,15 +24,36 @@ class Cache(Generic[R]):
         self._objects: dict[Key, dict[str, Any]] = {}
         self._rows: dict[Key, R] = {}
         self._lock = threading.Lock()
-        self.synced = False  # the first list arrived
+        self.synced = False  # a whole list arrived
+        self.expected: int | None = None  # while only a first page is here: the list's length
         self.problem: str | None = None  # why the watch is not running, for the page
 
-    def replace(self, objects: Iterable[dict[str, Any]]) -> None:
+    def _rows_of(self, objects: Iterable[dict[str, Any]]
+                 ) -> tuple[dict[Key, dict[str, Any]], dict[Key, R]]:
         fresh = {key_of(obj): obj for obj in objects}
-        rows = {key: self._row_of(obj) for key, obj in fresh.items()}
+        return fresh, {key: self._row_of(obj) for key, obj in fresh.items()}
+
+    def preview(self, objects: Iterable[dict[str, Any]], remaining: int | None) -> None:
+        """The first page of the first list, shown until the whole list replaces it (the
+        pages say how many are still coming)."""
+        fresh, rows = self._rows_of(objects)
+        with self._lock:
+            if not self.synced:
+                self._objects, self._rows = fresh, rows
+                self.expected = len(fresh) + remaining if remaining is not None else None
+
+    def replace(self, objects: Iterable[dict[str, Any]]) -> None:
+        """A whole list."""
+        fresh, rows = self._rows_of(objects)
         with self._lock:
             self._objects, self._rows = fresh, rows
-            self.synced, self.problem = True, None
+            self.synced, self.problem, self.expected = True, None, None
+
+    def loaded(self) -> tuple[int, int | None]:
+        """How many objects are cached, and how many the first list brings (None: all
+        there are, or not known)."""
+        with self._lock:
+            return len(self._objects), self.expected
 
     def apply(self, event: str, obj: dict[str, Any]) -> Key:
         key = key_of(obj)

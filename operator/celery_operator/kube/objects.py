@@ -8,6 +8,7 @@ reason and message, so a user sees what kubectl would have shown.
 from __future__ import annotations
 
 import builtins
+import functools
 import json
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -96,8 +97,13 @@ class Objects:
 
     def __init__(self, api_client: client.ApiClient) -> None:
         self.custom = client.CustomObjectsApi(api_client)
-        self.core = client.CoreV1Api(api_client)
         self.api_client = api_client
+
+    @functools.cached_property
+    def core(self) -> client.CoreV1Api:
+        """Made when first used (only for Events): its module takes half a second to
+        import, which every command and the dashboard's first paint would pay."""
+        return client.CoreV1Api(self.api_client)
 
     def _call(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         with _request():
@@ -126,12 +132,21 @@ class Objects:
 
     def list(self, plural: str, namespace: str | None) -> builtins.list[dict[str, Any]]:
         """Every object of a kind in one namespace, or (None) in all of them."""
+        return cast(builtins.list[dict[str, Any]], self.list_page(plural, namespace)["items"])
+
+    def list_page(
+        self, plural: str, namespace: str | None, limit: int | None = None
+    ) -> dict[str, Any]:
+        """The list as the API server sends it (items, metadata with resourceVersion and,
+        with a `limit`, continue and remainingItemCount)."""
+        paging = {"limit": limit} if limit is not None else {}
         if namespace is None:
-            found = self._call(self.custom.list_cluster_custom_object, GROUP, VERSION, plural)
+            found = self._call(self.custom.list_cluster_custom_object, GROUP, VERSION, plural,
+                               **paging)
         else:
             found = self._call(self.custom.list_namespaced_custom_object, GROUP, VERSION,
-                               namespace, plural)
-        return cast(builtins.list[dict[str, Any]], found["items"])
+                               namespace, plural, **paging)
+        return cast(dict[str, Any], found)
 
     def runs(self, periodic: Mapping[str, Any]) -> builtins.list[dict[str, Any]]:
         """The ScheduledTasks a PeriodicTask created: its label, and (as the engine
