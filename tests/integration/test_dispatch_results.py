@@ -138,7 +138,7 @@ class Queries:
         sa.event.remove(sa.Engine, "before_cursor_execute", self._seen)
 
 
-def test_celery_database_rows_are_read_in_one_query_per_thousand_ids(
+def test_celery_database_rows_are_read_in_one_query_per_poll(
     postgres: PostgresServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     run = uuid.uuid4().hex[:8]
@@ -166,7 +166,7 @@ def test_celery_database_rows_are_read_in_one_query_per_thousand_ids(
     finally:
         reader.close()
 
-    assert queries.count == 2  # two batches: 1,000 ids and 500
+    assert queries.count == 1  # 1,500 ids: one batch (up to 10,000)
     assert set(states) == set(ids) and all(states[i] is None for i in missing)
     good = states[done]
     assert good is not None and (good.status, good.result) == ("SUCCESS", {"rows": [1, 2]})
@@ -250,9 +250,10 @@ def test_a_poll_moves_only_changed_rows_and_notices_updates_and_deletions(
     app = Celery("writer", backend=db_url(postgres), set_as_current=False)
     app.conf.update(result_serializer="json", accept_content=["json"])
     running, finishing, deleted = f"{run}-running", f"{run}-finishing", f"{run}-deleted"
+    queued = f"{run}-queued"  # no row yet: nothing sent back for it until it has one
     for task_id in (running, finishing, deleted):
         app.backend.store_result(task_id, {"pid": 1, "hostname": "w1@node"}, "STARTED")
-    ids = [running, finishing, deleted]
+    ids = [running, finishing, deleted, queued]
     rows: list[int] = []
 
     def count(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
@@ -272,11 +273,17 @@ def test_a_poll_moves_only_changed_rows_and_notices_updates_and_deletions(
                          {"i": deleted})
         engine.dispose()
         states = reader.read(ids)
+        app.backend.store_result(queued, {"pid": 2, "hostname": "w1@node"}, "STARTED")
+        later = reader.read(ids)
     finally:
         sa.event.remove(sa.Engine, "after_cursor_execute", count)
         reader.close()
-    assert rows == [3, 0, 2]  # the changed row and the deleted id
+    assert rows == [3, 0, 2, 1]  # the changed row and the deleted id; the new row
+    assert first[queued] is None
     assert states[running] == first[running]
     done = states[finishing]
     assert done is not None and (done.status, done.result) == ("SUCCESS", {"rows": 1})
-    assert states[deleted] is None
+    assert states[deleted] is None and states[queued] is None
+    started = later[queued]
+    assert started is not None and (started.status, started.worker) == ("STARTED", "w1@node")
+    assert later[finishing] == done and later[running] == first[running]

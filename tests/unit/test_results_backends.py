@@ -112,7 +112,7 @@ def test_events_alone_give_each_task_its_end() -> None:
     store.record(_event("task-succeeded", "ok"))
     store.record(_event("task-failed", "bad", exception="ValueError('boom')", traceback="Tb"))
     store.record(_event("task-revoked", "gone"))
-    raw = store.fetch(["queued", "running", "ok", "bad", "gone", "unknown"])
+    raw = store.fetch(["queued", "running", "ok", "bad", "gone", "unknown"], {})
     states = {i: store.parse(i, r) for i, r in raw.items()}
     assert set(states) == {"running", "ok", "bad", "gone"}
     assert states["running"].status == STARTED and states["running"].date_done is None
@@ -129,7 +129,7 @@ def test_an_end_is_not_replaced_by_a_late_started_event() -> None:
     store = EventResults()
     store.record(_event("task-succeeded"))
     store.record(_event("task-started"))
-    assert store.parse("t", store.fetch(["t"])["t"]).status == SUCCESS
+    assert store.parse("t", store.fetch(["t"], {})["t"]).status == SUCCESS
 
 
 def test_the_guard_keeps_claims_where_the_url_says_and_refuses_what_it_cannot_use() -> None:

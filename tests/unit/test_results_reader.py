@@ -6,25 +6,33 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import pytest
+
 from celery_operator.api.celery_state import STARTED, SUCCESS, UNREADABLE, TaskState
 from celery_operator.dispatch.results import ResultReader
 from celery_operator.dispatch.results.meta import parse_meta
 
 
 class DictStore:
-    """A result store over a plain dict; counts what is asked and decoded."""
+    """A result store over a plain dict; counts what is asked and decoded. As Redis, it
+    returns every id; with `changes_only`, as a database, only what differs from what
+    the reader holds."""
 
     available = True
     batch = 2
 
-    def __init__(self) -> None:
+    def __init__(self, *, changes_only: bool = False) -> None:
         self.records: dict[str, bytes] = {}
         self.asked: list[list[str]] = []
         self.parsed: list[str] = []
+        self.changes_only = changes_only
 
-    def fetch(self, task_ids: Sequence[str]) -> Mapping[str, Any]:
+    def fetch(self, task_ids: Sequence[str], seen: Mapping[str, Any]) -> Mapping[str, Any]:
         self.asked.append(list(task_ids))
-        return {i: self.records[i] for i in task_ids if i in self.records}
+        found = {i: self.records.get(i) for i in task_ids}
+        if self.changes_only:
+            return {i: raw for i, raw in found.items() if raw != seen.get(i)}
+        return found
 
     def parse(self, task_id: str, raw: Any) -> TaskState:
         self.parsed.append(task_id)
@@ -35,9 +43,9 @@ class DictStore:
     def close(self) -> None: ...
 
 
-def _reader() -> tuple[ResultReader, DictStore]:
+def _reader(*, changes_only: bool = False) -> tuple[ResultReader, DictStore]:
     reader = ResultReader(None)
-    store = DictStore()
+    store = DictStore(changes_only=changes_only)
     reader.store = store
     return reader, store
 
@@ -59,8 +67,11 @@ def test_a_final_state_is_not_asked_for_again() -> None:
     assert states["c"] is None
 
 
-def test_an_unchanged_record_is_not_decoded_again_and_a_changed_one_is() -> None:
-    reader, store = _reader()
+@pytest.mark.parametrize("changes_only", [False, True])
+def test_an_unchanged_record_is_not_decoded_again_and_a_changed_one_is(
+    changes_only: bool,
+) -> None:
+    reader, store = _reader(changes_only=changes_only)
     store.records["a"] = _meta(STARTED)
     store.records["b"] = _meta(STARTED)
     reader.read(["a", "b"])
@@ -98,3 +109,26 @@ def test_an_unreadable_record_stays_unreadable_until_it_changes() -> None:
     assert first is not None and second == first and first.status == UNREADABLE
     store.records["a"] = _meta(SUCCESS, 3)
     assert reader.read(["a"])["a"] == TaskState(task_id="a", status=SUCCESS, result=3)
+
+
+def test_what_a_store_leaves_out_keeps_its_state_and_a_record_gone_is_none() -> None:
+    reader, store = _reader(changes_only=True)
+    store.records["a"] = _meta(STARTED)
+    store.records["b"] = _meta(STARTED)
+    first = reader.read(["a", "b", "c"])
+    del store.records["b"]
+    states = reader.read(["a", "b", "c"])
+    assert states["a"] is not None and states["a"] == first["a"]
+    assert states["a"].status == STARTED
+    assert states["b"] is None and states["c"] is None
+    store.records["c"] = _meta(SUCCESS, 4)
+    assert reader.read(["c"])["c"] == TaskState(task_id="c", status=SUCCESS, result=4)
+
+
+def test_an_id_forgotten_by_the_reader_is_read_in_full_when_asked_again() -> None:
+    reader, store = _reader(changes_only=True)
+    store.records["a"] = _meta(STARTED)
+    reader.read(["a"])
+    reader.read(["b"])  # "a" is no longer tracked: forgotten
+    state = reader.read(["a"])["a"]
+    assert state is not None and state.status == STARTED

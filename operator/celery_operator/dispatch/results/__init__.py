@@ -74,8 +74,11 @@ class ResultReader:
         self.store = open_store(backend_url)
         self._logged: set[str] = set()
         self._lock = threading.Lock()
-        # The last poll's record and state per id it found (only ids still asked for).
-        self._known: dict[str, tuple[object, TaskState]] = {}
+        # Per id last asked for and found: the raw record decoded, its state, and the
+        # ids among them whose state is final.
+        self._raw: dict[str, object] = {}
+        self._states: dict[str, TaskState] = {}
+        self._final: set[str] = set()
         self._read_lock = threading.Lock()
 
     @property
@@ -87,30 +90,30 @@ class ResultReader:
         """States by id; None where the backend has no record (Celery's PENDING), and
         UNREADABLE (result: the reason) where the record cannot be decoded. One query
         per `store.batch` ids not already final. Raises ResultBackendError."""
-        ids = list(dict.fromkeys(task_ids))
+        ids = dict.fromkeys(task_ids)
         with self._read_lock:
-            known = self._known
-            fresh: dict[str, tuple[object, TaskState]] = {}
-            asked = []
-            for task_id in ids:
-                hit = known.get(task_id)
-                if hit is not None and hit[1].status in FINAL_STATES:
-                    fresh[task_id] = hit
-                else:
-                    asked.append(task_id)
+            raws, states, final = self._raw, self._states, self._final
+            # Only ids asked for now are kept: the next poll's ids are (nearly) these.
+            for stale in raws.keys() - ids.keys():
+                del raws[stale], states[stale]
+                final.discard(stale)
+            asked = [task_id for task_id in ids if task_id not in final]
             batch = self.store.batch
             for start in range(0, len(asked), batch):
-                for task_id, raw in self.store.fetch(asked[start : start + batch]).items():
-                    hit = known.get(task_id)
-                    if hit is None or (hit[0] is not raw and hit[0] != raw):
-                        hit = (raw, self._state(task_id, raw))
-                    fresh[task_id] = hit
-            # Only ids asked for now: the next poll's ids are (nearly) these.
-            self._known = fresh
-        states: dict[str, TaskState | None] = dict.fromkeys(ids)
-        for task_id, (_, state) in fresh.items():
-            states[task_id] = state
-        return states
+                changed = self.store.fetch(asked[start : start + batch], raws)
+                for task_id, raw in changed.items():
+                    if raw is None:
+                        if raws.pop(task_id, None) is not None:
+                            del states[task_id]
+                        continue
+                    before = raws.get(task_id)
+                    if before is raw or (before is not None and before == raw):
+                        continue
+                    state = self._state(task_id, raw)
+                    raws[task_id], states[task_id] = raw, state
+                    if state.status in FINAL_STATES:
+                        final.add(task_id)
+            return dict(zip(ids, map(states.get, ids), strict=True))
 
     def _state(self, task_id: str, raw: object) -> TaskState:
         try:

@@ -23,8 +23,11 @@ class ResultStore(Protocol):
     # Ids per query: a poll of more tasks than this makes more than one query.
     batch: int
 
-    def fetch(self, task_ids: Sequence[str]) -> Mapping[str, Any]:
-        """The raw record of each id that has one, in ONE query. Raises
+    def fetch(self, task_ids: Sequence[str], seen: Mapping[str, Any]) -> Mapping[str, Any]:
+        """What changed for these ids, in ONE query: the raw record of an id, or None
+        where it has none. `seen` is the raw record the caller holds per id (from an
+        earlier fetch); an id left out keeps it (unchanged), or has no record if it has
+        none. A store that cannot tell what changed returns every id. Raises
         ResultBackendError."""
         ...
 

@@ -2,10 +2,12 @@
 django-celery-results (`django-db+postgresql://…`, table django_celery_results_taskresult),
 read with one SELECT per batch of ids; neither Celery's models nor Django are needed.
 
-The SELECT sends back only rows that changed since this reader last saw them (their
-status or date_done differs: every write of Celery's and of django-celery-results sets
-date_done) and the ids that have no row; an id it sees unchanged keeps the row read
-before. A poll of tasks that are running then moves and decodes nothing.
+The SELECT sends back only rows that changed since the reader last saw them and the ids
+whose row went away: each id goes with the version of the row the reader holds (the row's
+xmin, the transaction that wrote it: every UPDATE or re-INSERT makes a new row version
+with the writer's transaction id), so a poll of tasks that are running moves and decodes
+nothing. What the reader holds per id is also that id's part of the next SELECT's
+parameter, made once when the row changes rather than at every poll.
 
 Celery's table holds the result column as the serializer's bytes (JSON); a row from
 before Celery 5.x's fix holds a pickle and is quarantined like any other non-JSON
@@ -38,8 +40,6 @@ from celery_operator.dispatch.sqlstore import (
 )
 
 JSON_CONTENT = "application/json"
-# Ids whose last row is kept (bounded: forgotten wholesale when full).
-SEEN_MAX = 100_000
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ def layout_of(url: str) -> Layout:
     return DJANGO if url.lower().startswith(DJANGO_PREFIX) else CELERY
 
 
-def row_meta(layout: Layout, row: Mapping[str, Any]) -> dict[str, Any]:
+def row_meta(layout: Layout, row: Mapping[Any, Any]) -> dict[str, Any]:
     """Celery's meta mapping from one row; raises Unreadable."""
     raw = row.get("result")
     if layout.content_type and raw is not None:
@@ -79,17 +79,25 @@ def row_meta(layout: Layout, row: Mapping[str, Any]) -> dict[str, Any]:
     return meta
 
 
+@dataclass(frozen=True)
+class Row:
+    """A row as the reader holds it: the row and its id's part of the next SELECT."""
+
+    asked: str  # {"id": …, "v": version} as JSON
+    row: RowMapping
+
+
 class DatabaseResults:
     available = True
-    batch = 1000
+    # One SELECT per poll of up to this many ids: each SELECT also costs PostgreSQL a
+    # plan and, on a small table, a scan of it (a hash join), whatever its size.
+    batch = 10_000
 
     def __init__(self, url: str) -> None:
         self._url = url
         self.layout = layout_of(url)
         self._engine = create_engine(url)
         self._select: sa.TextClause | None = None
-        # The last row seen per id, with its change mark (status, date_done as text).
-        self._seen: dict[str, tuple[tuple[str, str | None], RowMapping]] = {}
         self._marks = IdTable(self._engine, REVOKED_TABLE)
 
     def _statement(self, conn: sa.Connection) -> sa.TextClause:
@@ -103,57 +111,55 @@ class DatabaseResults:
                 )
             present = {c["name"] for c in inspector.get_columns(self.layout.table)}
             names = ["task_id", *(c for c in self.layout.columns if c in present)]
-            done = "t.date_done::text" if "date_done" in names else "NULL::text"
             columns = ", ".join(f"t.{n}" for n in names)
-            # One JSON parameter (what was seen of each id): the statement stays the
-            # same size whatever the batch, and one JSON text is far cheaper to send
-            # than arrays psycopg dumps element by element. A row comes back when it is
-            # new or changed; an id without a row comes back with task_id NULL (so a
-            # deleted row is noticed).
+            # One JSON parameter (each id and the version the reader holds): the
+            # statement stays the same size whatever the batch, and one JSON text is far
+            # cheaper to send than arrays psycopg dumps element by element. A row comes
+            # back when it is new or changed; an id the reader holds a row for comes
+            # back with task_id NULL when that row is gone (deleted).
             self._select = sa.text(
                 f"SELECT k.id AS asked, t.task_id IS NULL AS gone, {columns}, "
-                f"{done} AS done_mark "
-                "FROM json_to_recordset(CAST(:seen AS json)) AS k(id text, status text, "
-                f"mark text) LEFT JOIN {self.layout.table} t ON t.task_id = k.id "
-                "WHERE t.task_id IS NULL OR k.status IS NULL "
-                "OR t.status IS DISTINCT FROM k.status "
-                f"OR {done} IS DISTINCT FROM k.mark"
+                "t.xmin::text AS version "
+                "FROM json_to_recordset(CAST(:asked AS json)) AS k(id text, v text) "
+                f"LEFT JOIN {self.layout.table} t ON t.task_id = k.id "
+                "WHERE (t.task_id IS NULL AND k.v IS NOT NULL) "
+                "OR (t.task_id IS NOT NULL AND (k.v IS NULL OR t.xmin::text <> k.v))"
             )
         return self._select
 
-    def fetch(self, task_ids: Sequence[str]) -> Mapping[str, Any]:
-        seen = [self._seen.get(task_id) for task_id in task_ids]
-        params = {"seen": json.dumps([
-            {"id": task_id, "status": s[0][0], "mark": s[0][1]} if s else {"id": task_id}
-            for task_id, s in zip(task_ids, seen, strict=True)
-        ])}
+    def fetch(self, task_ids: Sequence[str], seen: Mapping[str, Any]) -> Mapping[str, Any]:
+        parts, unseen = [], []
+        for task_id in task_ids:
+            held = seen.get(task_id)
+            if isinstance(held, Row):
+                parts.append(held.asked)
+            else:
+                unseen.append({"id": task_id})
+        if unseen:
+            parts.append(json.dumps(unseen)[1:-1])  # one encoder call for all of them
         try:
             with self._engine.connect() as conn:
-                rows = conn.execute(self._statement(conn), params).mappings().all()
+                rows = conn.execute(
+                    self._statement(conn), {"asked": f"[{','.join(parts)}]"}
+                ).mappings().all()
         except ResultBackendError:
             raise
         except Exception as exc:
             self._select = None  # the table may have changed (dropped, migrated)
             raise ResultBackendError(one_line(self._url, exc)) from exc
-        found = {task_id: s[1] for task_id, s in zip(task_ids, seen, strict=True) if s}
-        for row in rows:
-            task_id = row["asked"]
-            if row["gone"]:
-                found.pop(task_id, None)
-                self._seen.pop(task_id, None)
-                continue
-            found[task_id] = row
-            if isinstance(row["status"], str):  # no status: unreadable, read it each time
-                if len(self._seen) >= SEEN_MAX:
-                    self._seen.clear()  # forgotten wholesale: only costs a full re-read
-                self._seen[task_id] = ((row["status"], row["done_mark"]), row)
-        return found
+        return {
+            row["asked"]: None if row["gone"] else Row(
+                json.dumps({"id": row["asked"], "v": row["version"]}), row
+            )
+            for row in rows
+        }
 
     def parse(self, task_id: str, raw: Any) -> TaskState:
-        return state_from_meta(task_id, row_meta(self.layout, raw))
+        assert isinstance(raw, Row)
+        return state_from_meta(task_id, row_meta(self.layout, raw.row))
 
     def check(self) -> None:
-        self.fetch([PROBE_ID])
+        self.fetch([PROBE_ID], {})
 
     def mark_revoked(self, task_id: str) -> None:
         try:

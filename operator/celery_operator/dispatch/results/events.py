@@ -95,7 +95,8 @@ class EventResults:
             while len(self._states) > REMEMBERED_MAX:
                 self._states.popitem(last=False)
 
-    def fetch(self, task_ids: Sequence[str]) -> Mapping[str, Any]:
+    def fetch(self, task_ids: Sequence[str], seen: Mapping[str, Any]) -> Mapping[str, Any]:
+        """Ids with a remembered state (one forgotten here keeps the state the reader has)."""
         with self._lock:
             return {i: self._states[i] for i in task_ids if i in self._states}
 

@@ -25,18 +25,19 @@ class RedisResults:
         self._redis = redis.Redis.from_url(url, socket_timeout=10)
         self._marks = RevokeMarks(url)
 
-    def fetch(self, task_ids: Sequence[str]) -> Mapping[str, Any]:
+    def fetch(self, task_ids: Sequence[str], seen: Mapping[str, Any]) -> Mapping[str, Any]:
+        """Every id: a key does not say whether it changed (the reader compares)."""
         try:
             values = self._redis.mget([META_PREFIX + i for i in task_ids])
         except redis.RedisError as exc:
             raise ResultBackendError(f"{redact_url(self._url)}: {exc}") from exc
-        return {i: raw for i, raw in zip(task_ids, values, strict=True) if raw}
+        return {i: raw or None for i, raw in zip(task_ids, values, strict=True)}
 
     def parse(self, task_id: str, raw: Any) -> TaskState:
         return parse_meta(task_id, raw)
 
     def check(self) -> None:
-        self.fetch([PROBE_ID])
+        self.fetch([PROBE_ID], {})
 
     def mark_revoked(self, task_id: str) -> None:
         self._marks.mark(task_id)
