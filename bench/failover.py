@@ -22,7 +22,7 @@ from celery_operator.devstack.operatorproc import OperatorProcess
 from . import measure, workload
 from .settings import Sizes
 from .spread import due_times
-from .stack import Scope, Stack, log, scope
+from .stack import Scope, Stack, log, profile_summary, scope
 
 QUEUE = "failover"
 AROUND = 30.0  # seconds either side of the fault whose tasks are measured
@@ -63,6 +63,10 @@ def _one(stack: Stack, sc: Scope, n: int, window: float, fault: str) -> dict[str
     run = workload.create_scheduled(stack, ns, QUEUE, due_times(start, n, window))
     time.sleep(max(start - 2.0 - time.time(), 0.0))
     cpu = sc.cpu_window()
+    # BENCH_PROFILE=1: where each one's CPU goes, in the run without a fault.
+    profiles = {role: sc.profiler(op.process.pid or 0, f"failover-{role}")
+                for role, op in (("leader", leader), ("standby", standby))} if (
+        fault == "none") else {}
     fault_at = start + window / 2
     time.sleep(max(fault_at - time.time(), 0.0))
     failover = None
@@ -76,6 +80,7 @@ def _one(stack: Stack, sc: Scope, n: int, window: float, fault: str) -> dict[str
             failover = time.monotonic() - began
     workload.wait_started(stack, run, timeout=start + window - time.time() + 90)
     cpu.stop()
+    profiled = {role: profile_summary(p) for role, p in profiles.items() if p is not None}
     near = {t: d for t, d in run.due.items() if abs(d - fault_at) <= AROUND}
     lateness = [run.started[t] - d for t, d in near.items() if t in run.started]
     used = cpu.result.get("cpu_seconds", {})
@@ -89,6 +94,10 @@ def _one(stack: Stack, sc: Scope, n: int, window: float, fault: str) -> dict[str
     if fault == "none":
         result["cpu_seconds"] = {"leader": used.get(leader.name),
                                  "standby": used.get(standby.name)}
+        result["cpu_standby_share"] = measure.ratio(used.get(standby.name),
+                                                    used.get(leader.name))
+        if profiled:
+            result["profiles"] = profiled
     return result
 
 

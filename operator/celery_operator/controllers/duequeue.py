@@ -4,6 +4,11 @@ A heap of (time, key); a single loop sleeps until the earliest entry (or a nudge
 starts the reconcile of every due key, never two reconciles of one key at once (a key
 woken while it runs is run once more right after). Stale heap entries are skipped
 lazily, so re-scheduling is O(log n) with no removal.
+
+A standby (`holding`) plans only what changed: a key whose time comes is parked
+unplanned (the leader acts on it, or this process plans it when it leads), and a
+changed key (`defer`) is planned once a little later, so the leader's writes to one
+object in a row cost one plan, not one each.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import heapq
 import itertools
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from celery_operator import metrics
 from celery_operator.scheduling.backoff import Backoff
@@ -31,6 +36,7 @@ class DueQueue:
         concurrency: int = 32,
         name: str = "due-queue",
         on_depth: Callable[[int], None] | None = None,
+        holding: Callable[[], bool] = lambda: False,
     ) -> None:
         self._reconcile = reconcile
         self._clock = clock
@@ -49,6 +55,8 @@ class DueQueue:
         # Keys with something to do that a standby may not do, with when they were due:
         # run when it leads, earliest first.
         self._parked: dict[str, datetime] = {}
+        self._holding = holding  # standing by: keys that come due are parked, not run
+        self._changed: set[str] = set()  # deferred keys: planned even while holding
 
     def start(self) -> None:
         self._loop_task = asyncio.create_task(self._run(), name=self._name)
@@ -66,8 +74,9 @@ class DueQueue:
         if current is not None and current <= at:
             return
         self._wake_at[key] = at
+        if not self._heap or at < self._heap[0][0]:
+            self._nudge.set()  # sooner than the loop's wait ends: it must look again
         heapq.heappush(self._heap, (at, next(self._seq), key))
-        self._nudge.set()
 
     def now(self, key: str) -> None:
         self.schedule(key, self._clock())
@@ -79,9 +88,18 @@ class DueQueue:
         else:
             self.now(key)
 
+    def defer(self, key: str, delay: timedelta) -> None:
+        """`key` changed while standing by: plan it once after `delay` (later changes in
+        between ride along), or at once if this process leads before then."""
+        now = self._clock()
+        self._parked.setdefault(key, now)
+        self._changed.add(key)
+        self.schedule(key, now + delay)
+
     def forget(self, key: str) -> None:
         self._wake_at.pop(key, None)
         self._parked.pop(key, None)
+        self._changed.discard(key)
         self._failures.succeeded(key)
 
     def park(self, key: str) -> None:
@@ -110,6 +128,9 @@ class DueQueue:
                 if self._wake_at.get(key) != at:
                     continue  # stale: re-scheduled earlier or forgotten
                 del self._wake_at[key]
+                if key not in self._changed and self._holding():
+                    self._parked.setdefault(key, at)  # planned when this process leads
+                    continue
                 self._start(key)
             if self._on_depth is not None:
                 self._on_depth(len(self._heap))
@@ -139,6 +160,7 @@ class DueQueue:
             while True:
                 self._again.discard(key)
                 self._parked.pop(key, None)  # parked again if it still waits for a leader
+                self._changed.discard(key)
                 async with self._limit:
                     try:
                         await self._reconcile(key)

@@ -128,8 +128,8 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
                               leading=leading)
     periodic.start()
     memo.periodic = periodic
-    if config.listen_events:
-        registry.on_every_backend(lambda backend: backend.listen(engine.on_celery_event))
+    memo.listen_events = config.listen_events
+    _listen(memo, engine, standby=not leading())
     memo.engine = engine
     if leadership is None:
         memo.app_status = AppStatusWriter(directory, kube,
@@ -146,9 +146,19 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     )
 
 
+def _listen(memo: kopf.Memo, engine: TaskEngine, *, standby: bool) -> None:
+    """Celery events of every app's broker, now and for apps opened later (a standby
+    listens only where the events are the task states, see CeleryBackend.listen)."""
+    if memo.listen_events:
+        memo.registry.on_every_backend(
+            lambda backend: backend.listen(engine.on_celery_event, standby=standby))
+
+
 def _leadership(config: OperatorConfig, kube: KubeClient, memo: kopf.Memo) -> Leadership:
-    """The Lease campaign. Leading: the engines do what they parked and the app statuses
-    are written; standing by: the engines plan and park, no app status is written."""
+    """The Lease campaign. Leading: the engines do what they parked, the app statuses
+    are written, Celery events are heard; standing by: the engines plan what changed
+    and park what would act, nothing is written, Celery events are not read (but
+    where they are the task states)."""
     timing = ElectionTiming(config.lease_duration_seconds, config.renew_deadline_seconds,
                             config.retry_period_seconds)
     store = LeaseStore(kube.api_client, config.operator_namespace, config.lease_name,
@@ -156,12 +166,14 @@ def _leadership(config: OperatorConfig, kube: KubeClient, memo: kopf.Memo) -> Le
     elector = Elector(store, config.identity, timing)
 
     def started() -> None:
+        _listen(memo, memo.engine, standby=False)
         memo.engine.resume()
         memo.periodic.resume()
         memo.app_status = AppStatusWriter(memo.directory, kube,
                                           phase_counts=memo.engine.phase_counts).start()
 
     def stopped() -> None:
+        _listen(memo, memo.engine, standby=True)
         writer: AppStatusWriter | None = getattr(memo, "app_status", None)
         memo.app_status = None
         if writer is not None:

@@ -190,7 +190,7 @@ class PeriodicEngine:
         elif resource_version(entry.body) > resource_version(body):
             return
         else:
-            entry.body = slim(body)
+            entry.body = slim(body, entry.body)
         self.queue.now(key)
 
     def observe_child(self, event_type: str | None, body: Mapping[str, Any]) -> None:
@@ -306,7 +306,7 @@ class PeriodicEngine:
         if outcome == WriteOutcome.GONE or obj is None:
             self._drop(key)
         elif resource_version(obj) >= resource_version(entry.body):
-            entry.body = slim(obj)
+            entry.body = slim(obj, entry.body)
 
     def _drop(self, key: str) -> None:
         gone = self.entries.pop(key, None)
@@ -359,7 +359,7 @@ class PeriodicEngine:
                 self._drop(key)
                 return
             if resource_version(obj) >= resource_version(entry.body):
-                entry.body = slim(obj)
+                entry.body = slim(obj, entry.body)
             if outcome == WriteOutcome.CONFLICT:
                 # Planned again from the object as it is now: at once the first time,
                 # then with backoff (someone keeps writing it).

@@ -15,23 +15,45 @@ LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 SHORT = 16  # strings up to this length are interned: names of phases, reasons, queues
 
 
-def slim(body: Mapping[str, Any]) -> dict[str, Any]:
+def slim(body: Mapping[str, Any], previous: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """A copy of `body` without what the engines never read but would hold for every
     object: `metadata.managedFields` (half of a decoded body) and kubectl's copy of the
     last applied manifest. A deep copy with interned keys and short strings: every
     decoded body repeats the same few dozen keys and values ("status", "Ready", "True")
     in strings of its own, and kept parts would share memory pages with the dropped
     parts and the rest of their LIST chunk, pinning those pages (handlers.py lists in
-    chunks for the same reason)."""
+    chunks for the same reason).
+
+    `previous`: this object's last copy. What is equal in it is taken as is, not copied
+    again: most updates change the status only (the copy was most of a standby's own
+    work per watch event). Copies share those parts: nobody changes a copy in place."""
+    before = previous or {}
     meta = body.get("metadata")
-    out = {sys.intern(k): _compact(v) for k, v in body.items() if k != "metadata"}
+    out = {sys.intern(k): _kept(v, before.get(k)) for k, v in body.items() if k != "metadata"}
     if isinstance(meta, Mapping):
-        kept = {sys.intern(k): _compact(v) for k, v in meta.items() if k != "managedFields"}
+        old = before.get("metadata")
+        old_meta: Mapping[str, Any] = old if isinstance(old, Mapping) else {}
+        kept = {sys.intern(k): _kept(v, old_meta.get(k)) for k, v in meta.items()
+                if k != "managedFields"}
         annotations = kept.get("annotations")
         if isinstance(annotations, dict) and LAST_APPLIED in annotations:
-            del annotations[LAST_APPLIED]
+            del annotations[LAST_APPLIED]  # a fresh copy: the previous one never has it
         out["metadata"] = kept
     return out
+
+
+def _kept(value: Any, old: Any) -> Any:
+    """A copy of `value` that takes what equals `old` (the same part of the previous
+    copy) from it: a status that gained a condition or a history entry copies that."""
+    if old is None:
+        return _compact(value)
+    if old == value:  # compared in C, far cheaper than copying
+        return old
+    if isinstance(value, Mapping) and isinstance(old, Mapping):
+        return {sys.intern(k): _kept(v, old.get(k)) for k, v in value.items()}
+    if isinstance(value, list) and isinstance(old, list):
+        return [_kept(v, old[i] if i < len(old) else None) for i, v in enumerate(value)]
+    return _compact(value)
 
 
 def _compact(value: Any) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -23,6 +24,8 @@ class CeleryBackend:
         self.publisher = Publisher(broker_url, transport_options)
         self.reader = ResultReader(result_backend_url)
         self._listener: EventListener | None = None
+        self._listen_lock = threading.Lock()
+        self._listening = threading.Event()  # cleared when its listener is stopped
 
     def publish(self, pub: Publication) -> None:
         """Raises only dispatch.errors.PublishFailed."""
@@ -78,19 +81,39 @@ class CeleryBackend:
         """Raises when the result backend cannot be read (one read of an id never set)."""
         self.reader.check()
 
-    def listen(self, on_event: Callable[[TaskEvent], None]) -> None:
-        """Start forwarding Celery task events (hints) to `on_event`, from a thread.
-        Without a readable result backend the events are also the states."""
+    def listen(self, on_event: Callable[[TaskEvent], None], *, standby: bool = False) -> None:
+        """Forward Celery task events (hints) to `on_event`, from a thread. Without a
+        readable result backend the events are also the states.
+
+        A standby acts on no event, and decoding every worker's events cost it about a
+        tenth of its CPU: it does not listen, unless the events are the states (they are
+        recorded for when it leads). Called again when it starts or stops leading; a new
+        leader judges no worker by heartbeats until it has listened for a while."""
+        with self._listen_lock:
+            wanted = not standby or not self.results_available
+            if wanted and self._listener is None:
+                self._listening = threading.Event()
+                self._listening.set()
+                handler = self._handler(on_event, self._listening)
+                self._listener = EventListener(self.publisher.app, handler).start()
+            elif not wanted and self._listener is not None:
+                self._listening.clear()  # its thread may hand over one more: dropped
+                self._listener.stop()
+                self._listener = None
+
+    def _handler(
+        self, on_event: Callable[[TaskEvent], None], listening: threading.Event
+    ) -> Callable[[TaskEvent], None]:
         store = self.reader.store
-        handler = on_event
-        if isinstance(store, EventResults):
 
-            def record_then_hint(event: TaskEvent) -> None:
+        def handle(event: TaskEvent) -> None:
+            if not listening.is_set():
+                return
+            if isinstance(store, EventResults):
                 store.record(event)  # before the hint: the read it triggers finds it
-                on_event(event)
+            on_event(event)
 
-            handler = record_then_hint
-        self._listener = EventListener(self.publisher.app, handler).start()
+        return handle
 
     def events_connected_for(self) -> float | None:
         """How long the event listener has listened without a break (None: it is not)."""
@@ -102,7 +125,10 @@ class CeleryBackend:
             self._listener.quiet(start, end)
 
     def close(self) -> None:
-        if self._listener is not None:
-            self._listener.stop()
+        with self._listen_lock:
+            listener, self._listener = self._listener, None
+            self._listening.clear()
+        if listener is not None:
+            listener.stop()
         self.reader.close()
         self.publisher.close()
