@@ -12,6 +12,22 @@ from celery_operator.controllers.duequeue import DueQueue
 from .test_duequeue import Clock, Recorder, close, run, settle
 
 
+class Standby:
+    """A reconcile that parks its key unless this process leads, else records it."""
+
+    def __init__(self) -> None:
+        self.leading = False
+        self.acted: list[str] = []
+        self.queue: DueQueue | None = None
+
+    async def reconcile(self, key: str) -> None:
+        assert self.queue is not None
+        if not self.leading:
+            self.queue.park(key)
+            return
+        self.acted.append(key)
+
+
 def test_parked_keys_run_when_leading_starts_and_no_others() -> None:
     async def main(clock: Clock) -> None:
         leading = False
@@ -48,24 +64,16 @@ def test_parked_keys_run_when_leading_starts_and_no_others() -> None:
 
 def test_parked_keys_run_in_the_order_they_came_due() -> None:
     async def main(clock: Clock) -> None:
-        leading = False
-        ran: list[str] = []
-
-        async def reconcile(key: str) -> None:
-            if not leading:
-                queue.park(key)
-                return
-            ran.append(key)
-
-        queue = DueQueue(reconcile, clock, concurrency=1)
+        node = Standby()
+        queue = node.queue = DueQueue(node.reconcile, clock, concurrency=1)
         queue.start()
         for key, at in (("late", 30.0), ("early", 10.0), ("middle", 20.0)):
             queue.schedule(key, clock.at(at))
         await settle(60)
-        leading = True
+        node.leading = True
         queue.unpark_all()
         await settle(1)
-        assert ran == ["early", "middle", "late"]
+        assert node.acted == ["early", "middle", "late"]
         await queue.stop()
 
     run(main)
@@ -162,24 +170,16 @@ def test_a_deferred_key_that_still_waits_for_a_leader_stays_parked() -> None:
     """Planned as a standby and its step would act: parked again, run when leading."""
 
     async def main(clock: Clock) -> None:
-        leading = False
-        acted: list[str] = []
-
-        async def reconcile(key: str) -> None:
-            if not leading:
-                queue.park(key)
-                return
-            acted.append(key)
-
-        queue = DueQueue(reconcile, clock, holding=lambda: not leading)
+        node = Standby()
+        queue = node.queue = DueQueue(node.reconcile, clock, holding=lambda: not node.leading)
         queue.start()
         queue.defer("claim", timedelta(seconds=5))
         await settle(60)
-        assert acted == []
-        leading = True
+        assert node.acted == []
+        node.leading = True
         assert queue.unpark_all() == 1
         await settle(0.01)
-        assert acted == ["claim"]
+        assert node.acted == ["claim"]
         await queue.stop()
 
     run(main)
