@@ -32,7 +32,7 @@ from celery_operator.dispatch.publisher import celery_app, close_app
 from .conftest import StartOperator, Tasks, holds_for, wait_for, wait_for_events
 from .history import StatusHistory
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.serial]
 
 ROUTED = "amqp-routed"  # a queue of the module's worker, with its own direct exchange
 CONSUMER_TIMEOUT = 60.0  # the node's consumer_timeout (RabbitMQ's default is 30 min)

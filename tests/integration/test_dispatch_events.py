@@ -14,7 +14,7 @@ from kombu import Producer
 from celery_operator.dispatch.events import EventListener, TaskEvent
 from celery_operator.dispatch.publisher import celery_app
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.serial]
 
 
 def test_malformed_events_are_cleaned_and_a_failing_handler_does_not_stop_listening(

@@ -28,7 +28,7 @@ from celery_operator.dispatch.results import META_PREFIX, ResultBackendError, Re
 from .conftest import POSTGRES_PASSWORD as PASSWORD
 from .conftest import postgres_url as db_url
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.serial]
 
 ROOT = Path(__file__).resolve().parents[2]
 DJANGO_ROWS = ROOT / "tests" / "data" / "django_result_rows.py"

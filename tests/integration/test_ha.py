@@ -36,7 +36,7 @@ from .conftest import Tasks, holds_for, wait_for
 from .history import StatusHistory
 from .test_durability import Ledger
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.serial]
 
 SPACING = 0.03  # seconds between due times: the spread workload
 WINDOW = 18.0  # seconds of due times

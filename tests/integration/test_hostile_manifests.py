@@ -50,7 +50,7 @@ from .conftest import StartOperator
 from .hostile_cases import CASES, DEEP, FORGED_ID, PT, ST, Case, Outcome
 from .hostile_watch import Row, WriteWatch, snapshot
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.serial]
 
 REPORT_WITHIN = 10.0  # seconds from apply to Invalid / Stalled / Warning Event
 RUN_WITHIN = 40.0  # seconds from apply to the final phase of a RUNS case

@@ -34,7 +34,7 @@ from celery_operator.devstack import KubeEnv, find_binary
 
 from .conftest import holds_for, wait_for
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.serial]
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "celery-operator"

@@ -30,7 +30,7 @@ from celery_operator.devstack.postgresserver import PostgresServer
 
 from .conftest import POSTGRES_PASSWORD, Tasks, holds_for, postgres_url, wait_for
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.serial]
 
 # Redis databases of the matrix (the session's broker and backend use 0 and 1).
 BROKER_DB, BACKEND_DB = 6, 7

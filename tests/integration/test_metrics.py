@@ -14,7 +14,7 @@ from celery_operator.devstack import CeleryWorker
 
 from .conftest import StartOperator, Tasks, wait_for
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.serial]
 
 
 def test_no_consumer_and_missed_runs_move_their_metrics(

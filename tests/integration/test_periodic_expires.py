@@ -12,7 +12,7 @@ from celery_operator.api import parse_time
 
 from .conftest import StartOperator, Tasks, wait_for
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.serial]
 
 
 def test_a_run_nobody_takes_before_it_expires_ends_expired_in_the_parents_history(

@@ -24,7 +24,7 @@ from celery_operator.devstack.operatorproc import OperatorProcess
 
 from .conftest import StartOperator, Tasks, events_for, gone, holds_for, wait_for, wait_for_events
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.serial]
 
 PARENT_LABEL = "celeryoperator.dev/periodic-task"
 SCHEDULED_TIME = "celeryoperator.dev/scheduled-time"

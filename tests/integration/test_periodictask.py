@@ -16,7 +16,7 @@ from celery_operator.devstack.demo_app import RUNS_KEY
 
 from .conftest import StartOperator, Tasks, gone, holds_for, wait_for, wait_for_events
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.serial]
 
 PARENT_LABEL = "celeryoperator.dev/periodic-task"
 

@@ -17,7 +17,7 @@ from celery_operator.scheduling.task_lifecycle import task_id_for
 
 from .conftest import StartOperator, Tasks, wait_for_events
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.serial]
 
 
 def test_immediate_task_succeeds_with_its_result_in_status(
