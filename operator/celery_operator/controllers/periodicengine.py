@@ -187,7 +187,10 @@ class PeriodicEngine:
             for name, (parent, child) in self._orphans.pop(uid, {}).items():
                 if parent == meta.get("name"):
                     entry.children[name] = child
-        elif resource_version(entry.body) > resource_version(body):
+        elif resource_version(entry.body) >= resource_version(body):
+            # The echo of our own status write (planned from already), or older. A run's
+            # children wake the parent through observe_child; the plan's next wake-up is
+            # scheduled when it is carried out.
             return
         else:
             entry.body = slim(body, entry.body)
