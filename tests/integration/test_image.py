@@ -34,7 +34,7 @@ from celery_operator.devstack import KubeEnv, find_binary
 
 from .conftest import holds_for, wait_for
 
-pytestmark = [pytest.mark.integration, pytest.mark.serial]
+pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "celery-operator"

@@ -14,7 +14,7 @@ from celery_operator.devstack import CeleryWorker
 
 from .conftest import StartOperator, Tasks, wait_for
 
-pytestmark = [pytest.mark.integration, pytest.mark.serial]
+pytestmark = pytest.mark.integration
 
 
 def test_no_consumer_and_missed_runs_move_their_metrics(
