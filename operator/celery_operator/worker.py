@@ -57,6 +57,12 @@ class RevokedDelivery(Ignore):
     """Raised inside the worker for a task id the operator revoked (REVOKED is stored)."""
 
 
+class ClaimUnavailable(Exception):
+    """Raised inside the worker for an operator-sent task whose id the guard could not
+    claim (its claim store unreachable or failing): the task fails rather than running
+    unguarded, and the operator's retry policy decides what happens next."""
+
+
 class RedisClaims:
     """Claims as `SET NX` keys; revoke marks as the operator's keys (dispatch.revocations)."""
 
@@ -138,10 +144,20 @@ def install_run_once_guard(
         headers = getattr(request, "headers", None) or {}
         if not task_id or (OPERATOR_HEADER not in headers and not _has_header(request)):
             return
-        revoked = backend_url is not None and backend_url != url and (
-            store(backend_url).is_marked(task_id)
-        )
-        marked, first = store(url).check_and_claim(task_id, ttl_seconds)
+        try:
+            revoked = backend_url is not None and backend_url != url and (
+                store(backend_url).is_marked(task_id)
+            )
+            marked, first = store(url).check_and_claim(task_id, ttl_seconds)
+        except Exception as exc:
+            # Celery logs what a signal handler raises and runs the task anyway: the
+            # failure is carried to the task call instead (see _wrap_task_call).
+            logger.error("task %s: the run-once guard could not claim its id (%s); "
+                         "failing it rather than running it unguarded", task_id,
+                         type(exc).__name__)
+            if request is not None:
+                request.celeryoperator_unclaimed = type(exc).__name__
+            return
         revoked = revoked or marked
         if request is None:
             return
@@ -238,6 +254,11 @@ def _wrap_task_call(app: Celery) -> None:
             raise DuplicateDelivery()
         if getattr(self.request, "celeryoperator_revoked", False):
             raise RevokedDelivery()
+        unclaimed = getattr(self.request, "celeryoperator_unclaimed", None)
+        if unclaimed:
+            raise ClaimUnavailable(
+                f"the run-once guard could not claim task id {self.request.id} ({unclaimed}); "
+                "not run")
         return original_call(self, *args, **kwargs)
 
     base.__call__ = __call__

@@ -4,6 +4,7 @@ operator never runs, even on a worker that missed the broadcast."""
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -14,10 +15,13 @@ from celery import Celery
 
 from celery_operator.api import TaskCall
 from celery_operator.api.celery_state import TaskState
-from celery_operator.devstack import CeleryWorker, RedisServer
+from celery_operator.devstack import CeleryWorker, RedisServer, free_port
 from celery_operator.devstack.demo_app import DROPPED_KEY, RUNS_KEY
+from celery_operator.devstack.postgresserver import PostgresServer
+from celery_operator.dispatch import sqlstore
 from celery_operator.dispatch.backend import CeleryBackend
 from celery_operator.dispatch.publisher import Publication
+from celery_operator.worker import PostgresClaims
 
 from .conftest import postgres_url
 
@@ -123,3 +127,61 @@ def test_a_task_marked_revoked_never_runs_and_the_backend_says_revoked(
     finally:
         backend.close()
         worker.stop()
+
+
+def test_a_task_whose_id_cannot_be_claimed_fails_and_never_runs_unguarded(
+    broker_url: str, backend_url: str, postgres: PostgresServer, tmp_path: Path,
+) -> None:
+    """Celery runs a task whose task_prerun handler raised: the guard must not fail open
+    when its claim store is down (here: a PostgreSQL port nobody listens on)."""
+    queue = f"unclaimed-{uuid.uuid4().hex[:6]}"
+    env = {"DEMO_RUN_ONCE": "1", "DEMO_GUARD_URL": postgres_url(postgres, port=free_port())}
+    worker = CeleryWorker(broker_url, backend_url, queues=(queue,), workdir=tmp_path,
+                          extra_env=env).start()
+    backend = CeleryBackend(broker_url, backend_url)
+    results = redis_lib.Redis.from_url(backend_url)
+    try:
+        task_id = str(uuid.uuid4())
+        backend.publish(Publication(TaskCall("demo.add", args=(1, 2), queue=queue),
+                                    task_id=task_id, headers={"celeryoperator_uid": "u-1"}))
+        state = _wait_status(backend, task_id, "FAILURE")
+        assert state is not None and state.status == "FAILURE", state
+        assert state.exception_type == "ClaimUnavailable", state
+        assert int(results.get(RUNS_KEY + task_id) or 0) == 0  # the body never ran
+    finally:
+        backend.close()
+        worker.stop()
+
+
+def test_worker_processes_creating_the_claim_tables_at_once_all_claim_and_one_wins(
+    postgres: PostgresServer,
+) -> None:
+    """A fresh database and eight processes' first task at the same instant: each creates
+    the tables it finds missing; PostgreSQL refuses concurrent CREATE TABLEs of one name
+    (pg_type), which must not fail a claim (and so a task)."""
+    database = f"race_{uuid.uuid4().hex[:8]}"
+    admin = sqlstore.create_engine(postgres_url(postgres)).execution_options(
+        isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"CREATE DATABASE {database}")
+    admin.dispose()
+    url = postgres_url(postgres, database=database)
+    task_id = str(uuid.uuid4())
+    start = threading.Barrier(8)
+    outcomes: list[object] = []
+
+    def first_task() -> None:
+        claims = PostgresClaims(url)  # each pool process has its own engine
+        start.wait()
+        try:
+            outcomes.append(claims.check_and_claim(task_id, 60))
+        except Exception as exc:  # what the race raised before the lock
+            outcomes.append(exc)
+
+    threads = [threading.Thread(target=first_task) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert [o for o in outcomes if isinstance(o, Exception)] == []
+    assert sorted(outcomes, key=str) == [(False, False)] * 7 + [(False, True)]

@@ -81,6 +81,10 @@ def _record_start(task_id: str | None = None, task: Task | None = None, **_: Any
         # The guard refused it: revoked by the operator, the body does not run.
         _journal(task_id, "revoked", now)
         return
+    if getattr(request, "celeryoperator_unclaimed", None):
+        # The guard could not claim its id: the task fails, the body does not run.
+        _journal(task_id, "unclaimed", now)
+        return
     if getattr(request, "celeryoperator_duplicate", False):
         # The run-once guard (connected before this receiver) dropped this delivery.
         _journal(task_id, "dropped", now)
@@ -131,6 +135,8 @@ def read_executions(*paths: Path) -> Executions:
             task_id, kind = str(entry["id"]), str(entry["kind"])
             if kind == "dropped":
                 seen.dropped[task_id] += 1
+                continue
+            if kind != "run":  # refused by the guard (revoked, unclaimed): no body ran
                 continue
             seen.runs[task_id] += 1
             start = float(entry["time"])

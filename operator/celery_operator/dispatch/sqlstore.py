@@ -10,6 +10,7 @@ percent-encoded, as in any URL ('@' is %40, ':' %3A, '/' %2F).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -81,6 +82,12 @@ def _id_table(name: str) -> sa.Table:
     )
 
 
+def _lock_key(name: str) -> int:
+    """A stable 64-bit advisory-lock key for a table name."""
+    return int.from_bytes(hashlib.sha256(f"celery-operator:{name}".encode()).digest()[:8],
+                          "big", signed=True)
+
+
 class IdTable:
     """Task ids with an expiry in one table, created when missing. Expired rows count
     as absent; they are deleted now and then by the writers."""
@@ -98,6 +105,11 @@ class IdTable:
         try:
             with self.engine.begin() as conn:
                 if not self._created:
+                    # Processes creating the table at once collide in PostgreSQL's catalog
+                    # (a UniqueViolation on pg_type, checkfirst or not): one creates it,
+                    # the others wait for its commit on this lock and then find it.
+                    conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_lock_key(
+                        self.table.name))))
                     self.table.create(conn, checkfirst=True)
                     self._created = True
                 yield conn
