@@ -153,14 +153,19 @@ def _burst_size(
     return str(max(below)) if below else None
 
 
+def _row(name: str, target: str, measured: str, met: bool | None, text: str
+         ) -> dict[str, Any]:
+    """One budget of the report: met True/False, or None for a figure only reported."""
+    return {"budget": name, "target": target, "measured": measured, "met": met, "text": text}
+
+
 def budgets(results: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Every budget of the controller issues: target, figure, met or not and by how much."""
     sc = results.get("scenarios", {})
     out: list[dict[str, Any]] = []
 
     def add(name: str, target: str, measured: str, met: bool | None, text: str) -> None:
-        out.append({"budget": name, "target": target, "measured": measured, "met": met,
-                    "text": text})
+        out.append(_row(name, target, measured, met, text))
 
     w = _num(_get(sc, "writes", "immediate", "status_writes_per_task"))
     if w is not None:
@@ -282,22 +287,22 @@ def _failover_budgets(d: Mapping[str, Any] | None) -> list[dict[str, Any]]:
         what = ("Failover: leader SIGKILLed, until the standby leads" if fault == "sigkill"
                 else "Graceful handover: leader stopped with SIGTERM, until the standby leads")
         if took is None:
-            out.append({"budget": what, "target": target, "measured": "never", "met": False,
-                        "text": "Missed: the standby did not lead within the wait."})
+            out.append(_row(what, target, "never", False,
+                            "Missed: the standby did not lead within the wait."))
             continue
         met = took <= limit and missing == 0
-        out.append({"budget": what, "target": target, "measured": f"{took:.2f} s",
-                    "met": met, "text": f"{'Met' if met else 'Missed'}: {took:.2f} s; tasks "
-                    f"due ±30 s around it start p99 {ms(_get(d, fault, 'start', 'p99'))}, max "
-                    f"{ms(_get(d, fault, 'start', 'max'))} late; {missing} never started."})
+        out.append(_row(what, target, f"{took:.2f} s", met,
+                        f"{'Met' if met else 'Missed'}: {took:.2f} s; tasks due ±30 s around "
+                        f"it start p99 {ms(_get(d, fault, 'start', 'p99'))}, max "
+                        f"{ms(_get(d, fault, 'start', 'max'))} late; {missing} never started."))
     share = _num(_get(d, "none", "cpu_standby_share"))
     if share is not None:
         cpu = _get(d, "none", "cpu_seconds") or {}
         met = share <= 0.25
-        out.append({"budget": "Standby CPU next to the leader's (no fault)", "target": "≤ 25%",
-                    "measured": f"{share * 100:.1f}%", "met": met,
-                    "text": f"{'Met' if met else 'Missed'}: standby {num(cpu.get('standby'), 2)}"
-                    f" CPU-s, leader {num(cpu.get('leader'), 2)} CPU-s over the same window."})
+        out.append(_row("Standby CPU next to the leader's (no fault)", "≤ 25%",
+                        f"{share * 100:.1f}%", met,
+                        f"{'Met' if met else 'Missed'}: standby {num(cpu.get('standby'), 2)} "
+                        f"CPU-s, leader {num(cpu.get('leader'), 2)} CPU-s over the same window."))
     return out
 
 
@@ -310,8 +315,7 @@ def _cost_budgets(sc: Mapping[str, Any]) -> list[dict[str, Any]]:
         if value is None:
             return
         met = value >= limit if above else value <= limit
-        out.append({"budget": name, "target": target, "measured": shown, "met": met,
-                    "text": f"{'Met' if met else 'Missed'}: {text}"})
+        out.append(_row(name, target, shown, met, f"{'Met' if met else 'Missed'}: {text}"))
 
     op = _get(sc, "periodic", "operator") or {}
     beat = _num(_get(sc, "periodic", "beat", "cpu_seconds_per_minute"))
