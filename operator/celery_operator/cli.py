@@ -55,6 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
                      "a burst of N is claimed N/rate seconds earlier (default 50)")
     run.add_argument("--poll-interval", type=float, default=_env_float("POLL_INTERVAL", 1.0),
                      help="seconds between batched result-backend reads (default 1)")
+    run.add_argument("--task-events", choices=("notable", "all"),
+                     default=os.environ.get("TASK_EVENTS", "notable"),
+                     help="Kubernetes Events per ScheduledTask: notable (Warnings, Revoked, "
+                     "Revoking; default) or all (also Scheduled, Dispatched, Succeeded: one "
+                     "more API write each) [env TASK_EVENTS]")
     run.add_argument("--no-events", action="store_true",
                      help="do not listen to Celery events (results are still polled)")
     run.add_argument("--no-leader-election", dest="leader_election", action="store_false",
@@ -143,6 +148,7 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         claim_rate=args.claim_rate,
         poll_interval_seconds=args.poll_interval,
         listen_events=not args.no_events,
+        routine_task_events=args.task_events == "all",
         kubeconfig=args.kubeconfig,
         leader_election=args.leader_election,
         lease_name=args.lease_name,

@@ -47,6 +47,8 @@ class OperatorConfig:
     claim_rate: float = 50.0  # claims per second assumed when a burst is due at once
     poll_interval_seconds: float = 1.0
     listen_events: bool = True
+    # Post Scheduled, Dispatched and Succeeded Events for every ScheduledTask.
+    routine_task_events: bool = False
     kubeconfig: str | None = None
     identity: str = field(default_factory=default_identity)
     operator_namespace: str = field(default_factory=operator_namespace)

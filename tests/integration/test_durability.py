@@ -33,6 +33,7 @@ from celery_operator.api import GROUP, SCHEDULED_PLURAL, VERSION, TaskCall, form
 from celery_operator.devstack import CeleryWorker, ControlPlane, KubeEnv, RedisServer
 from celery_operator.devstack.demo_app import Executions, read_executions
 from celery_operator.dispatch.publisher import Publication, Publisher
+from celery_operator.dispatch.revocations import RevokeMarks
 from celery_operator.scheduling.task_lifecycle import task_id_for
 
 from .broker_tap import BrokerTap
@@ -254,6 +255,48 @@ def test_a_claim_published_but_never_confirmed_is_taken_over_and_published_once_
     assert done["status"]["result"] == 2
     ledger.check([done], takeovers=1, republishes=0)
     assert broker_tap.published(task_id) == 2  # the crashed one's and the takeover's
+
+
+@NO_GUARD
+def test_a_claim_published_and_marked_sent_is_confirmed_not_published_again(
+    start_operator: StartOperator, tasks: Tasks, start_worker: StartWorker, queue: str,
+    custom: client.CustomObjectsApi, namespace: str, broker_url: str, backend_url: str,
+    broker_tap: BrokerTap, status_history: StatusHistory, ledger: Ledger,
+) -> None:
+    """As above, but the operator died after its sent mark (the confirm it keeps in the
+    result store, right after the broker's accept) and before any status write. The
+    next operator waits out the claim lease, finds the mark for the broker's current
+    lifetime and writes Queued: one publish, one execution, without the guard."""
+    created = tasks.create("crashed", {"task": {"name": "demo.add", "args": [1, 1],
+                                                "queue": queue}})
+    uid = created["metadata"]["uid"]
+    task_id = task_id_for(uid, 1)
+    now = parse_time(created["metadata"]["creationTimestamp"])
+    custom.patch_namespaced_custom_object_status(
+        GROUP, VERSION, namespace, SCHEDULED_PLURAL, "crashed",
+        {"status": {"phase": "Dispatching", "dueTime": format_time(now), "taskId": task_id,
+                    "attempt": 1, "claim": {"holder": "celery-operator",
+                                            "time": format_time(now)}}},
+    )
+    publisher = Publisher(broker_url)
+    run_id = publisher.broker_run_id()
+    publisher.publish(Publication(
+        call=TaskCall(name="demo.add", args=(1, 1), queue=queue), task_id=task_id, eta=now,
+        headers={"celeryoperator_uid": uid, "celeryoperator_namespace": namespace,
+                 "celeryoperator_name": "crashed", "celeryoperator_attempt": "1"},
+    ))
+    marks = RevokeMarks(backend_url)
+    marks.mark_sent(task_id, run_id)
+    marks.close()
+    start_operator()
+    queued = tasks.wait_phase("crashed", "Queued", timeout=30)
+    assert queued["status"]["brokerRunId"] == run_id
+    assert "sent mark" in queued["status"]["conditions"][0]["message"]
+    start_worker()
+    done = tasks.wait_phase("crashed", "Succeeded", timeout=30)
+    assert done["status"]["result"] == 2
+    ledger.check([done], takeovers=0, republishes=0)
+    assert broker_tap.published(task_id) == 1
 
 
 @NO_GUARD

@@ -15,7 +15,7 @@ from celery_operator.devstack import CeleryWorker
 from celery_operator.devstack.demo_app import RUNS_KEY, STARTED_KEY
 from celery_operator.scheduling.task_lifecycle import task_id_for
 
-from .conftest import StartOperator, Tasks, wait_for_events
+from .conftest import StartOperator, Tasks, events_for, wait_for_events
 
 pytestmark = [pytest.mark.integration, pytest.mark.serial]
 
@@ -35,14 +35,27 @@ def test_immediate_task_succeeds_with_its_result_in_status(
     conditions = {c["type"]: c["status"] for c in status["conditions"]}
     assert conditions == {"Ready": "True", "Stalled": "False"}
     assert status["observedGeneration"] == obj["metadata"]["generation"]
-    events = wait_for_events(core, namespace, "add", lambda es: {"Dispatched", "Succeeded"}
-                             <= {r for _, r, _ in es})
-    reasons = [reason for _, reason, _ in events]
-    assert "Dispatched" in reasons and "Succeeded" in reasons
-    # Write budget: claim, confirm, finish (the Started write is coalesced away).
+    # What the Succeeded Event said is the Ready condition's message.
+    assert [c["message"] for c in status["conditions"] if c["type"] == "Ready"] == [
+        f"task {status['taskId']} succeeded on {celery_worker.name}"]
+    # Write budget: claim and finish. The publish is confirmed by its sent mark in the
+    # result store, the Started write is coalesced away, and the routine Normal Events
+    # (what the status says) are off by default.
     writes = _metric(operator.metrics(), "celery_operator_api_writes_total",
                      'resource="scheduledtasks/status"')
-    assert writes <= 3, writes
+    assert writes == 2, writes
+    operator.stop()
+
+    # --task-events=all: the routine Events too, one API write each.
+    start_operator("--task-events", "all")
+    tasks.create("add-loud", {"task": {"name": "demo.add", "args": [2, 3]}})
+    tasks.wait_phase("add-loud", "Succeeded", timeout=30)
+    events = wait_for_events(core, namespace, "add-loud",
+                             lambda es: "Succeeded" in {r for _, r, _ in es})
+    # (No Dispatched: a task that ends before its Queued write has none to announce.)
+    assert {r for _, r, _ in events} == {"Succeeded"}
+    # By now the first operator's Events, had it posted any, would be there too.
+    assert events_for(core, namespace, "add") == []
 
 
 def test_named_queue_reaches_only_the_worker_listening_on_it(

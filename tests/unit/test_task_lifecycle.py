@@ -355,6 +355,77 @@ def test_an_unconfirmed_claim_with_no_record_after_the_read_is_taken_over() -> N
     assert step.publish is not None and step.publish.task_id == task_id_for(UID, 1)
 
 
+# ---- sent marks: the confirm kept in the result store ------------------------------------
+
+
+def test_a_marked_publish_writes_queued_only_if_the_task_still_waits() -> None:
+    task = new()
+    claim = task.step(T0, broker_run_id="run-1")
+    assert claim.publish is not None
+    mine = {"published_here": claim.publish.task_id, "published_run_id": "run-1",
+            "published_at": T0 + s(0.1), "confirm_after": T0 + s(2.1), "marks_kept": True}
+    step = task.assert_quiet(T0 + s(0.2), **mine)
+    assert step.wake_at == T0 + s(2.1) and step.track
+    step = task.step(T0 + s(2.1), **mine)
+    assert task.phase == "Queued" and task.status["brokerRunId"] == "run-1"
+    assert task.status["queuedTime"] == iso(T0 + s(0.1))
+    assert task.writes == 2
+
+
+def test_a_marked_publish_that_ends_quickly_costs_two_writes() -> None:
+    task = new()
+    claim = task.step(T0, broker_run_id="run-1")
+    assert claim.publish is not None
+    mine = {"published_here": claim.publish.task_id, "published_run_id": "run-1",
+            "published_at": T0 + s(0.1), "confirm_after": T0 + s(2.1), "marks_kept": True}
+    task.assert_quiet(T0 + s(0.2), **mine)
+    done = task.backend("SUCCESS", result=3, date_done=T0 + s(0.3), worker="w1")
+    task.step(T0 + s(1.2), backend=done, started_hint=T0 + s(0.25), **mine)
+    assert task.phase == "Succeeded"
+    assert task.status["queuedTime"] == iso(T0 + s(0.1))
+    assert task.writes == 2  # claim, final
+    task.assert_quiet(T0 + s(3), backend=done, **mine)
+
+
+def test_a_taker_reads_the_sent_mark_before_it_publishes_again() -> None:
+    due = T0 + s(10)
+    task = Task(raw_spec={"task": TASK, "eta": iso(due)}, cfg=LifecycleConfig(holder="a"))
+    task.step(T0)
+    claimed_at = due - CFG.dispatch_lead
+    task.step(claimed_at)
+    task.cfg = LifecycleConfig(holder="b")
+    expired = claimed_at + CFG.claim_lease
+    # Marks not read yet, or read before the claim expired: wait, publish nothing.
+    for read_at in (None, expired - s(0.5)):
+        step = task.plan(expired, backend_read=True, marks_kept=True,
+                         sent_marks_read_at=read_at, broker_run_id="run-1")
+        assert step.publish is None and step.status is None and step.track
+        assert step.wake_at == expired + s(1)
+    # Found, sent to this broker lifetime: confirmed, not published again.
+    step = task.step(expired + s(1), backend_read=True, marks_kept=True,
+                     sent_marks_read_at=expired + s(0.5), sent_mark_run_id="run-1",
+                     broker_run_id="run-1")
+    assert step.publish is None and task.phase == "Queued"
+    assert task.status["brokerRunId"] == "run-1"
+    assert "sent mark" in task.status["conditions"][0]["message"]
+    assert reasons(step) == [("Normal", "Dispatched")]
+
+
+def test_a_taker_publishes_again_when_no_mark_was_found() -> None:
+    due = T0 + s(10)
+    task = Task(raw_spec={"task": TASK, "eta": iso(due)}, cfg=LifecycleConfig(holder="a"))
+    task.step(T0)
+    claimed_at = due - CFG.dispatch_lead
+    task.step(claimed_at)
+    task.cfg = LifecycleConfig(holder="b")
+    expired = claimed_at + CFG.claim_lease
+    step = task.step(expired + s(1), backend_read=True, marks_kept=True,
+                     sent_marks_read_at=expired + s(0.5), sent_mark_run_id=None,
+                     broker_run_id="run-2")
+    assert step.publish is not None and step.publish.task_id == task_id_for(UID, 1)
+    assert reasons(step) == [("Warning", "TookOver")]
+
+
 def test_broker_restart_republishes_a_task_no_worker_took() -> None:
     task = new(countdown=30)
     task.step(T0)

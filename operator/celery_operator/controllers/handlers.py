@@ -121,6 +121,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     engine = TaskEngine(
         kube, directory, lifecycle, poll_interval=config.poll_interval_seconds,
         claim_rate=config.claim_rate, leading=leading, clock=_wall_clock(),
+        routine_events=config.routine_task_events,
         on_claim=leadership.note_claim if leadership is not None else (lambda holder: None),
     )
     await engine.start()

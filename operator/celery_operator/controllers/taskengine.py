@@ -47,6 +47,7 @@ from celery_operator.scheduling.task_lifecycle import (
     current_task_id,
     plan_step,
 )
+from celery_operator.scheduling.task_model import ROUTINE_EVENTS
 
 from .appresolve import AppProblem, ResolvedApp
 from .bursts import BurstTracker, QuietWindows
@@ -99,6 +100,8 @@ class Published:
     task_id: str
     run_id: str | None
     at: datetime
+    # Marked sent in the result store: Queued is written only if it still waits then.
+    confirm_after: datetime | None = None
 
 
 @dataclass
@@ -142,8 +145,12 @@ class TaskEngine:
         publish_threads: int = 4,
         leading: Callable[[], bool] = lambda: True,
         on_claim: Callable[[str], None] = lambda holder: None,
+        routine_events: bool = False,
     ) -> None:
         self.kube = kube
+        # Post the routine Normal Events (ROUTINE_EVENTS) too: one API write each, and
+        # what they say is the task's status message and the operator's metrics.
+        self.routine_events = routine_events
         self.on_claim = on_claim  # the holder of every claim seen (peer check)
         # Leader election: checked before every act (a standby plans, parks, never acts).
         self.leading = leading
@@ -171,6 +178,10 @@ class TaskEngine:
         self._poll_now = asyncio.Event()
         self._published: dict[str, Published] = {}  # uid -> what this process published
         self._states: dict[str, TaskState | None] = {}  # task id -> last backend record
+        # Claims to take over: task id -> (the broker run id it is marked sent to, or
+        # None: no mark; when read).
+        self._sent_marks: dict[str, tuple[str | None, datetime]] = {}
+        self._mark_failing: set[str] = set()  # apps whose sent marks fail (logged once)
         # Final records held back until their paced time: task id -> (record, time).
         self._deferred: dict[str, tuple[TaskState, datetime]] = {}
         self._tracked: dict[str, str] = {}  # uid -> task id to follow in the backend
@@ -243,6 +254,7 @@ class TaskEngine:
             1 for uid, published in list(self._published.items())
             if (entry := self.entries.get(uid)) is not None
             and entry.status.get("phase") == Phase.DISPATCHING.value
+            and published.confirm_after is None  # a marked one is not sent again
             and self._states.get(published.task_id) is None
             and published.task_id not in self._deferred
         )
@@ -542,6 +554,7 @@ class TaskEngine:
         backend = self._states.get(task_id) if task_id else None
         started = self._hints.started.get(task_id) if task_id else None
         published = self._published.get(uid)
+        mark = self._sent_marks.get(task_id) if task_id else None
         worker = (backend.worker if backend else None) or status.get("worker")
         if started is None and backend is not None and backend.status in ("STARTED", "RETRY"):
             started = self._hints.started.setdefault(str(task_id), self.clock())
@@ -558,6 +571,10 @@ class TaskEngine:
             published_here=published.task_id if published else None,
             published_run_id=published.run_id if published else None,
             published_at=published.at if published else None,
+            confirm_after=published.confirm_after if published and not self.draining else None,
+            marks_kept=isinstance(app, ResolvedApp) and app.backend.results_available,
+            sent_marks_read_at=mark[1] if mark else None,
+            sent_mark_run_id=mark[0] if mark else None,
             started_hint=started,
             worker_alive=self.worker_alive(worker),
             extra_lead=self.bursts.extra_lead(uid),
@@ -632,6 +649,8 @@ class TaskEngine:
                 await self._refused(uid, entry, exc, "DeleteRejected", "the delete")
                 return
         for notice in step.notices:
+            if notice.reason in ROUTINE_EVENTS and not self.routine_events:
+                continue
             self.io.post_event(entry.body, notice.type, notice.reason, notice.message)
         metrics.RETRIES.labels(queue=metrics.queue_label(_queue(entry))).inc(
             retries_recorded(obs.status, step.status))
@@ -693,6 +712,7 @@ class TaskEngine:
                 self._hints.started.pop(tracked, None)
                 self._states.pop(tracked, None)
                 self._deferred.pop(tracked, None)
+                self._sent_marks.pop(tracked, None)
         metrics.TRACKED_TASKS.set(len(self._tracked))
         if step.wake_at is not None:
             self.schedule(uid, step.wake_at)
@@ -779,7 +799,7 @@ class TaskEngine:
         )
         loop = asyncio.get_running_loop()
         try:
-            run_id = await loop.run_in_executor(self._publish_pool, self._send, app, pub)
+            run_id, marked = await loop.run_in_executor(self._publish_pool, self._send, app, pub)
         except NotLeading:
             logger.warning("not publishing %s for %s: this process stopped leading (the next "
                            "leader takes the claim over)", order.task_id, _name(entry.body))
@@ -796,7 +816,9 @@ class TaskEngine:
             return
         self._publish_failures.pop(uid, None)
         self._publish_backoff.succeeded(uid)
-        self._published[uid] = Published(order.task_id, run_id, self.clock())
+        now = self.clock()
+        confirm_after = max(now, order.eta) + self.config.queued_after if marked else None
+        self._published[uid] = Published(order.task_id, run_id, now, confirm_after)
         logger.info(
             "published %s attempt %d as %s (eta %s, rv %s)", _name(entry.body), order.attempt,
             order.task_id, order.eta.isoformat(), entry.meta.get("resourceVersion"),
@@ -806,8 +828,9 @@ class TaskEngine:
         metrics.DISPATCH_LATENESS.observe(lateness)
         metrics.DISPATCHED.labels(queue=metrics.queue_label(call.queue), app=app.label).inc()
 
-    def _send(self, app: ResolvedApp, pub: Publication) -> str | None:
-        """Publish (in a publish thread); the broker's run id just before, as confirmed.
+    def _send(self, app: ResolvedApp, pub: Publication) -> tuple[str | None, bool]:
+        """Publish (in a publish thread); the broker's run id just before, as confirmed,
+        and whether the publish is marked sent in the result store.
 
         The id recorded with a message says which lifetime of the broker holds it: a later,
         different id means a restart that may have lost it, and the task is sent again.
@@ -830,7 +853,26 @@ class TaskEngine:
         if not self.leading():  # checked last thing before the broker sees it
             raise NotLeading()
         app.backend.publish(pub)
-        return run_id
+        return run_id, self._mark_sent(app, pub.task_id, run_id)
+
+    def _mark_sent(self, app: ResolvedApp, task_id: str, run_id: str | None) -> bool:
+        """The durable confirm of a publish, right after the broker accepted it. Without
+        it (no run id yet, a store that keeps none, a failing store) the publish is
+        confirmed in status at once, as it always was: nothing depends on the mark."""
+        if run_id is None:
+            return False
+        try:
+            marked = app.backend.mark_sent(task_id, run_id)
+        except Exception as exc:
+            if app.key not in self._mark_failing:
+                self._mark_failing.add(app.key)
+                logger.warning("app %s: sent marks cannot be written (%s): publishes are "
+                               "confirmed in status instead", app.label, public_error(exc))
+            return False
+        if app.key in self._mark_failing:
+            self._mark_failing.discard(app.key)
+            logger.info("app %s: sent marks are written again", app.label)
+        return marked
 
     def _noted_run_id(self, app: ResolvedApp, run_id: str) -> None:
         """A run id read from the app's broker (any thread): a change wakes its tasks."""
@@ -902,6 +944,7 @@ class TaskEngine:
             if not ids:
                 continue
             states = await self._read_backends(ids)
+            await self._read_sent_marks(states)
             now = self.clock()
             for uid, task_id in list(self._tracked.items()):
                 if task_id not in ids:
@@ -954,6 +997,39 @@ class TaskEngine:
             self._read_backoff.succeeded(app.key)
             self._read_next.pop(app.key, None)
         return states
+
+    async def _read_sent_marks(self, states: Mapping[str, TaskState | None]) -> None:
+        """The sent marks of claims this process did not make (another's, or its own
+        before a restart) whose task the backend has no record of: a taker reads them
+        before it publishes the task again. Rare (after a restart or failover), read
+        every poll while they last, one query per app."""
+        by_app: dict[str, list[str]] = {}
+        for uid, task_id in self._tracked.items():
+            entry = self.entries.get(uid)
+            published = self._published.get(uid)
+            if (entry is None or entry.status.get("phase") != Phase.DISPATCHING.value
+                    or (published is not None and published.task_id == task_id)
+                    or task_id not in states or states[task_id] is not None):
+                continue
+            if (key := self._app_of.get(uid)) is not None:
+                by_app.setdefault(key, []).append(task_id)
+        loop = asyncio.get_running_loop()
+        now = self.clock()
+        for app in self.apps.apps():
+            wanted = by_app.get(app.key)
+            run_id = self._run_ids.get(app.key)
+            if not wanted or run_id is None or not app.backend.results_available:
+                continue
+            try:
+                found = await loop.run_in_executor(
+                    self._publish_pool, app.backend.sent, wanted, run_id
+                )
+            except Exception as exc:
+                logger.warning("reading the sent marks of app %s failed: %s", app.label,
+                               public_error(exc))
+                continue
+            for task_id in wanted:
+                self._sent_marks[task_id] = (run_id if task_id in found else None, now)
 
     def _burst_settled(self, uid: str) -> datetime:
         extra = self.bursts.extra_lead(uid)

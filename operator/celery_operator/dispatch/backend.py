@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from celery_operator.api.celery_state import TaskState
@@ -42,6 +42,16 @@ class CeleryBackend:
         for 7 days): a worker with the run-once guard refuses the task even if it missed
         every broadcast. A backend that keeps nothing (rpc://) has the broadcast only."""
         self.reader.mark_revoked(task_id)
+
+    def mark_sent(self, task_id: str, run_id: str) -> bool:
+        """Record durably, where the results are, that `task_id` went out to the broker
+        lifetime `run_id` (the confirm of a publish, read by a taker of its claim).
+        False: the result backend keeps no marks (rpc://). Raises ResultBackendError."""
+        return self.reader.mark_sent(task_id, run_id)
+
+    def sent(self, task_ids: Sequence[str], run_id: str) -> set[str]:
+        """The ids among `task_ids` marked sent to the broker lifetime `run_id`."""
+        return self.reader.sent(task_ids, run_id)
 
     @property
     def results_available(self) -> bool:

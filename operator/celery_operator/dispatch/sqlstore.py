@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
@@ -29,6 +29,9 @@ CONNECT_TIMEOUT_SECONDS = 10
 
 REVOKED_TABLE = "celery_operator_revoked"
 CLAIMS_TABLE = "celery_operator_run_once"
+SENT_TABLE = "celery_operator_sent"
+# A writer deletes the expired rows of its table once per this many puts.
+PURGE_EVERY = 1000
 
 
 def sqlalchemy_url(url: str) -> str:
@@ -97,6 +100,7 @@ class IdTable:
         known = _metadata.tables.get(name)
         self.table = known if known is not None else _id_table(name)
         self._created = False
+        self._puts = 0
 
     @contextlib.contextmanager
     def _begin(self) -> Iterator[sa.Connection]:
@@ -135,11 +139,14 @@ class IdTable:
         """Set `task_id` (its expiry moved to `ttl_seconds` from now)."""
         expires = datetime.now(UTC) + timedelta(seconds=ttl_seconds)
         t = self.table
+        self._puts += 1
         with self._begin() as conn:
             stmt = insert(t).values(task_id=task_id, expires_at=expires)
             conn.execute(stmt.on_conflict_do_update(
                 index_elements=[t.c.task_id], set_={"expires_at": expires}
             ))
+            if self._puts % PURGE_EVERY == 1:  # a table written per publish must not grow
+                conn.execute(sa.delete(t).where(t.c.expires_at <= datetime.now(UTC)))
 
     def has(self, task_id: str) -> bool:
         t = self.table
@@ -150,3 +157,16 @@ class IdTable:
                 )
             ).first()
         return row is not None
+
+    def present(self, task_ids: Sequence[str]) -> set[str]:
+        """The ids among `task_ids` that are set (one query)."""
+        if not task_ids:
+            return set()
+        t = self.table
+        with self._begin() as conn:
+            rows = conn.execute(
+                sa.select(t.c.task_id).where(
+                    t.c.task_id.in_(list(task_ids)), t.c.expires_at > datetime.now(UTC)
+                )
+            ).all()
+        return {str(row[0]) for row in rows}

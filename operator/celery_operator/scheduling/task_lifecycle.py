@@ -9,9 +9,12 @@ The dispatch protocol (DESIGN.md, "Claim → publish → confirm"):
   1. claim: phase Dispatching with a deterministic task id, written with a
      resourceVersion precondition — of two operators only one write succeeds;
   2. publish the message (only the process whose claim succeeded);
-  3. confirm: phase Queued.
-A claim older than `claim_lease` with nobody confirming is taken over and the *same*
-task id published again (at-least-once; the worker-side guard makes it exactly-once).
+  3. confirm: a sent mark in the result store (written by the publisher), and phase
+     Queued — at once without a mark, else only if the task still waits `queued_after`
+     past its due time (one that ends first is written once, from Dispatching).
+A claim older than `claim_lease` with nobody confirming is taken over: confirmed when its
+sent mark is found, else the *same* task id is published again (at-least-once; the
+worker-side guard makes it exactly-once).
 """
 
 from __future__ import annotations
@@ -326,6 +329,10 @@ def _unconfirmed(obs: Observed, cfg: LifecycleConfig, task_id: str, attempt: int
     if failure is not None and failure.task_id == task_id:
         return publish_failed(obs, cfg, failure, task_id, attempt)
     if obs.published_here == task_id:
+        if obs.confirm_after is not None and obs.now < obs.confirm_after:
+            # Marked sent in the result store: that is the confirm. A task that ends
+            # (or starts) before then is written once, from Dispatching.
+            return Step(wake_at=obs.confirm_after, track=True)
         return _confirm(obs, task_id)
     claim = obs.status.get("claim") or {}
     claimed_at = parse_time(str(claim["time"])) if claim.get("time") else None
@@ -335,6 +342,15 @@ def _unconfirmed(obs: Observed, cfg: LifecycleConfig, task_id: str, attempt: int
         # After a restart "no record" is not known yet: the message may have gone out
         # and run (an ETA task often has) before the claimer died. Read first.
         return Step(wake_at=obs.now + timedelta(seconds=1), track=True)
+    if obs.marks_kept:
+        read_at = obs.sent_marks_read_at
+        if read_at is None or (claimed_at is not None and read_at < claimed_at + cfg.claim_lease):
+            # Its sent mark, read after the claim expired (the claimer may have sent it
+            # just before): found, the message is out there and is not sent again.
+            return Step(wake_at=obs.now + timedelta(seconds=1), track=True)
+        if obs.sent_mark_run_id is not None:
+            return _confirm(obs, task_id, f"its claimer sent task {task_id} before it "
+                            "stopped (the sent mark says so): not published again")
     # Nobody confirmed within the lease: the claimer died around its publish. Claim again
     # (conditional, so only one taker) and publish the same id.
     patch = StatusPatch(obs).set(claim={"holder": cfg.holder, "time": precise(obs.now)})
@@ -351,13 +367,13 @@ def _unconfirmed(obs: Observed, cfg: LifecycleConfig, task_id: str, attempt: int
     )
 
 
-def _confirm(obs: Observed, task_id: str) -> Step:
+def _confirm(obs: Observed, task_id: str, message: str | None = None) -> Step:
     # The broker's run id when the message went out: a later, different one means a
     # restart that may have lost it. Without it a restart could not be noticed: wait.
-    run_id = obs.published_run_id or obs.broker_run_id
+    run_id = obs.published_run_id or obs.sent_mark_run_id or obs.broker_run_id
     if run_id is None:
         return Step(wake_at=obs.now + timedelta(milliseconds=500), track=True)
-    message = f"sent task {task_id}"
+    message = message or f"sent task {task_id}"
     patch = StatusPatch(obs).set(queuedTime=queued_time(obs), brokerRunId=run_id)
     return Step(
         status=patch.done(Phase.QUEUED, "Queued", message),

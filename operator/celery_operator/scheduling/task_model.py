@@ -59,11 +59,18 @@ def current_task_id(uid: str, status: Mapping[str, Any]) -> str | None:
     return task_id_for(uid, current_attempt(status))
 
 
+# Normal Events every task would post: off unless asked for (--task-events=all).
+ROUTINE_EVENTS = frozenset({"Scheduled", "Dispatched", "Succeeded"})
+
+
 @dataclass(frozen=True)
 class LifecycleConfig:
     dispatch_lead: timedelta = timedelta(seconds=2)  # publish this early, with eta=dueTime
     claim_lease: timedelta = timedelta(seconds=15)  # take over an unconfirmed claim after
     started_coalesce: timedelta = timedelta(seconds=1)  # skip the Started write if it ends by then
+    # A publish marked sent in the result store is confirmed by the mark: `Queued` is
+    # written only for a task still waiting this long after its due time.
+    queued_after: timedelta = timedelta(seconds=2)
     holder: str = "celery-operator"  # who claims: shown in status.claim.holder
 
 
@@ -83,6 +90,14 @@ class Observed:
     published_here: str | None = None  # the task id this process published since its claim
     published_run_id: str | None = None  # the broker's run id just before that publish
     published_at: datetime | None = None  # when this process published it (queuedTime)
+    # This process's publish is marked sent: write Queued only if it still waits then
+    # (None: confirm at once — no mark, or shutting down).
+    confirm_after: datetime | None = None
+    # The app's result store keeps sent marks; when this process last read the mark of
+    # the current task id, and the broker run id it was found sent to (None: not found).
+    marks_kept: bool = False
+    sent_marks_read_at: datetime | None = None
+    sent_mark_run_id: str | None = None
     started_hint: datetime | None = None  # first sign the task started (event or backend)
     # Is the worker running the task alive? None: unknown (no worker events seen from it).
     worker_alive: bool | None = None

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from celery_operator.api.celery_state import FAILURE, REVOKED, SUCCESS, UNREADABLE, TaskState
 from celery_operator.dispatch.results.base import PROBE_ID, ResultBackendError, ResultStore
@@ -139,6 +139,12 @@ class ResultReader:
 
     def is_revoked(self, task_id: str) -> bool:
         return self.store.is_revoked(task_id)
+
+    def mark_sent(self, task_id: str, run_id: str) -> bool:
+        return self.store.mark_sent(task_id, run_id)
+
+    def sent(self, task_ids: Sequence[str], run_id: str) -> set[str]:
+        return self.store.sent(task_ids, run_id)
 
     def close(self) -> None:
         self.store.close()

@@ -47,4 +47,13 @@ class ResultStore(Protocol):
         """Whether a revoke of `task_id` is recorded (by this process or another)."""
         ...
 
+    def mark_sent(self, task_id: str, run_id: str) -> bool:
+        """Record durably that `task_id` went out to the broker lifetime `run_id`. False:
+        this backend keeps no marks (the publish must be confirmed in status at once)."""
+        ...
+
+    def sent(self, task_ids: Sequence[str], run_id: str) -> set[str]:
+        """The ids among `task_ids` marked sent to the broker lifetime `run_id`."""
+        ...
+
     def close(self) -> None: ...

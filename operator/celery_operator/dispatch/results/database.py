@@ -30,10 +30,11 @@ from celery_operator.api.celery_state import TaskState
 from celery_operator.config import redact_url
 from celery_operator.dispatch.results.base import PROBE_ID, ResultBackendError
 from celery_operator.dispatch.results.meta import Unreadable, decode_json, state_from_meta
-from celery_operator.dispatch.revocations import REVOKED_TTL_SECONDS
+from celery_operator.dispatch.revocations import REVOKED_TTL_SECONDS, SENT_TTL_SECONDS, sent_id
 from celery_operator.dispatch.sqlstore import (
     DJANGO_PREFIX,
     REVOKED_TABLE,
+    SENT_TABLE,
     IdTable,
     create_engine,
     one_line,
@@ -99,6 +100,7 @@ class DatabaseResults:
         self._engine = create_engine(url)
         self._select: sa.TextClause | None = None
         self._marks = IdTable(self._engine, REVOKED_TABLE)
+        self._sent = IdTable(self._engine, SENT_TABLE)
 
     def _statement(self, conn: sa.Connection) -> sa.TextClause:
         """The SELECT for this table's columns (looked up once; again after a failure)."""
@@ -172,6 +174,20 @@ class DatabaseResults:
             return self._marks.has(task_id)
         except Exception as exc:
             raise ResultBackendError(one_line(self._url, exc)) from exc
+
+    def mark_sent(self, task_id: str, run_id: str) -> bool:
+        try:
+            self._sent.put(sent_id(task_id, run_id), SENT_TTL_SECONDS)
+        except Exception as exc:
+            raise ResultBackendError(one_line(self._url, exc)) from exc
+        return True
+
+    def sent(self, task_ids: Sequence[str], run_id: str) -> set[str]:
+        try:
+            present = self._sent.present([sent_id(i, run_id) for i in task_ids])
+        except Exception as exc:
+            raise ResultBackendError(one_line(self._url, exc)) from exc
+        return {i for i in task_ids if sent_id(i, run_id) in present}
 
     def close(self) -> None:
         self._engine.dispose()

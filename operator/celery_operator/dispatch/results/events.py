@@ -114,5 +114,11 @@ class EventResults:
     def is_revoked(self, task_id: str) -> bool:
         return False  # nothing is recorded: whoever leads next sends the revoke again
 
+    def mark_sent(self, task_id: str, run_id: str) -> bool:
+        return False  # nowhere to keep it: the publish is confirmed in status at once
+
+    def sent(self, task_ids: Sequence[str], run_id: str) -> set[str]:
+        return set()
+
     def close(self) -> None:
         """Nothing to close."""

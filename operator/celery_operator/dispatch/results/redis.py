@@ -45,6 +45,16 @@ class RedisResults:
     def is_revoked(self, task_id: str) -> bool:
         return self._marks.is_marked(task_id)
 
+    def mark_sent(self, task_id: str, run_id: str) -> bool:
+        self._marks.mark_sent(task_id, run_id)
+        return True
+
+    def sent(self, task_ids: Sequence[str], run_id: str) -> set[str]:
+        try:
+            return self._marks.sent(task_ids, run_id)
+        except redis.RedisError as exc:
+            raise ResultBackendError(f"{redact_url(self._url)}: {exc}") from exc
+
     def close(self) -> None:
         self._redis.close()
         self._marks.close()
