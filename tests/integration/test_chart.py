@@ -153,7 +153,7 @@ def test_operator_flags() -> None:
     container = pod["containers"][0]
     assert container["args"] == [
         "--log-format=json", "--metrics-port=8000", "--liveness=http://0.0.0.0:8080/healthz",
-        "--dispatch-lead=2", "--claim-lease=15", "--poll-interval=1",
+        "--dispatch-lead=2", "--claim-lease=15", "--poll-interval=1", "--task-events=notable",
         "--lease-name=flags-celery-operator", "--leader-lease-duration=15",
         "--leader-renew-deadline=10", "--leader-retry-period=2",
         "--namespace=team-a", "--namespace=team-b",
@@ -277,7 +277,7 @@ def test_install_doc_followed_literally(
     assert proc.returncode == 0, output
     assert "result: 5" in output
     assert "operator is live (as system:serviceaccount:celery-operator:celery-operator)" in output
-    assert re.search(r"Normal\s+Succeeded\s+scheduledtask/add-now", output), output
+    assert re.search(r"task [0-9a-f-]{36} succeeded on \S+", output), output
     assert "followed docs/install.md to the end" in output
     # The guide's uninstall leaves its Secret (`kubectl delete namespace` would remove it).
     assert namespaced_objects(kube, "celery-operator") == ["secret/celery-connection"]
