@@ -229,6 +229,20 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
     raise AssertionError(f"timed out waiting for {what} (last seen: {last!r})")
 
 
+def metric_sum(operator: OperatorProcess, prefix: str) -> float:
+    """The sum of an operator's metric samples whose line starts with `prefix`."""
+    return sum(float(line.rsplit(" ", 1)[1]) for line in operator.metrics().splitlines()
+               if line.startswith(prefix))
+
+
+def wait_dispatched(operator: OperatorProcess, count: int, timeout: float = 20.0) -> None:
+    """Until `operator` has published `count` messages (its dispatched counter): the
+    sign a message is out, since Queued is written only for a task still waiting 2 s
+    past its due time."""
+    wait_for(lambda: metric_sum(operator, "celery_operator_dispatched_total{") >= count,
+             timeout, f"{count} messages published")
+
+
 def holds_for(predicate: Callable[[], Any], seconds: float, what: str) -> None:
     """Something must NOT happen: check it all along a window, fail at the first miss."""
     deadline = time.monotonic() + seconds

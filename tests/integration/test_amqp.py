@@ -29,7 +29,14 @@ from celery_operator.devstack.operatorproc import OperatorProcess
 from celery_operator.dispatch.brokers import open_broker
 from celery_operator.dispatch.publisher import celery_app, close_app
 
-from .conftest import StartOperator, Tasks, holds_for, wait_for, wait_for_events
+from .conftest import (
+    StartOperator,
+    Tasks,
+    holds_for,
+    wait_dispatched,
+    wait_for,
+    wait_for_events,
+)
 from .history import StatusHistory
 
 pytestmark = [pytest.mark.integration, pytest.mark.serial]
@@ -224,9 +231,10 @@ def test_revoking_a_countdown_task_the_worker_holds_ends_revoked_and_it_never_ru
     tasks: Tasks,
 ) -> None:
     # Published 8 s before it is due: the worker holds it (eta) when the revoke comes.
-    start_operator("--dispatch-lead", "8")
+    operator = start_operator("--dispatch-lead", "8")
     tasks.create("later", {"task": {"name": "demo.add", "args": [1, 2]}, "countdown": 10})
-    task_id = tasks.wait_phase("later", "Queued", timeout=20)["status"]["taskId"]
+    wait_dispatched(operator, 1)
+    task_id = tasks.get("later")["status"]["taskId"]
     tasks.patch_spec("later", {"revoke": {}})
     tasks.wait_phase("later", "Revoked", timeout=30)
     holds_for(lambda: task_id not in _runs(module_executions), 3, "the task never ran")

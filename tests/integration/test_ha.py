@@ -32,7 +32,7 @@ from celery_operator.devstack.operatorproc import OperatorProcess
 
 from ..conftest import BROKER_DB
 from .broker_tap import BrokerTap
-from .conftest import Tasks, holds_for, wait_for
+from .conftest import Tasks, holds_for, metric_sum, wait_dispatched, wait_for
 from .history import StatusHistory
 from .test_durability import Ledger
 
@@ -253,8 +253,8 @@ def test_task_deleted_while_nobody_leads_is_revoked_once_by_the_next_leader(
     for name in ("doomed", "kept"):
         tasks.create(name, {"task": {"name": "demo.add", "args": [1, 1], "queue": queue},
                             "eta": format_time(due)})
-    ids = {name: str(tasks.wait_phase(name, "Queued", timeout=20)["status"]["taskId"])
-           for name in ("doomed", "kept")}
+    wait_dispatched(leader, 2)
+    ids = {name: str(tasks.get(name)["status"]["taskId"]) for name in ("doomed", "kept")}
     leader.signal(signal.SIGSTOP)
     tasks.delete("doomed")
     assert not standby.leader()  # the delete landed while nobody led
@@ -274,9 +274,7 @@ def _dispatched(proc: OperatorProcess) -> float:
 
 
 def _metric(proc: OperatorProcess, prefix: str) -> float:
-    """The sum of the samples whose line starts with `prefix`."""
-    return sum(float(line.rsplit(" ", 1)[1]) for line in proc.metrics().splitlines()
-               if line.startswith(prefix))
+    return metric_sum(proc, prefix)
 
 
 class CuttableProxy:

@@ -31,8 +31,7 @@ def test_a_run_nobody_takes_before_it_expires_ends_expired_in_the_parents_histor
     wait_for(lambda: tasks.list(), 20, "the run to be created")
     assert [c["metadata"]["name"] for c in tasks.list()] == [run]
     assert tasks.get(run)["spec"]["expires"] == 2
-    tasks.wait_phase(run, "Queued", timeout=20)
-    child = tasks.wait_phase(run, "Expired", timeout=20)
+    child = tasks.wait_phase(run, "Expired", timeout=40)
     status = child["status"]
     assert parse_time(status["dueTime"]) == fire
     assert parse_time(status["expiresAt"]) == fire + timedelta(seconds=2)
