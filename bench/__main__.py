@@ -31,6 +31,7 @@ from . import (
     periodic,
     report,
     resultreads,
+    retention,
     scale,
     settings,
     spread,
@@ -59,7 +60,8 @@ class OnBroker:
 
 
 # In the issue's order: 1 burst ... 7 churn; then the broker dimension (burst, spread and
-# throughput on RabbitMQ), 8 result reads per backend (issue 13) and failover (issue 16).
+# throughput on RabbitMQ), 8 result reads per backend (issue 13), failover (issue 16) and
+# 10 retention: finished objects under a steady rate (issue 17).
 SCENARIOS: dict[str, Scenario] = {
     "burst": burst,
     "spread": spread,
@@ -73,6 +75,7 @@ SCENARIOS: dict[str, Scenario] = {
     "throughput-amqp": OnBroker(throughput, "amqp"),
     "resultreads": resultreads,
     "failover": failover,
+    "retention": retention,
 }
 # Too long for a smoke run: the RabbitMQ variants would double its time, and a SIGKILL
 # failover waits out the 15 s lease. Full runs, or `--only`.

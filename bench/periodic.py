@@ -78,10 +78,16 @@ def _window(sc: Scope, bounds: list[float], sides: list[Any], settle: float = SE
         side.bounds = bounds
     _sleep_until(bounds[0] - settle)
     cpu = sc.cpu_window()
+    before = measure.apiserver_requests(sc.stack.apiserver_metrics_fast())
     _sleep_until(bounds[-1] + settle)
     result = cpu.stop()
+    after = measure.apiserver_requests(sc.stack.apiserver_metrics_fast())
+    # Every request the API server served in the window, by verb and resource: what a run
+    # costs it (the operator's, the bench's watch, and beat's none).
+    requests = {k: v for k, v in measure.request_delta(before, after).items() if v}
     for side in sides:
         side.cpu = result
+        side.requests = requests
 
 
 def _periodic(namespace: str, i: int) -> dict[str, Any]:
@@ -108,6 +114,7 @@ class OperatorSide:
         self.stack, self.sc, self.n = stack, sc, n
         self.bounds: list[float] = []
         self.cpu: dict[str, Any] = {}
+        self.requests: dict[str, float] = {}
         self.notes: list[str] = []
         self.ns = stack.namespace("periodic")
         # Watching before anything exists: children of a big burst are created early
@@ -159,6 +166,9 @@ class OperatorSide:
             "not_started": len(ids) - len(starts),
             "cpu": self.cpu,
             "cpu_seconds_per_minute": _per_minute(self.cpu, "operator"),
+            "apiserver_requests": self.requests,
+            "writes_per_run": (sum(measure.writes_only(self.requests).values())
+                               / max(sum(per_minute.values()), 1)),
             "watch_errors": self.watch.errors,
             "profile": profile_summary(self.profile),
             "notes": self.notes,
@@ -172,6 +182,7 @@ class BeatSide:
         self.stack, self.sc, self.n = stack, sc, n
         self.bounds: list[float] = []
         self.cpu: dict[str, Any] = {}
+        self.requests: dict[str, float] = {}
         self.notes: list[str] = []
         self.sent_log = sc.dir / "beat-sent.log"
         self.proc: Any = None

@@ -22,6 +22,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from .measure import writes_only
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
 LOCAL_DIR = RESULTS_DIR / "local"  # quick and partial runs: never committed, never in docs/
@@ -358,6 +360,19 @@ def _cost_budgets(sc: Mapping[str, Any]) -> list[dict[str, Any]]:
             f"{num(w, 2)}", f"{num(w, 2)} API writes per task "
             f"({num(variant.get('status_writes_per_task'), 2)} status PATCH + "
             f"{num(variant.get('events_per_task'), 2)} Event POST).")
+    r = sc.get("retention")
+    if isinstance(r, Mapping) and r.get("bound") is not None:
+        last, bound = _num(r.get("last_minute_max")), _num(r.get("bound"))
+        if last is not None and bound:
+            before, after = r.get("etcd_before") or {}, r.get("etcd_after") or {}
+            add(f"ScheduledTasks in etcd under {num(r.get('rate'), 0)}/s for "
+                f"{num((_num(r.get('seconds')) or 0) / 60, 0)} min, ttlSecondsAfterFinished "
+                f"{r.get('ttl_seconds')} s: bounded", f"≤ {bound:.0f} (rate x (ttl + 60 s))",
+                last / bound, 1.0, False, f"{last:.0f}",
+                f"at most {last:.0f} objects in the last minute of creates (max "
+                f"{r.get('max_objects')}, {r.get('final_objects')} after); etcd db "
+                f"{num(before.get('total_mb'))} → {num(after.get('total_mb'))} MB, in use "
+                f"{num(before.get('in_use_mb'))} → {num(after.get('in_use_mb'))} MB.")
     return out
 
 
@@ -547,6 +562,7 @@ def render(results: Mapping[str, Any], images: Mapping[str, str], img_prefix: st
         "burst": _burst_md, "spread": _spread_md, "throughput": _throughput_md,
         "writes": _writes_md, "scale": _scale_md, "periodic": _periodic_md, "churn": _churn_md,
         "resultreads": _resultreads_md, "failover": _failover_md,
+        "retention": _retention_md,
     }
     for name, render_section in sections.items():
         if name not in sc:
@@ -578,6 +594,7 @@ TITLES = {
     "periodic": "6. Periodic precision", "churn": "7. Durability under churn",
     "resultreads": "8. Result-read cost per backend",
     "failover": "9. Failover (two replicas, one Lease)",
+    "retention": "10. Finished objects under a steady rate",
 }
 
 
@@ -873,6 +890,7 @@ def _periodic_md(d: Mapping[str, Any]) -> str:
              str(beat.get("not_started"))],
         ]),
         "",
+        *_periodic_writes(op),
         "Kubernetes' CronJob controller (not measured here): the original controller polled "
         "every CronJob every 10 s, so a Job could start up to ~10 s after its minute; the "
         "CronJobControllerV2 (default since 1.21) keeps a delaying work queue and requeues "
@@ -880,6 +898,18 @@ def _periodic_md(d: Mapping[str, Any]) -> str:
         "a Job is created *approximately* once per schedule time, with "
         "`startingDeadlineSeconds` bounding how late a missed run may still start.",
     ])
+
+
+def _periodic_writes(op: Mapping[str, Any]) -> list[str]:
+    """What the API server served in the operator's window, per run: its writes by kind."""
+    requests = op.get("apiserver_requests") or {}
+    runs = sum(op.get("children_per_minute") or []) or None
+    if not requests or not runs:
+        return []
+    writes = writes_only(requests)
+    parts = ", ".join(f"{k} {v / runs:.2f}" for k, v in sorted(writes.items()))
+    return [f"API writes per run in the operator's window (its ±30 s edges included): "
+            f"{num(op.get('writes_per_run'), 2)} — {parts}.", ""]
 
 
 def _churn_md(d: Mapping[str, Any]) -> str:
@@ -1002,6 +1032,31 @@ def _resultreads_md(d: Mapping[str, Any]) -> str:
         "",
         table(["Backend", "Queries / poll", "per 1,000 tasks", "Poll", "Reader CPU",
                "Server CPU", "Core at 1 poll/s"], rows),
+    ])
+
+
+def _retention_md(d: Mapping[str, Any]) -> str:
+    samples = d.get("samples") or []
+    shown = samples[:: max(1, len(samples) // 12)] + samples[-1:]
+    rows = [[num(s.get("t"), 0), str(int(s.get("created") or 0)),
+             str(int(s.get("finished") or 0)), str(int(s.get("objects") or 0)),
+             num(s.get("total_mb")), num(s.get("in_use_mb"))] for s in shown]
+    return "\n".join([
+        f"### {TITLES['retention']}",
+        "",
+        f"Immediate ScheduledTasks created at {num(d.get('rate'), 0)} per second for "
+        f"{num(d.get('seconds'), 0)} s ({d.get('created')} in all), each with "
+        f"`ttlSecondsAfterFinished: {d.get('ttl_seconds')}`, while the operator runs them; "
+        "then until the last one is deleted (or TTL + 60 s). Objects = the ScheduledTasks "
+        "etcd holds (a LIST with limit=1 and its remainingItemCount); etcd's database size "
+        "from its own /metrics (the API server compacts every 5 minutes; the file does not "
+        "shrink without a defrag, the part in use does).",
+        "",
+        table(["t (s)", "created", "finished", "objects", "etcd db (MB)", "in use (MB)"], rows),
+        "",
+        f"Bound {d.get('bound')}: the last minute of creates peaked at "
+        f"{d.get('last_minute_max')}, the whole run at {d.get('max_objects')}; "
+        f"{d.get('final_objects')} left at the end.",
     ])
 
 

@@ -28,6 +28,9 @@ class Sizes:
     writes_countdown: float  # seconds, the delayed variant of the write-cost scenario
     beat_minutes: int
     result_reads: int  # tracked tasks per poll in the result-read cost scenario
+    retention_rate: float  # ScheduledTasks created per second in the retention scenario
+    retention_seconds: float  # for this long
+    retention_ttl: int  # their ttlSecondsAfterFinished
     worker_concurrency: int = 4
     worker_pool: str = "prefork"
 
@@ -64,6 +67,9 @@ FULL = Sizes(
     writes_countdown=10.0,
     beat_minutes=3,
     result_reads=10_000,
+    retention_rate=50.0,
+    retention_seconds=600.0,
+    retention_ttl=60,
 )
 
 # A smoke run for CI: every code path, small N, one repeat; beat and the operator share
@@ -89,6 +95,9 @@ QUICK = Sizes(
     writes_countdown=5.0,
     beat_minutes=1,
     result_reads=1_000,
+    retention_rate=20.0,
+    retention_seconds=20.0,
+    retention_ttl=5,
 )
 
 

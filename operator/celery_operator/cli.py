@@ -53,6 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--claim-rate", type=float, default=_env_float("CLAIM_RATE", 50.0),
                      help="claims per second to plan for when many tasks are due at once: "
                      "a burst of N is claimed N/rate seconds earlier (default 50)")
+    run.add_argument("--finish-rate", type=float, default=_env_float("FINISH_RATE", 50.0),
+                     help="final status writes per second at most: a burst's results are "
+                     "written at this pace, leaving the API server to the rest (default 50) "
+                     "[env FINISH_RATE]")
     run.add_argument("--poll-interval", type=float, default=_env_float("POLL_INTERVAL", 1.0),
                      help="seconds between batched result-backend reads (default 1)")
     run.add_argument("--task-events", choices=("notable", "all"),
@@ -146,6 +150,7 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         dispatch_lead_seconds=args.dispatch_lead,
         claim_lease_seconds=args.claim_lease,
         claim_rate=args.claim_rate,
+        finish_rate=args.finish_rate,
         poll_interval_seconds=args.poll_interval,
         listen_events=not args.no_events,
         routine_task_events=args.task_events == "all",

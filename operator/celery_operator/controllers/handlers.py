@@ -120,7 +120,8 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     leading = leadership.leading if leadership is not None else (lambda: True)
     engine = TaskEngine(
         kube, directory, lifecycle, poll_interval=config.poll_interval_seconds,
-        claim_rate=config.claim_rate, leading=leading, clock=_wall_clock(),
+        claim_rate=config.claim_rate, finish_rate=config.finish_rate, leading=leading,
+        clock=_wall_clock(),
         routine_events=config.routine_task_events,
         on_claim=leadership.note_claim if leadership is not None else (lambda holder: None),
     )

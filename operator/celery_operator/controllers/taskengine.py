@@ -817,7 +817,11 @@ class TaskEngine:
         self._publish_failures.pop(uid, None)
         self._publish_backoff.succeeded(uid)
         now = self.clock()
-        confirm_after = max(now, order.eta) + self.config.queued_after if marked else None
+        # Queued only for a task still waiting a while past its due time — and past its
+        # burst's quiet window, when no result is read (else every task of a burst would
+        # get a Queued write before its result could be seen).
+        confirm_after = max(now, order.eta, self._burst_settled(uid)) + (
+            self.config.queued_after) if marked else None
         self._published[uid] = Published(order.task_id, run_id, now, confirm_after)
         logger.info(
             "published %s attempt %d as %s (eta %s, rv %s)", _name(entry.body), order.attempt,
