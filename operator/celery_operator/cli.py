@@ -53,9 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--claim-rate", type=float, default=_env_float("CLAIM_RATE", 50.0),
                      help="claims per second to plan for when many tasks are due at once: "
                      "a burst of N is claimed N/rate seconds earlier (default 50)")
-    run.add_argument("--finish-rate", type=float, default=_env_float("FINISH_RATE", 50.0),
+    run.add_argument("--finish-rate", type=float, default=_env_float("FINISH_RATE", 100.0),
                      help="final status writes per second at most: a burst's results are "
-                     "written at this pace, leaving the API server to the rest (default 50) "
+                     "written at this pace, leaving the API server to the rest (default 100) "
                      "[env FINISH_RATE]")
     run.add_argument("--poll-interval", type=float, default=_env_float("POLL_INTERVAL", 1.0),
                      help="seconds between batched result-backend reads (default 1)")

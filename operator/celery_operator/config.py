@@ -45,7 +45,7 @@ class OperatorConfig:
     dispatch_lead_seconds: float = 2.0
     claim_lease_seconds: float = 15.0
     claim_rate: float = 50.0  # claims per second assumed when a burst is due at once
-    finish_rate: float = 50.0  # final status writes per second at most
+    finish_rate: float = 100.0  # final status writes per second at most
     poll_interval_seconds: float = 1.0
     listen_events: bool = True
     # Post Scheduled, Dispatched and Succeeded Events for every ScheduledTask.

@@ -138,7 +138,7 @@ class TaskEngine:
         consumer_check_interval: float = 10.0,
         consumer_grace: float = 20.0,
         claim_rate: float = 50.0,
-        finish_rate: float = 50.0,
+        finish_rate: float = 100.0,
         max_extra_lead: float = 60.0,
         broker_check_interval: float = 2.0,
         kube_threads: int = 32,
