@@ -1037,7 +1037,9 @@ def _resultreads_md(d: Mapping[str, Any]) -> str:
 
 def _retention_md(d: Mapping[str, Any]) -> str:
     samples = d.get("samples") or []
-    shown = samples[:: max(1, len(samples) // 12)] + samples[-1:]
+    shown = samples[:: max(1, len(samples) // 12)]
+    if samples and shown[-1] is not samples[-1]:
+        shown.append(samples[-1])
     rows = [[num(s.get("t"), 0), str(int(s.get("created") or 0)),
              str(int(s.get("finished") or 0)), str(int(s.get("objects") or 0)),
              num(s.get("total_mb")), num(s.get("in_use_mb"))] for s in shown]
