@@ -1022,15 +1022,19 @@ class TaskEngine:
         for app in self.apps.apps():
             wanted = by_app.get(app.key)
             run_id = self._run_ids.get(app.key)
-            if not wanted or run_id is None or not app.backend.results_available:
-                continue
+            if (not wanted or run_id is None or not app.backend.results_available
+                    or self._read_next.get(app.key, now) > now):
+                continue  # (a store that fails is read again after its backoff)
             try:
                 found = await loop.run_in_executor(
                     self._publish_pool, app.backend.sent, wanted, run_id
                 )
             except Exception as exc:
-                logger.warning("reading the sent marks of app %s failed: %s", app.label,
-                               public_error(exc))
+                delay = self._read_backoff.failed(app.key)
+                self._read_next[app.key] = now + delay
+                logger.warning("reading the sent marks of app %s failed (next try in %.0f s; "
+                               "its claims are taken over once they can be read): %s",
+                               app.label, delay.total_seconds(), public_error(exc))
                 continue
             for task_id in wanted:
                 self._sent_marks[task_id] = (run_id if task_id in found else None, now)
