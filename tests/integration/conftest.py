@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from celery_operator.api import GROUP, PERIODIC_PLURAL, SCHEDULED_PLURAL, VERSIO
 from celery_operator.devstack import KubeEnv, RedisServer
 from celery_operator.devstack.operatorproc import OperatorProcess
 from celery_operator.devstack.postgresserver import PostgresServer
+from celery_operator.dispatch import sqlstore
 
 from ..conftest import BROKER_DB
 from .broker_tap import BrokerTap
@@ -47,6 +49,17 @@ def postgres_url(
     would take psycopg2 otherwise), the password percent-encoded."""
     return (f"{prefix}postgresql+psycopg://{server.user}:{quote(password, safe='')}@"
             f"127.0.0.1:{port or server.port}/{database or server.database}")
+
+
+def fresh_database(server: PostgresServer, prefix: str) -> str:
+    """A new, empty database on `server` (named `prefix`_<random>): its db+ URL."""
+    database = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    admin = sqlstore.create_engine(postgres_url(server)).execution_options(
+        isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"CREATE DATABASE {database}")
+    admin.dispose()
+    return postgres_url(server, database=database)
 
 
 @pytest.fixture

@@ -220,15 +220,12 @@ def test_operator_sigkilled_while_200_tasks_are_due_loses_and_doubles_nothing(
         assert started <= due.timestamp() + 30  # late only by the outage, never by a restart
 
 
-def test_a_claim_published_but_never_confirmed_is_taken_over_and_published_once_more(
-    start_operator: StartOperator, tasks: Tasks, start_worker: StartWorker, queue: str,
-    custom: client.CustomObjectsApi, namespace: str, broker_url: str,
-    broker_tap: BrokerTap, status_history: StatusHistory, ledger: Ledger,
-) -> None:
-    """The documented takeover, made to happen: an operator claimed the task, published
-    it and died before confirming (its claim and its message are written here exactly as
-    it writes them). The next operator waits out the claim lease, reads the backend (no
-    record: no worker yet), takes the claim over and publishes the same id again."""
+def _claimed_and_published(
+    tasks: Tasks, custom: client.CustomObjectsApi, namespace: str, broker_url: str, queue: str
+) -> tuple[str, str]:
+    """A ScheduledTask "crashed" whose operator claimed it and published its message (both
+    written here exactly as the operator writes them), then died: (task id, the broker's
+    run id at the publish)."""
     created = tasks.create("crashed", {"task": {"name": "demo.add", "args": [1, 1],
                                                 "queue": queue}})
     uid = created["metadata"]["uid"]
@@ -240,11 +237,27 @@ def test_a_claim_published_but_never_confirmed_is_taken_over_and_published_once_
                     "attempt": 1, "claim": {"holder": "celery-operator",
                                             "time": format_time(now)}}},
     )
-    Publisher(broker_url).publish(Publication(
+    publisher = Publisher(broker_url)
+    run_id = publisher.broker_run_id()
+    publisher.publish(Publication(
         call=TaskCall(name="demo.add", args=(1, 1), queue=queue), task_id=task_id, eta=now,
         headers={"celeryoperator_uid": uid, "celeryoperator_namespace": namespace,
                  "celeryoperator_name": "crashed", "celeryoperator_attempt": "1"},
     ))
+    publisher.close()
+    return task_id, run_id
+
+
+def test_a_claim_published_but_never_confirmed_is_taken_over_and_published_once_more(
+    start_operator: StartOperator, tasks: Tasks, start_worker: StartWorker, queue: str,
+    custom: client.CustomObjectsApi, namespace: str, broker_url: str,
+    broker_tap: BrokerTap, status_history: StatusHistory, ledger: Ledger,
+) -> None:
+    """The documented takeover, made to happen: an operator claimed the task, published
+    it and died before confirming (its claim and its message are written here exactly as
+    it writes them). The next operator waits out the claim lease, reads the backend (no
+    record: no worker yet), takes the claim over and publishes the same id again."""
+    task_id, _ = _claimed_and_published(tasks, custom, namespace, broker_url, queue)
     start_operator()
     deadline = time.monotonic() + 30
     while status_history.allowance(task_id).takeovers < 1 and time.monotonic() < deadline:
@@ -267,24 +280,7 @@ def test_a_claim_published_and_marked_sent_is_confirmed_not_published_again(
     result store, right after the broker's accept) and before any status write. The
     next operator waits out the claim lease, finds the mark for the broker's current
     lifetime and writes Queued: one publish, one execution, without the guard."""
-    created = tasks.create("crashed", {"task": {"name": "demo.add", "args": [1, 1],
-                                                "queue": queue}})
-    uid = created["metadata"]["uid"]
-    task_id = task_id_for(uid, 1)
-    now = parse_time(created["metadata"]["creationTimestamp"])
-    custom.patch_namespaced_custom_object_status(
-        GROUP, VERSION, namespace, SCHEDULED_PLURAL, "crashed",
-        {"status": {"phase": "Dispatching", "dueTime": format_time(now), "taskId": task_id,
-                    "attempt": 1, "claim": {"holder": "celery-operator",
-                                            "time": format_time(now)}}},
-    )
-    publisher = Publisher(broker_url)
-    run_id = publisher.broker_run_id()
-    publisher.publish(Publication(
-        call=TaskCall(name="demo.add", args=(1, 1), queue=queue), task_id=task_id, eta=now,
-        headers={"celeryoperator_uid": uid, "celeryoperator_namespace": namespace,
-                 "celeryoperator_name": "crashed", "celeryoperator_attempt": "1"},
-    ))
+    task_id, run_id = _claimed_and_published(tasks, custom, namespace, broker_url, queue)
     marks = RevokeMarks(backend_url)
     marks.mark_sent(task_id, run_id)
     marks.close()

@@ -8,29 +8,18 @@ import uuid
 import pytest
 
 from celery_operator.devstack.postgresserver import PostgresServer
-from celery_operator.dispatch import sqlstore
 from celery_operator.dispatch.backend import CeleryBackend
 
-from .conftest import postgres_url
+from .conftest import fresh_database
 
 pytestmark = pytest.mark.integration
-
-
-def _fresh_database(postgres: PostgresServer) -> str:
-    database = f"marks_{uuid.uuid4().hex[:8]}"
-    admin = sqlstore.create_engine(postgres_url(postgres)).execution_options(
-        isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f"CREATE DATABASE {database}")
-    admin.dispose()
-    return postgres_url(postgres, database=database)
 
 
 @pytest.mark.parametrize("store", ["redis", "postgresql"])
 def test_a_mark_is_found_for_its_broker_lifetime_only(
     store: str, broker_url: str, backend_url: str, postgres: PostgresServer
 ) -> None:
-    results = backend_url if store == "redis" else _fresh_database(postgres)
+    results = backend_url if store == "redis" else fresh_database(postgres, "marks")
     backend = CeleryBackend(broker_url, results)
     try:
         sent, other, never = (str(uuid.uuid4()) for _ in range(3))

@@ -18,12 +18,11 @@ from celery_operator.api.celery_state import TaskState
 from celery_operator.devstack import CeleryWorker, RedisServer, free_port
 from celery_operator.devstack.demo_app import DROPPED_KEY, RUNS_KEY
 from celery_operator.devstack.postgresserver import PostgresServer
-from celery_operator.dispatch import sqlstore
 from celery_operator.dispatch.backend import CeleryBackend
 from celery_operator.dispatch.publisher import Publication
 from celery_operator.worker import PostgresClaims
 
-from .conftest import postgres_url
+from .conftest import fresh_database, postgres_url
 
 pytestmark = pytest.mark.integration
 
@@ -159,13 +158,7 @@ def test_worker_processes_creating_the_claim_tables_at_once_all_claim_and_one_wi
     """A fresh database and eight processes' first task at the same instant: each creates
     the tables it finds missing; PostgreSQL refuses concurrent CREATE TABLEs of one name
     (pg_type), which must not fail a claim (and so a task)."""
-    database = f"race_{uuid.uuid4().hex[:8]}"
-    admin = sqlstore.create_engine(postgres_url(postgres)).execution_options(
-        isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f"CREATE DATABASE {database}")
-    admin.dispose()
-    url = postgres_url(postgres, database=database)
+    url = fresh_database(postgres, "race")
     task_id = str(uuid.uuid4())
     start = threading.Barrier(8)
     outcomes: list[object] = []

@@ -358,12 +358,19 @@ def test_an_unconfirmed_claim_with_no_record_after_the_read_is_taken_over() -> N
 # ---- sent marks: the confirm kept in the result store ------------------------------------
 
 
-def test_a_marked_publish_writes_queued_only_if_the_task_still_waits() -> None:
+def _marked_publish() -> tuple[Task, dict[str, Any]]:
+    """An immediate task claimed at T0 and published here at T0 + 0.1 s, marked sent:
+    the task and what this process observes about its publish."""
     task = new()
     claim = task.step(T0, broker_run_id="run-1")
     assert claim.publish is not None
-    mine = {"published_here": claim.publish.task_id, "published_run_id": "run-1",
-            "published_at": T0 + s(0.1), "confirm_after": T0 + s(2.1), "marks_kept": True}
+    return task, {"published_here": claim.publish.task_id, "published_run_id": "run-1",
+                  "published_at": T0 + s(0.1), "confirm_after": T0 + s(2.1),
+                  "marks_kept": True}
+
+
+def test_a_marked_publish_writes_queued_only_if_the_task_still_waits() -> None:
+    task, mine = _marked_publish()
     step = task.assert_quiet(T0 + s(0.2), **mine)
     assert step.wake_at == T0 + s(2.1) and step.track
     step = task.step(T0 + s(2.1), **mine)
@@ -373,11 +380,7 @@ def test_a_marked_publish_writes_queued_only_if_the_task_still_waits() -> None:
 
 
 def test_a_marked_publish_that_ends_quickly_costs_two_writes() -> None:
-    task = new()
-    claim = task.step(T0, broker_run_id="run-1")
-    assert claim.publish is not None
-    mine = {"published_here": claim.publish.task_id, "published_run_id": "run-1",
-            "published_at": T0 + s(0.1), "confirm_after": T0 + s(2.1), "marks_kept": True}
+    task, mine = _marked_publish()
     task.assert_quiet(T0 + s(0.2), **mine)
     done = task.backend("SUCCESS", result=3, date_done=T0 + s(0.3), worker="w1")
     task.step(T0 + s(1.2), backend=done, started_hint=T0 + s(0.25), **mine)
@@ -387,14 +390,19 @@ def test_a_marked_publish_that_ends_quickly_costs_two_writes() -> None:
     task.assert_quiet(T0 + s(3), backend=done, **mine)
 
 
-def test_a_taker_reads_the_sent_mark_before_it_publishes_again() -> None:
+def _claim_of_a_dead_claimer() -> tuple[Task, datetime]:
+    """Claimed by "a", which died; "b" plans it: (the task, when the claim expired)."""
     due = T0 + s(10)
     task = Task(raw_spec={"task": TASK, "eta": iso(due)}, cfg=LifecycleConfig(holder="a"))
     task.step(T0)
     claimed_at = due - CFG.dispatch_lead
     task.step(claimed_at)
     task.cfg = LifecycleConfig(holder="b")
-    expired = claimed_at + CFG.claim_lease
+    return task, claimed_at + CFG.claim_lease
+
+
+def test_a_taker_reads_the_sent_mark_before_it_publishes_again() -> None:
+    task, expired = _claim_of_a_dead_claimer()
     # Marks not read yet, or read before the claim expired: wait, publish nothing.
     for read_at in (None, expired - s(0.5)):
         step = task.plan(expired, backend_read=True, marks_kept=True,
@@ -412,13 +420,7 @@ def test_a_taker_reads_the_sent_mark_before_it_publishes_again() -> None:
 
 
 def test_a_taker_publishes_again_when_no_mark_was_found() -> None:
-    due = T0 + s(10)
-    task = Task(raw_spec={"task": TASK, "eta": iso(due)}, cfg=LifecycleConfig(holder="a"))
-    task.step(T0)
-    claimed_at = due - CFG.dispatch_lead
-    task.step(claimed_at)
-    task.cfg = LifecycleConfig(holder="b")
-    expired = claimed_at + CFG.claim_lease
+    task, expired = _claim_of_a_dead_claimer()
     step = task.step(expired + s(1), backend_read=True, marks_kept=True,
                      sent_marks_read_at=expired + s(0.5), sent_mark_run_id=None,
                      broker_run_id="run-2")
