@@ -10,7 +10,7 @@ import kopf
 from prometheus_client import start_http_server
 
 from celery_operator.config import OperatorConfig
-from celery_operator.controllers import handlers  # noqa: F401  (registers the handlers)
+from celery_operator.controllers import handlers, listing  # noqa: F401  (registers the handlers)
 
 # The API server stores JSON nested up to 10,000 levels deep; kopf decodes every watch
 # event with json.loads, which recurses once per level. At Python's default limit (1,000)
@@ -23,6 +23,7 @@ def run_operator(config: OperatorConfig) -> None:
     sys.setrecursionlimit(max(sys.getrecursionlimit(), RECURSION_LIMIT))
     if config.metrics_port:
         start_http_server(config.metrics_port, addr="0.0.0.0")
+    listing.install()
     memo = kopf.Memo(config=config)
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     asyncio.run(

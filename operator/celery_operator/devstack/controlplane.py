@@ -10,6 +10,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -98,8 +99,9 @@ class ExistingCluster(KubeEnv):
 class ControlPlane(KubeEnv):
     """A real etcd and kube-apiserver on free loopback ports, with a self-made CA."""
 
-    def __init__(self, workdir: Path | None = None) -> None:
+    def __init__(self, workdir: Path | None = None, apiserver_flags: Sequence[str] = ()) -> None:
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="celery-operator-cp-"))
+        self.apiserver_flags = list(apiserver_flags)
         self.etcd_port = free_port()
         self.etcd_peer_port = free_port()
         self.api_port = free_port()
@@ -160,6 +162,7 @@ class ControlPlane(KubeEnv):
             "--disable-admission-plugins=ServiceAccount",
             "--endpoint-reconciler-type=none",
             "--v=1",
+            *self.apiserver_flags,
         ]
 
     def _start_apiserver(self, timeout: float) -> None:
