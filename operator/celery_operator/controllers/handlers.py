@@ -27,6 +27,7 @@ from celery_operator.api import (
     VERSION,
 )
 from celery_operator.config import OperatorConfig, redact_url
+from celery_operator.controllers import listing
 from celery_operator.controllers.apps import AppDirectory
 from celery_operator.controllers.appstatus import AppStatusWriter
 from celery_operator.controllers.leadership import ElectionTiming, Elector, Leadership
@@ -126,8 +127,10 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         on_claim=leadership.note_claim if leadership is not None else (lambda holder: None),
     )
     await engine.start()
-    periodic = PeriodicEngine(kube, PeriodicConfig(create_ahead=lifecycle.dispatch_lead),
-                              leading=leading)
+    periodic = PeriodicEngine(
+        kube, PeriodicConfig(create_ahead=lifecycle.dispatch_lead), leading=leading,
+        children_known=lambda ns: listing.LEDGER.complete(SCHEDULED_PLURAL, ns),
+    )
     periodic.start()
     memo.periodic = periodic
     memo.listen_events = config.listen_events
@@ -245,12 +248,17 @@ async def _observe_app(memo: Any, kind: str, type: str | None, body: kopf.Body) 
 @kopf.on.event(GROUP, VERSION, SCHEDULED_PLURAL)
 async def scheduled_task_event(type: str | None, body: kopf.Body, memo: Any, **_: Any) -> None:
     raw = _raw(body)
-    engine: TaskEngine | None = getattr(memo, "engine", None)
-    if engine is not None:
-        engine.observe(type, raw)
-    periodic: PeriodicEngine | None = getattr(memo, "periodic", None)
-    if periodic is not None:
-        periodic.observe_child(type, raw)
+    try:
+        engine: TaskEngine | None = getattr(memo, "engine", None)
+        if engine is not None:
+            engine.observe(type, raw)
+        periodic: PeriodicEngine | None = getattr(memo, "periodic", None)
+        if periodic is not None:
+            periodic.observe_child(type, raw)
+    finally:
+        if type is None:  # one listed object more was taken in (or failed to be, logged)
+            listing.LEDGER.handled(SCHEDULED_PLURAL,
+                                   str((raw.get("metadata") or {}).get("namespace")))
 
 
 @kopf.on.event(GROUP, VERSION, PERIODIC_PLURAL)

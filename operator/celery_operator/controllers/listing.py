@@ -11,6 +11,11 @@ the operator: a crash loop that grows with the cluster.
 Here every page is fetched first (seconds for 100,000 objects) and kept compressed, then
 decoded one page at a time as kopf consumes it, so the memory held is the compressed
 list and one decoded page. A list that still expires while it is fetched is started again.
+
+`LEDGER` counts each first list's objects per namespace, and the handlers count the
+listed objects they took in: once the two meet, everything that existed at the list is
+in memory (the PeriodicTask engine then knows every parent's children without asking
+the API server for each parent's).
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import asyncio
 import json
 import logging
 import zlib
-from collections import deque
+from collections import Counter, deque
 from collections.abc import AsyncIterator, Collection
 from typing import Any
 
@@ -31,6 +36,34 @@ log = logging.getLogger(__name__)
 
 GONE = 410
 RELIST_DELAY_SECONDS = 1.0
+
+
+class ListLedger:
+    """Per resource: how many objects each namespace had in its first complete list,
+    and how many listed objects (kopf's events of type None) were handled since."""
+
+    def __init__(self) -> None:
+        # (plural, the list's namespace or None for all) -> objects per namespace
+        self._listed: dict[tuple[str, str | None], Counter[str]] = {}
+        self._handled: dict[str, Counter[str]] = {}
+
+    def listed(self, plural: str, scope: str | None, per_namespace: Counter[str]) -> None:
+        self._listed.setdefault((plural, scope), per_namespace)  # a relist adds nothing
+
+    def handled(self, plural: str, namespace: str) -> None:
+        self._handled.setdefault(plural, Counter())[namespace] += 1
+
+    def complete(self, plural: str, namespace: str) -> bool:
+        """Every object of `namespace` in the first list of it was handled."""
+        handled = self._handled.get(plural, Counter())[namespace]
+        for scope in (namespace, None):
+            listed = self._listed.get((plural, scope))
+            if listed is not None and handled >= listed[namespace]:
+                return True
+        return False
+
+
+LEDGER = ListLedger()
 
 
 class ListExpired(Exception):
@@ -56,6 +89,7 @@ async def _fetch_pages(
     pages: deque[bytes] = deque()
     version = ""
     token = ""
+    per_namespace: Counter[str] = Counter()
     while True:
         query = dict(params, **({"continue": token} if token else {}))
         try:
@@ -70,12 +104,17 @@ async def _fetch_pages(
             raise
         async with response:
             raw = await response.read()
-        meta = json.loads(raw).get("metadata") or {}
+        page = json.loads(raw)
+        per_namespace.update(str((item.get("metadata") or {}).get("namespace") or "")
+                             for item in page.get("items") or ())
+        meta = page.get("metadata") or {}
+        del page
         # level 1: a page of 500 objects shrinks about tenfold in a few milliseconds
         pages.append(zlib.compress(raw, 1))
         version = version or str(meta.get("resourceVersion", ""))
         token = str(meta.get("continue") or "")
         if not token:
+            LEDGER.listed(resource.plural, namespace, per_namespace)
             return pages, version
 
 
