@@ -819,8 +819,8 @@ def _scale_md(d: Mapping[str, Any]) -> str:
                                                                " s")],
         ["… ScheduledTasks armed (due-queue depth = future tasks)",
          num(restart.get("scheduledtasks_armed_seconds"), 1, " s")],
-        ["… PeriodicTasks armed (their children LISTed: "
-         f"{num(restart.get('children_lists'), 0)} LISTs)",
+        ["… PeriodicTasks armed (all planned; LISTs of ScheduledTasks meanwhile: "
+         f"{num(restart.get('children_lists'), 0)})",
          num(restart.get("periodictasks_armed_seconds"), 1, " s")],
         ["restart: writes to our objects and Events (API server)",
          str(restart.get("apiserver_writes") or "none")],

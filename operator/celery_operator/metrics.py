@@ -67,6 +67,11 @@ WRITE_CONFLICTS = Counter(
 DUE_QUEUE_DEPTH = Gauge(
     "celery_operator_due_queue_depth", "Entries in the in-memory due-time queue."
 )
+PERIODIC_PLANNED = Gauge(
+    "celery_operator_periodic_tasks_planned",
+    "PeriodicTasks planned since this process started (their next runs are armed); after "
+    "a start it reaches the number of PeriodicTasks once their children are known.",
+)
 TRACKED_TASKS = Gauge(
     "celery_operator_tracked_tasks", "Dispatched tasks whose result the operator is waiting for."
 )

@@ -84,6 +84,7 @@ class Retry:
 @dataclass
 class PeriodicEntry(Watched[PeriodicTaskSpec]):
     children_listed: bool = False
+    planned: bool = False  # reconciled once since this process started: its runs are armed
     children: dict[str, Child] = field(default_factory=dict)
     retry: Retry | None = None
     warned: tuple[str, str] | None = None  # the last refusal a Warning was posted for
@@ -163,6 +164,8 @@ class PeriodicEngine:
         self._orphans: dict[str, dict[str, tuple[str, Child]]] = {}
         self.queue = DueQueue(self.reconcile, clock, concurrency=threads,
                               name="periodictask-due-queue")
+        metrics.PERIODIC_PLANNED.set_function(
+            lambda: sum(entry.planned for entry in list(self.entries.values())))
 
     def start(self) -> None:
         self.queue.start()
@@ -293,6 +296,7 @@ class PeriodicEngine:
         else:
             entry.retry = None
             entry.warned = None
+            entry.planned = entry.children_listed  # (False: waiting for its children)
 
     def _back_off(self, key: str, entry: PeriodicEntry, backoff: Backoff) -> None:
         failures = (entry.retry.failures if entry.retry is not None else 0) + 1
