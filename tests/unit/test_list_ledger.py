@@ -29,3 +29,31 @@ def test_a_relist_does_not_move_the_goal_and_lists_are_per_namespace_or_for_all(
     ledger.handled(PLURAL, "a")
     assert ledger.complete(PLURAL, "a")
     assert not ledger.complete("periodictasks", "a")
+
+
+def test_a_lists_own_metadata_is_read_from_its_end_or_from_the_whole_page() -> None:
+    from celery_operator.controllers.listing import _list_meta
+
+    item = '{"metadata":{"name":"a","resourceVersion":"7"},"spec":{}}'
+    last = f'{{"apiVersion":"v1","items":[{item}],"kind":"L","metadata":{{"continue":"c",' \
+           '"resourceVersion":"9"}}\n'
+    first = f'{{"kind":"L","metadata":{{"resourceVersion":"9"}},"items":[{item}]}}'
+    tail_item = '{"items":[{"spec":{},"metadata":{"resourceVersion":"7"}}],' \
+                '"metadata":{"resourceVersion":"9"},"kind":"L"}'
+    assert _list_meta(last.encode()) == {"continue": "c", "resourceVersion": "9"}
+    assert _list_meta(first.encode()) == {"resourceVersion": "9"}
+    head_meta = '{"metadata":{"resourceVersion":"9"},' \
+                '"items":[{"spec":{},"metadata":{"resourceVersion":"7"}}]}'
+    assert _list_meta(tail_item.encode()) == {"resourceVersion": "9"}  # never an item's
+    assert _list_meta(head_meta.encode()) == {"resourceVersion": "9"}
+
+
+def test_the_intake_is_arriving_while_listed_objects_keep_being_handled() -> None:
+    now = [100.0]
+    ledger = ListLedger(clock=lambda: now[0])
+    assert not ledger.arriving(PLURAL, within=10)  # nothing handled yet
+    ledger.handled(PLURAL, "a")
+    now[0] += 9.9
+    assert ledger.arriving(PLURAL, within=10)
+    now[0] += 0.2
+    assert not ledger.arriving(PLURAL, within=10)

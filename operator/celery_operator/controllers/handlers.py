@@ -130,6 +130,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     periodic = PeriodicEngine(
         kube, PeriodicConfig(create_ahead=lifecycle.dispatch_lead), leading=leading,
         children_known=lambda ns: listing.LEDGER.complete(SCHEDULED_PLURAL, ns),
+        children_arriving=lambda: listing.LEDGER.arriving(SCHEDULED_PLURAL, within=10.0),
     )
     periodic.start()
     memo.periodic = periodic

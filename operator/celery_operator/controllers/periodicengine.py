@@ -61,9 +61,10 @@ logger = logging.getLogger(__name__)
 
 # A phase we do not know (status is writable by others) is read as "not started".
 KNOWN_PHASES = frozenset(p.value for p in Phase)
-# After a start, a parent waits this long at most for its children to come in by the
-# watch before it lists them itself: 10,000 parents listing their children at once
-# among 100,000 ScheduledTasks kept the API server busy for minutes (timeouts, 504).
+# After a start, a parent waits this long (and while the list is still being taken in)
+# for its children to come in by the watch before it lists them itself: 10,000 parents
+# listing their children among 100,000 ScheduledTasks kept the API server busy for
+# minutes (timeouts, 504).
 CHILDREN_WAIT_SECONDS = 120.0
 CHILDREN_POLL = timedelta(seconds=0.5)
 
@@ -141,14 +142,17 @@ class PeriodicEngine:
         max_extra_ahead: float = 60.0,
         leading: Callable[[], bool] = lambda: True,
         children_known: Callable[[str], bool] = lambda namespace: False,
+        children_arriving: Callable[[], bool] = lambda: False,
         children_wait: float = CHILDREN_WAIT_SECONDS,
     ) -> None:
         """`children_known(namespace)`: every ScheduledTask of the namespace that existed
         at the operator's first list is in memory (observe_child saw it). Until then, a
-        parent's first reconcile waits for it, up to `children_wait` seconds from the
-        engine's start, and then lists its children itself."""
+        parent's first reconcile waits for it — for `children_wait` seconds from the
+        engine's start, and longer while `children_arriving()` (the list is still being
+        taken in) — and then lists its children itself."""
         self.kube = kube
         self.children_known = children_known
+        self.children_arriving = children_arriving
         self.children_wait = timedelta(seconds=children_wait)
         self.started = clock()
         self.leading = leading  # leader election: a standby plans and parks, never acts
@@ -338,7 +342,7 @@ class PeriodicEngine:
         if not entry.children_listed:
             if self.children_known(str(entry.meta["namespace"])):
                 entry.children_listed = True  # all of them came in by the watch
-            elif self.clock() < self.started + self.children_wait:
+            elif self.clock() < self.started + self.children_wait or self.children_arriving():
                 self.queue.schedule(key, self.clock() + CHILDREN_POLL)
                 return
             else:
