@@ -836,10 +836,9 @@ def _scale_md(d: Mapping[str, Any]) -> str:
         "",
         f"{d.get('future'):,} ScheduledTasks due in about two hours, {d.get('finished'):,} "
         f"finished ones (Succeeded), {d.get('periodic'):,} hourly PeriodicTasks. "
-        "All due times armed: the operator's `celery_operator_due_queue_depth` gauge equals "
-        "the number of future tasks and stays there, and every PeriodicTask has LISTed its "
-        "children (the API server's `LIST scheduledtasks` count stops growing) — no new "
-        "metric needed, but see the note on an `armed` gauge below.",
+        "All due times armed: the operator's `celery_operator_due_queue_armed` gauge equals "
+        "the number of future tasks and `celery_operator_periodic_tasks_planned` the number "
+        "of PeriodicTasks, and both stay there.",
         "",
         table(["", "value"], rows),
         "",

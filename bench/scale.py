@@ -7,9 +7,10 @@ after a restart; operator CPU at steady state; time from a restart (process star
 target 0: nothing needs anything).
 
 "All due times armed", observably: ScheduledTasks — the operator's
-`celery_operator_due_queue_depth` gauge equals the number of future tasks and stays
-there (after a restart no object is written, so the heap holds exactly one entry per
-future task); PeriodicTasks — its `celery_operator_periodic_tasks_planned` gauge equals
+`celery_operator_due_queue_armed` gauge (keys with a wake-up in the due-time queue)
+equals the number of future tasks and stays there (the queue's depth also counts
+superseded entries: a restart taking in a whole list at once leaves some until the
+queue compacts); PeriodicTasks — its `celery_operator_periodic_tasks_planned` gauge equals
 the number of PeriodicTasks (each one planned once its children are known from the
 ScheduledTask watch). The later of the two. The API server's count of `LIST
 scheduledtasks` requests during the restart is reported beside it (it was one per
@@ -161,7 +162,7 @@ def _restart(stack: Stack, sc: Scope, ns: str, sizes: Sizes) -> dict[str, Any]:
 
     def sample() -> tuple[float, float, float, float]:
         text = op.metrics()
-        depth = measure.metric_value(text, "celery_operator_due_queue_depth")
+        depth = measure.metric_value(text, "celery_operator_due_queue_armed")
         planned = measure.metric_value(text, "celery_operator_periodic_tasks_planned")
         lists = measure.apiserver_requests(stack.apiserver_metrics_fast())[
             ("LIST", "scheduledtasks", "")]

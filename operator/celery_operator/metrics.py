@@ -67,6 +67,11 @@ WRITE_CONFLICTS = Counter(
 DUE_QUEUE_DEPTH = Gauge(
     "celery_operator_due_queue_depth", "Entries in the in-memory due-time queue."
 )
+DUE_QUEUE_ARMED = Gauge(
+    "celery_operator_due_queue_armed",
+    "ScheduledTasks with a wake-up in the due-time queue (each once: the depth also "
+    "counts superseded entries until the queue compacts them).",
+)
 PERIODIC_PLANNED = Gauge(
     "celery_operator_periodic_tasks_planned",
     "PeriodicTasks planned since this process started (their next runs are armed); after "

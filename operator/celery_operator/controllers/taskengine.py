@@ -175,6 +175,7 @@ class TaskEngine:
             self.reconcile, clock, concurrency=kube_threads, name="scheduledtask-due-queue",
             on_depth=metrics.DUE_QUEUE_DEPTH.set, holding=self._standing_by,
         )
+        metrics.DUE_QUEUE_ARMED.set_function(self.queue.armed)
         self._poll_now = asyncio.Event()
         self._published: dict[str, Published] = {}  # uid -> what this process published
         self._states: dict[str, TaskState | None] = {}  # task id -> last backend record
