@@ -159,13 +159,14 @@ async def fetch_whole_list(
     while pages:
         page = json.loads(zlib.decompress(pages.popleft()))
         items: list[bodies.RawBody] = page.get("items") or []
-        per_namespace.update(str((item.get("metadata") or {}).get("namespace") or "")
-                             for item in items)
+        kind = page["kind"].removesuffix("List") if "kind" in page else None
+        api_version = page.get("apiVersion")
         for item in items:  # as kopf's own listing: a LIST's items carry no kind
-            if "kind" in page:
-                item.setdefault("kind", page["kind"].removesuffix("List"))
-            if "apiVersion" in page:
-                item.setdefault("apiVersion", page["apiVersion"])
+            if kind is not None:
+                item.setdefault("kind", kind)
+            if api_version is not None:
+                item.setdefault("apiVersion", api_version)
+            per_namespace[str((item.get("metadata") or {}).get("namespace") or "")] += 1
         del page
         yield items, version
         del items
