@@ -57,3 +57,18 @@ def test_the_intake_is_arriving_while_listed_objects_keep_being_handled() -> Non
     assert ledger.arriving(PLURAL, within=10)
     now[0] += 0.2
     assert not ledger.arriving(PLURAL, within=10)
+
+
+def test_listeners_hear_of_each_namespace_once_it_is_complete_and_of_each_whole_list() -> None:
+    ledger = ListLedger()
+    heard: list[str | None] = []
+    ledger.on_complete(PLURAL, heard.append)
+    ledger.handled(PLURAL, "a")  # taken in before the list is known whole: not yet
+    assert heard == []
+    ledger.listed(PLURAL, None, Counter({"a": 2, "b": 1}))
+    assert heard == [None]  # waiters look again: "empty" is complete from here on
+    ledger.handled(PLURAL, "a")
+    ledger.handled(PLURAL, "b")
+    ledger.handled(PLURAL, "a")  # a later event of the same namespace: told once only
+    ledger.listed(PLURAL, None, Counter({"a": 9}))  # a relist tells nothing
+    assert heard == [None, "a", "b"]

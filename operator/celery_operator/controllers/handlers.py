@@ -132,6 +132,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         children_known=lambda ns: listing.LEDGER.complete(SCHEDULED_PLURAL, ns),
         children_arriving=lambda: listing.LEDGER.arriving(SCHEDULED_PLURAL, within=10.0),
     )
+    listing.LEDGER.on_complete(SCHEDULED_PLURAL, periodic.children_ready)
     periodic.start()
     memo.periodic = periodic
     memo.listen_events = config.listen_events

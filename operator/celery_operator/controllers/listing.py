@@ -15,8 +15,8 @@ list and one decoded page. A list that still expires while it is fetched is star
 
 `LEDGER` counts each first list's objects per namespace, and the handlers count the
 listed objects they took in: once the two meet, everything that existed at the list is
-in memory (the PeriodicTask engine then knows every parent's children without asking
-the API server for each parent's).
+in memory, and the ledger tells its listeners (the PeriodicTask engine then knows every
+parent's children without asking the API server for each parent's).
 """
 
 from __future__ import annotations
@@ -50,13 +50,35 @@ class ListLedger:
         self._handled: dict[str, Counter[str]] = {}
         self._last_handled: dict[str, float] = {}
         self._clock = clock
+        self._listeners: dict[str, list[Callable[[str | None], None]]] = {}
+        self._told: dict[str, set[str]] = {}  # namespaces already announced complete
+
+    def on_complete(self, plural: str, listener: Callable[[str | None], None]) -> None:
+        """Call `listener(namespace)` once a namespace becomes complete, and
+        `listener(None)` when a list is known whole (any namespace may be complete then,
+        among them those with nothing listed), so waiters need not poll."""
+        self._listeners.setdefault(plural, []).append(listener)
 
     def listed(self, plural: str, scope: str | None, per_namespace: Counter[str]) -> None:
-        self._listed.setdefault((plural, scope), per_namespace)  # a relist adds nothing
+        if (plural, scope) in self._listed:
+            return  # a relist adds nothing
+        self._listed[plural, scope] = per_namespace
+        self._tell(plural, None)
 
     def handled(self, plural: str, namespace: str) -> None:
         self._handled.setdefault(plural, Counter())[namespace] += 1
         self._last_handled[plural] = self._clock()
+        told = self._told.setdefault(plural, set())
+        if namespace not in told and self.complete(plural, namespace):
+            told.add(namespace)
+            self._tell(plural, namespace)
+
+    def _tell(self, plural: str, namespace: str | None) -> None:
+        for listener in self._listeners.get(plural, ()):
+            try:
+                listener(namespace)
+            except Exception:  # a listener's failure must not lose the count
+                log.exception("a listener of the %s list failed", plural)
 
     def arriving(self, plural: str, within: float) -> bool:
         """A listed object was handled in the last `within` seconds: the intake of a

@@ -66,7 +66,9 @@ KNOWN_PHASES = frozenset(p.value for p in Phase)
 # listing their children among 100,000 ScheduledTasks kept the API server busy for
 # minutes (timeouts, 504).
 CHILDREN_WAIT_SECONDS = 120.0
-CHILDREN_POLL = timedelta(seconds=0.5)
+# Past that bound, while the intake still goes on, a waiting parent looks again this often
+# (before it, the ledger wakes it: `children_ready`).
+CHILDREN_RECHECK = timedelta(seconds=5)
 
 
 def _key(namespace: str, name: str) -> str:
@@ -147,9 +149,10 @@ class PeriodicEngine:
     ) -> None:
         """`children_known(namespace)`: every ScheduledTask of the namespace that existed
         at the operator's first list is in memory (observe_child saw it). Until then, a
-        parent's first reconcile waits for it — for `children_wait` seconds from the
-        engine's start, and longer while `children_arriving()` (the list is still being
-        taken in) — and then lists its children itself."""
+        parent's first reconcile waits for it — woken by `children_ready(namespace)`, or
+        after `children_wait` seconds from the engine's start, and longer while
+        `children_arriving()` (the list is still being taken in) — and then lists its
+        children itself."""
         self.kube = kube
         self.children_known = children_known
         self.children_arriving = children_arriving
@@ -166,6 +169,8 @@ class PeriodicEngine:
         # Children seen before their parent (watch order is not guaranteed), by the
         # parent uid they name, with the parent name their label names.
         self._orphans: dict[str, dict[str, tuple[str, Child]]] = {}
+        # Parents whose first reconcile waits for their namespace's children, by namespace.
+        self._awaiting_children: dict[str, set[str]] = {}
         self.queue = DueQueue(self.reconcile, clock, concurrency=threads,
                               name="periodictask-due-queue")
         metrics.PERIODIC_PLANNED.set_function(
@@ -337,16 +342,29 @@ class PeriodicEngine:
         gone = self.entries.pop(key, None)
         if gone is not None:
             self._key_of_uid.pop(str(gone.meta.get("uid")), None)
+            self._awaiting_children.get(str(gone.meta.get("namespace")), set()).discard(key)
+
+    def children_ready(self, namespace: str | None) -> None:
+        """Every listed ScheduledTask of `namespace` (None: of any namespace now known
+        whole) was taken in: its waiting parents reconcile now."""
+        for waiting in [namespace] if namespace is not None else list(self._awaiting_children):
+            if waiting in self._awaiting_children and self.children_known(waiting):
+                for key in self._awaiting_children.pop(waiting):
+                    self.queue.now(key)
 
     async def _reconcile(self, key: str, entry: PeriodicEntry) -> None:
         if not entry.children_listed:
-            if self.children_known(str(entry.meta["namespace"])):
+            namespace = str(entry.meta["namespace"])
+            if self.children_known(namespace):
                 entry.children_listed = True  # all of them came in by the watch
             elif self.clock() < self.started + self.children_wait or self.children_arriving():
-                self.queue.schedule(key, self.clock() + CHILDREN_POLL)
+                self._awaiting_children.setdefault(namespace, set()).add(key)
+                self.queue.schedule(key, max(self.started + self.children_wait,
+                                             self.clock() + CHILDREN_RECHECK))
                 return
             else:
                 await self._list_children(entry)
+            self._awaiting_children.get(namespace, set()).discard(key)
         meta = entry.meta
         obs = PeriodicObserved(
             name=str(meta["name"]),
