@@ -360,6 +360,33 @@ def _cost_budgets(sc: Mapping[str, Any]) -> list[dict[str, Any]]:
             f"{num(w, 2)}", f"{num(w, 2)} API writes per task "
             f"({num(variant.get('status_writes_per_task'), 2)} status PATCH + "
             f"{num(variant.get('events_per_task'), 2)} Event POST).")
+    burst = _get(sc, "burst", "sizes", "10000")
+    if burst:
+        op99 = _num(_get(burst, "operator", "start", "p99"))
+        nat99 = _num(_get(burst, "native", "start", "p99"))
+        burst_ratio = _ratio(op99, nat99)
+        add("Scale: 10,000 tasks due at one instant, worker-start p99 vs native "
+            "send_task(eta)", "≤ 1.2x native", burst_ratio, 1.2, False,
+            f"{num(burst_ratio, 2)}x",
+            f"operator {ms(op99)} vs native {ms(nat99)}.")
+    big = _get(sc, "scale-100k")
+    if big:
+        restart = big.get("restart") or {}
+        objects = f"{big.get('future'):,} pending + {big.get('periodic'):,} PeriodicTasks"
+        rss = [v for v in (_num(_get(big, "first_start", "rss_all_mb")),
+                           _num(restart.get("rss_mb"))) if v is not None]
+        add(f"Scale: operator RSS with {objects}", "≤ 400 MB", max(rss) if rss else None,
+            400.0, False, f"{max(rss or [0]):.0f} MB",
+            f"{max(rss or [0]):.0f} MB at the most (first start, after the restart).")
+        armed = _num(restart.get("armed_seconds"))
+        add(f"Scale: a restart over {objects} arms every due time", "≤ 60 s", armed, 60.0,
+            False, f"{num(armed)} s", f"ScheduledTasks armed after "
+            f"{num(restart.get('scheduledtasks_armed_seconds'))} s, PeriodicTasks planned "
+            f"after {num(restart.get('periodictasks_armed_seconds'))} s.")
+        writes = sum((restart.get("apiserver_writes") or {}).values())
+        add("Scale: that restart writes nothing", "0 writes", float(writes), 0.0, False,
+            f"{writes:.0f}", f"{writes:.0f} writes to our objects or Events (API server "
+            "counters).")
     r = sc.get("retention")
     if isinstance(r, Mapping) and r.get("bound") is not None:
         last, bound = _num(r.get("last_minute_max")), _num(r.get("bound"))
@@ -562,7 +589,7 @@ def render(results: Mapping[str, Any], images: Mapping[str, str], img_prefix: st
         "burst": _burst_md, "spread": _spread_md, "throughput": _throughput_md,
         "writes": _writes_md, "scale": _scale_md, "periodic": _periodic_md, "churn": _churn_md,
         "resultreads": _resultreads_md, "failover": _failover_md,
-        "retention": _retention_md,
+        "retention": _retention_md, "scale-100k": _scale_md,
     }
     for name, render_section in sections.items():
         if name not in sc:
@@ -595,6 +622,7 @@ TITLES = {
     "resultreads": "8. Result-read cost per backend",
     "failover": "9. Failover (two replicas, one Lease)",
     "retention": "10. Finished objects under a steady rate",
+    "scale-100k": "11. Scale at 100,000 (on request)",
 }
 
 
@@ -831,11 +859,13 @@ def _scale_md(d: Mapping[str, Any]) -> str:
     if _num(first.get("rss_all_mb")) is not None and _num(d.get("rss_empty_mb")) is not None:
         per_object = (first["rss_all_mb"] - d["rss_empty_mb"]) * 1024 / max(
             objects + (d.get("periodic") or 0), 1)
+    title = TITLES["scale-100k" if (d.get("future") or 0) >= 100_000 else "scale"]
     return "\n".join([
-        f"### {TITLES['scale']}",
+        f"### {title}",
         "",
         f"{d.get('future'):,} ScheduledTasks due in about two hours, {d.get('finished'):,} "
-        f"finished ones (Succeeded), {d.get('periodic'):,} hourly PeriodicTasks. "
+        f"finished ones (Succeeded), {d.get('periodic'):,} PeriodicTasks (half hourly, half "
+        "daily in seven time zones). "
         "All due times armed: the operator's `celery_operator_due_queue_armed` gauge equals "
         "the number of future tasks and `celery_operator_periodic_tasks_planned` the number "
         "of PeriodicTasks, and both stay there.",

@@ -48,7 +48,7 @@ class Sizes:
 
 FULL = Sizes(
     quick=False,
-    burst_sizes=(100, 1000, 5000),
+    burst_sizes=(100, 1000, 10000),  # issue 17: a burst of 10,000 vs native send_task(eta)
     burst_repeats_small=3,
     burst_repeats_large=1,
     spread_tasks=2000,
@@ -60,12 +60,12 @@ FULL = Sizes(
     scale_periodic=1000,
     scale_steady_seconds=30.0,
     periodic_count=1000,
-    periodic_minutes=3,
+    periodic_minutes=2,  # 2,000 runs a side: the run's 45 minutes have room for no more
     churn_tasks=2000,
     churn_window=60.0,
     churn_variants=("guard", "no-guard", "guard-separate-store"),
     writes_countdown=10.0,
-    beat_minutes=3,
+    beat_minutes=2,
     result_reads=10_000,
     retention_rate=50.0,
     retention_seconds=600.0,
