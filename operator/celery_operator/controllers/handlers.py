@@ -27,7 +27,7 @@ from celery_operator.api import (
     VERSION,
 )
 from celery_operator.config import OperatorConfig, redact_url
-from celery_operator.controllers import listing
+from celery_operator.controllers import heap, listing
 from celery_operator.controllers.apps import AppDirectory
 from celery_operator.controllers.appstatus import AppStatusWriter
 from celery_operator.controllers.leadership import ElectionTiming, Elector, Leadership
@@ -135,6 +135,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     listing.LEDGER.on_complete(SCHEDULED_PLURAL, periodic.children_ready)
     periodic.start()
     memo.periodic = periodic
+    memo.heap_trim = asyncio.create_task(heap.trim_forever(), name="heap-trim")
     memo.listen_events = config.listen_events
     _listen(memo, engine, standby=not leading())
     memo.engine = engine
@@ -215,6 +216,9 @@ async def _hand_over(memo: kopf.Memo) -> None:
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     await _hand_over(memo)
+    trim: asyncio.Task[None] | None = getattr(memo, "heap_trim", None)
+    if trim is not None:
+        trim.cancel()
     for name in ("engine", "periodic"):
         part = getattr(memo, name, None)
         if part is not None:

@@ -11,6 +11,7 @@ from prometheus_client import start_http_server
 
 from celery_operator.config import OperatorConfig
 from celery_operator.controllers import handlers, listing  # noqa: F401  (registers the handlers)
+from celery_operator.controllers.memories import Unremembered
 
 # The API server stores JSON nested up to 10,000 levels deep; kopf decodes every watch
 # event with json.loads, which recurses once per level. At Python's default limit (1,000)
@@ -32,6 +33,7 @@ def run_operator(config: OperatorConfig) -> None:
             namespaces=list(config.namespaces),
             liveness_endpoint=config.liveness_endpoint,
             memo=memo,
+            memories=Unremembered(),
             standalone=True,
         )
     )
