@@ -180,7 +180,7 @@ def budgets(results: Mapping[str, Any]) -> list[dict[str, Any]]:
 
     restart = _get(sc, "scale", "restart")
     if restart:
-        writes = sum((restart.get("apiserver_writes") or {}).values())
+        writes = _restart_writes(restart)
         objects = (_get(sc, "scale", "future") or 0) + (_get(sc, "scale", "finished") or 0)
         periodic = _get(sc, "scale", "periodic") or 0
         add(f"ScheduledTask: restart over {objects:,} unchanged objects "
@@ -375,16 +375,17 @@ def _cost_budgets(sc: Mapping[str, Any]) -> list[dict[str, Any]]:
         objects = f"{big.get('future'):,} pending + {big.get('periodic'):,} PeriodicTasks"
         rss = [v for v in (_num(_get(big, "first_start", "rss_all_mb")),
                            _num(restart.get("rss_mb"))) if v is not None]
-        add(f"Scale: operator RSS with {objects}", "≤ 400 MB", max(rss) if rss else None,
-            400.0, False, f"{max(rss or [0]):.0f} MB",
-            f"{max(rss or [0]):.0f} MB at the most (first start, after the restart).")
+        peak = max(rss) if rss else None
+        add(f"Scale: operator RSS with {objects}", "≤ 400 MB", peak, 400.0, False,
+            f"{num(peak, 0)} MB", f"{num(peak, 0)} MB at the most (first start, after the "
+            "restart).")
         armed = _num(restart.get("armed_seconds"))
         add(f"Scale: a restart over {objects} arms every due time", "≤ 60 s", armed, 60.0,
             False, f"{num(armed)} s", f"ScheduledTasks armed after "
             f"{num(restart.get('scheduledtasks_armed_seconds'))} s, PeriodicTasks planned "
             f"after {num(restart.get('periodictasks_armed_seconds'))} s.")
-        writes = sum((restart.get("apiserver_writes") or {}).values())
-        add("Scale: that restart writes nothing", "0 writes", float(writes), 0.0, False,
+        writes = _restart_writes(restart)
+        add("Scale: that restart writes nothing", "0 writes", writes, 0.0, False,
             f"{writes:.0f}", f"{writes:.0f} writes to our objects or Events (API server "
             "counters).")
     r = sc.get("retention")
@@ -401,6 +402,11 @@ def _cost_budgets(sc: Mapping[str, Any]) -> list[dict[str, Any]]:
                 f"{num(before.get('total_mb'))} → {num(after.get('total_mb'))} MB, in use "
                 f"{num(before.get('in_use_mb'))} → {num(after.get('in_use_mb'))} MB.")
     return out
+
+
+def _restart_writes(restart: Mapping[str, Any]) -> float:
+    """Writes to our objects and Events the API server counted during a restart."""
+    return float(sum((restart.get("apiserver_writes") or {}).values()))
 
 
 def _ratio(a: Any, b: Any) -> float | None:
