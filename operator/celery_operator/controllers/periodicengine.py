@@ -349,7 +349,10 @@ class PeriodicEngine:
         whole) was taken in: its waiting parents reconcile now."""
         for waiting in [namespace] if namespace is not None else list(self._awaiting_children):
             if waiting in self._awaiting_children and self.children_known(waiting):
-                for key in self._awaiting_children.pop(waiting):
+                keys = self._awaiting_children.pop(waiting)
+                logger.info("%d PeriodicTasks of namespace %s waited for its ScheduledTasks "
+                            "to be taken in; they reconcile now", len(keys), waiting)
+                for key in keys:
                     self.queue.now(key)
 
     async def _reconcile(self, key: str, entry: PeriodicEntry) -> None:
