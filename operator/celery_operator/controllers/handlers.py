@@ -133,6 +133,12 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         children_arriving=lambda: listing.LEDGER.arriving(SCHEDULED_PLURAL, within=10.0),
     )
     listing.LEDGER.on_complete(SCHEDULED_PLURAL, periodic.children_ready)
+    # A (re)start's listed tasks skip kopf's per-object workers: the calls of their
+    # kopf handlers (below), made as each page of the list is decoded.
+    listing.take_in_directly(GROUP, SCHEDULED_PLURAL,
+                             lambda raw: _take_in_scheduled(memo, None, raw))
+    listing.take_in_directly(GROUP, PERIODIC_PLURAL,
+                             lambda raw: _take_in_periodic(memo, None, raw))
     periodic.start()
     memo.periodic = periodic
     memo.heap_trim = asyncio.create_task(heap.trim_forever(), name="heap-trim")
@@ -253,7 +259,10 @@ async def _observe_app(memo: Any, kind: str, type: str | None, body: kopf.Body) 
 
 @kopf.on.event(GROUP, VERSION, SCHEDULED_PLURAL)
 async def scheduled_task_event(type: str | None, body: kopf.Body, memo: Any, **_: Any) -> None:
-    raw = _raw(body)
+    _take_in_scheduled(memo, type, _raw(body))
+
+
+def _take_in_scheduled(memo: Any, type: str | None, raw: dict[str, Any]) -> None:
     try:
         engine: TaskEngine | None = getattr(memo, "engine", None)
         if engine is not None:
@@ -269,9 +278,13 @@ async def scheduled_task_event(type: str | None, body: kopf.Body, memo: Any, **_
 
 @kopf.on.event(GROUP, VERSION, PERIODIC_PLURAL)
 async def periodic_task_event(type: str | None, body: kopf.Body, memo: Any, **_: Any) -> None:
+    _take_in_periodic(memo, type, _raw(body))
+
+
+def _take_in_periodic(memo: Any, type: str | None, raw: dict[str, Any]) -> None:
     periodic: PeriodicEngine | None = getattr(memo, "periodic", None)
     if periodic is not None:
-        periodic.observe(type, _raw(body))
+        periodic.observe(type, raw)
 
 
 def _raw(body: kopf.Body) -> dict[str, Any]:
