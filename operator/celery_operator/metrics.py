@@ -72,6 +72,11 @@ DUE_QUEUE_ARMED = Gauge(
     "ScheduledTasks with a wake-up in the due-time queue (each once: the depth also "
     "counts superseded entries until the queue compacts them).",
 )
+TASKS_PACKED = Gauge(
+    "celery_operator_scheduled_tasks_packed",
+    "ScheduledTasks held packed (as JSON, a third of their decoded memory) because they "
+    "wait with nothing to do for a while: for their due time, a retry or their TTL.",
+)
 PERIODIC_PLANNED = Gauge(
     "celery_operator_periodic_tasks_planned",
     "PeriodicTasks planned since this process started (their next runs are armed); after "

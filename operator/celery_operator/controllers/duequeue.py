@@ -114,6 +114,10 @@ class DueQueue:
             self.schedule(key, at)
         return len(parked)
 
+    def wake_at(self, key: str) -> datetime | None:
+        """`key`'s next wake-up, if one is queued."""
+        return self._wake_at.get(key)
+
     def armed(self) -> int:
         return len(self._wake_at)
 

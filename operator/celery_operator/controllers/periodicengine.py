@@ -207,13 +207,13 @@ class PeriodicEngine:
             self._key_of_uid.pop(str(entry.meta.get("uid")), None)
             entry = None
         if entry is None:
-            entry = self.entries[key] = PeriodicEntry(body=slim(body))
+            entry = self.entries[key] = PeriodicEntry(slim(body))
             uid = str(meta.get("uid"))
             self._key_of_uid[uid] = key
             for name, (parent, child) in self._orphans.pop(uid, {}).items():
                 if parent == meta.get("name"):
                     entry.children[name] = child
-        elif resource_version(entry.body) >= resource_version(body):
+        elif entry.version >= resource_version(body):
             # The echo of our own status write (planned from already), or older. A run's
             # children wake the parent through observe_child; the plan's next wake-up is
             # scheduled when it is carried out.
@@ -335,7 +335,7 @@ class PeriodicEngine:
             return
         if outcome == WriteOutcome.GONE or obj is None:
             self._drop(key)
-        elif resource_version(obj) >= resource_version(entry.body):
+        elif resource_version(obj) >= entry.version:
             entry.body = slim(obj, entry.body)
 
     def _drop(self, key: str) -> None:
@@ -410,7 +410,7 @@ class PeriodicEngine:
             if outcome == WriteOutcome.GONE or obj is None:
                 self._drop(key)
                 return
-            if resource_version(obj) >= resource_version(entry.body):
+            if resource_version(obj) >= entry.version:
                 entry.body = slim(obj, entry.body)
             if outcome == WriteOutcome.CONFLICT:
                 # Planned again from the object as it is now: at once the first time,

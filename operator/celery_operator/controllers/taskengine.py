@@ -87,6 +87,11 @@ def utcnow() -> datetime:
 
 Entry = Watched[ScheduledTaskSpec]
 
+# A waiting task with no wake-up within this long is held packed (Watched.pack).
+PACK_IDLE = timedelta(seconds=60)
+PACKED_PHASES = frozenset({Phase.SCHEDULED.value, Phase.RETRYING.value, Phase.INVALID.value}
+                          | {phase.value for phase in FINISHED_PHASES})
+
 
 class NotLeading(Exception):
     """A publish not sent: this process stopped leading after it was planned."""
@@ -176,6 +181,8 @@ class TaskEngine:
             on_depth=metrics.DUE_QUEUE_DEPTH.set, holding=self._standing_by,
         )
         metrics.DUE_QUEUE_ARMED.set_function(self.queue.armed)
+        metrics.TASKS_PACKED.set_function(
+            lambda: sum(isinstance(e.held, bytes) for e in list(self.entries.values())))
         self._poll_now = asyncio.Event()
         self._published: dict[str, Published] = {}  # uid -> what this process published
         self._states: dict[str, TaskState | None] = {}  # task id -> last backend record
@@ -303,10 +310,10 @@ class TaskEngine:
             self._forget(uid, dict(body))
             return
         entry = self.entries.get(uid)
-        if entry is not None and resource_version(entry.body) >= resource_version(body):
+        if entry is not None and entry.version >= resource_version(body):
             return  # the echo of our own write, or older: we planned from it already
         if entry is None:
-            entry = self.entries[uid] = Entry(body=slim(body))
+            entry = self.entries[uid] = Entry(slim(body))
         else:
             entry.body = slim(body, entry.body)
         claim = entry.status.get("claim")
@@ -587,6 +594,26 @@ class TaskEngine:
         )
 
     async def reconcile(self, uid: str) -> None:
+        try:
+            await self._reconcile(uid)
+        finally:
+            self._pack_if_idle(uid)
+
+    def _pack_if_idle(self, uid: str) -> None:
+        """Hold a task that waits (for its due time, a retry, its TTL) and has nothing to
+        do within PACK_IDLE packed (Watched.pack): most of a large install's tasks wait
+        for hours. Tasks on the broker or a worker are read on every Celery event."""
+        entry = self.entries.get(uid)
+        if entry is None or entry.packed or uid in self._sending:
+            return
+        phase = entry.phase
+        if phase is not None and phase not in PACKED_PHASES:
+            return
+        at = self.queue.wake_at(uid)
+        if at is None or at - self.clock() > PACK_IDLE:
+            entry.pack()
+
+    async def _reconcile(self, uid: str) -> None:
         entry = self.entries.get(uid)
         if entry is None:
             return
@@ -686,7 +713,7 @@ class TaskEngine:
         for uid, key in list(self._app_of.items()):
             entry = self.entries.get(uid)
             if key == app_key and entry is not None:
-                phase = str(entry.status.get("phase") or "Pending")
+                phase = entry.phase or "Pending"
                 counts[phase] = counts.get(phase, 0) + 1
         return counts
 
@@ -746,7 +773,7 @@ class TaskEngine:
             self.queue.forget(uid)
             self._set_due(uid, None)
             return False
-        if resource_version(obj) >= resource_version(entry.body):
+        if resource_version(obj) >= entry.version:
             entry.body = slim(obj, entry.body)
         if outcome == WriteOutcome.CONFLICT:
             self.queue.again(uid)  # plan again from what is there now
@@ -774,7 +801,7 @@ class TaskEngine:
                 _, obj = await self.io.write_status(
                     SCHEDULED_PLURAL, entry.body, {"conditions": conditions}
                 )
-                if obj is not None and resource_version(obj) >= resource_version(entry.body):
+                if obj is not None and resource_version(obj) >= entry.version:
                     entry.body = slim(obj, entry.body)
         self.schedule(uid, self.clock() + delay)
 
