@@ -16,8 +16,9 @@ list and one decoded page. A list that still expires while it is fetched is star
 Listed objects of our own kinds do not go through kopf at all (`take_in_directly`): kopf
 gives each object of a list its own worker task and runs its handler machinery for it,
 about a third of a restart's CPU at 30,000 objects (py-spy, docs/performance.md), where
-the engines only need the body. They are taken in here, page by page, and kopf is handed
-empty pages; the watch that follows the list goes through kopf as before.
+the engines only need the body. They are taken in here, each page as it arrives while
+the fetch goes on (it never waits for the intake: the list is read as fast as above),
+and kopf is handed no objects; the watch that follows the list goes through kopf.
 
 `LEDGER` counts each first list's objects per namespace, and the handlers count the
 listed objects they took in: once the two meet, everything that existed at the list is
@@ -140,8 +141,10 @@ async def _fetch_pages(
     resource: references.Resource,
     namespace: references.Namespace,
     kopf_logger: Any,
-) -> tuple[deque[bytes], str]:
-    """Every page of one LIST snapshot, compressed, and the snapshot's resource version."""
+    on_page: Callable[[bytes], None],
+) -> str:
+    """Every page of one LIST snapshot to `on_page`, compressed; the snapshot's
+    resource version."""
     params: dict[str, str] = {}
     if settings.watching.chunk_size is not None:
         params["limit"] = str(settings.watching.chunk_size)
@@ -151,7 +154,6 @@ async def _fetch_pages(
         params["labelSelector"] = labels
     if fields:
         params["fieldSelector"] = fields
-    pages: deque[bytes] = deque()
     version = ""
     token = ""
     while True:
@@ -170,11 +172,11 @@ async def _fetch_pages(
             raw = await response.read()
         meta = _list_meta(raw)
         # level 1: a page of 500 objects shrinks about tenfold in a few milliseconds
-        pages.append(zlib.compress(raw, 1))
+        on_page(zlib.compress(raw, 1))
         version = version or str(meta.get("resourceVersion", ""))
         token = str(meta.get("continue") or "")
         if not token:
-            return pages, version
+            return version
 
 
 def _list_meta(raw: bytes) -> dict[str, Any]:
@@ -211,35 +213,89 @@ async def fetch_whole_list(
     namespace: references.Namespace,
     logger: Any,
 ) -> AsyncIterator[tuple[Collection[bodies.RawBody], str]]:
-    """kopf's `fetch_objs`, with every page read before the first is handed on."""
+    """kopf's `fetch_objs`, with every page read before the first is handed on; for a
+    resource taken in directly, every page taken in as it arrives and kopf handed none."""
+    per_namespace: Counter[str] = Counter()
+    intake = _INTAKES.get((resource.group, resource.plural))
+    if intake is not None:
+        version = await _take_in_list(settings, resource, namespace, logger, intake,
+                                      per_namespace)
+        yield [], version
+    else:
+        while True:
+            pages: deque[bytes] = deque()
+            try:
+                version = await _fetch_pages(settings, resource, namespace, logger,
+                                             pages.append)
+                break
+            except ListExpired as exc:
+                _log_relist(resource, exc)
+                await asyncio.sleep(RELIST_DELAY_SECONDS)
+        while pages:
+            items = _items(pages.popleft(), per_namespace)
+            yield items, version
+            del items
+    # kopf asks for more once it has handed the last page on: the list is known whole
+    LEDGER.listed(resource.plural, namespace, per_namespace)
+
+
+async def _take_in_list(
+    settings: configuration.OperatorSettings,
+    resource: references.Resource,
+    namespace: references.Namespace,
+    logger: Any,
+    intake: Intake,
+    per_namespace: Counter[str],
+) -> str:
+    """Take in each page while the next is fetched: the API server encodes the next
+    page on one core while this process decodes and plans the last on the other. A
+    list that expires is listed again from the start; what was taken in of it stays
+    (taking an object in again with the same resourceVersion changes nothing), and the
+    ledger hears of the list only once it is whole and all of it was taken in."""
     while True:
+        pages: asyncio.Queue[bytes | None] = asyncio.Queue()
+        fetching_task = asyncio.create_task(
+            _fetch_into(pages, settings, resource, namespace, logger),
+            name=f"list-{resource.plural}")
+        per_namespace.clear()
         try:
-            pages, version = await _fetch_pages(settings, resource, namespace, logger)
-            break
+            while (page := await pages.get()) is not None:
+                await _take_in(resource, _items(page, per_namespace), intake)
+            return await fetching_task
         except ListExpired as exc:
             _log_relist(resource, exc)
             await asyncio.sleep(RELIST_DELAY_SECONDS)
-    per_namespace: Counter[str] = Counter()
-    while pages:
-        page = _decode(zlib.decompress(pages.popleft()))
-        items: list[bodies.RawBody] = page.get("items") or []
-        kind = page["kind"].removesuffix("List") if "kind" in page else None
-        api_version = page.get("apiVersion")
-        for item in items:  # as kopf's own listing: a LIST's items carry no kind
-            if kind is not None:
-                item.setdefault("kind", kind)
-            if api_version is not None:
-                item.setdefault("apiVersion", api_version)
-            per_namespace[str((item.get("metadata") or {}).get("namespace") or "")] += 1
-        del page
-        intake = _INTAKES.get((resource.group, resource.plural))
-        if intake is not None:
-            await _take_in(resource, items, intake)
-            items = []
-        yield items, version
-        del items
-    # kopf asks for more once it has handed the last page on: the list is known whole
-    LEDGER.listed(resource.plural, namespace, per_namespace)
+        finally:
+            fetching_task.cancel()
+
+
+async def _fetch_into(
+    pages: asyncio.Queue[bytes | None],
+    settings: configuration.OperatorSettings,
+    resource: references.Resource,
+    namespace: references.Namespace,
+    logger: Any,
+) -> str:
+    try:
+        return await _fetch_pages(settings, resource, namespace, logger, pages.put_nowait)
+    finally:
+        pages.put_nowait(None)  # the end, or a failure the task holds
+
+
+def _items(page: bytes, per_namespace: Counter[str]) -> list[bodies.RawBody]:
+    """A compressed page's objects, each with the kind and apiVersion a LIST's items
+    lack (as kopf's own listing), counted by namespace."""
+    decoded = _decode(zlib.decompress(page))
+    items: list[bodies.RawBody] = decoded.get("items") or []
+    kind = decoded["kind"].removesuffix("List") if "kind" in decoded else None
+    api_version = decoded.get("apiVersion")
+    for item in items:
+        if kind is not None:
+            item.setdefault("kind", kind)
+        if api_version is not None:
+            item.setdefault("apiVersion", api_version)
+        per_namespace[str((item.get("metadata") or {}).get("namespace") or "")] += 1
+    return items
 
 
 def _log_relist(resource: references.Resource, exc: ListExpired) -> None:
