@@ -74,7 +74,7 @@ DUE_QUEUE_ARMED = Gauge(
 )
 TASKS_PACKED = Gauge(
     "celery_operator_scheduled_tasks_packed",
-    "ScheduledTasks held packed (as JSON, a third of their decoded memory) because they "
+    "ScheduledTasks held packed (compressed JSON, a sixth of their decoded memory) because they "
     "wait with nothing to do for a while: for their due time, a retry or their TTL.",
 )
 PERIODIC_PLANNED = Gauge(
