@@ -118,6 +118,10 @@ class DueQueue:
         """`key`'s next wake-up, if one is queued."""
         return self._wake_at.get(key)
 
+    def runs_again(self, key: str) -> bool:
+        """`key` is reconciled once more as soon as its running reconcile returns."""
+        return key in self._again
+
     def armed(self) -> int:
         return len(self._wake_at)
 

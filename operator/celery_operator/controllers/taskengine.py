@@ -604,7 +604,7 @@ class TaskEngine:
         do within PACK_IDLE packed (Watched.pack): most of a large install's tasks wait
         for hours. Tasks on the broker or a worker are read on every Celery event."""
         entry = self.entries.get(uid)
-        if entry is None or entry.packed or uid in self._sending:
+        if entry is None or entry.packed or uid in self._sending or self.queue.runs_again(uid):
             return
         phase = entry.phase
         if phase is not None and phase not in PACKED_PHASES:
