@@ -184,9 +184,9 @@ def _restart(stack: Stack, sc: Scope, ns: str, sizes: Sizes) -> dict[str, Any]:
     pid = op.process.pid or 0
 
     # Only the operator's own gauges while it restarts: one scrape of the API server's
-    # /metrics costs it ~31 ms of CPU (1.5 MB of text) and the bench as much again to
-    # parse, ~40% of a core at this rate, taken from the restart it measures. The LIST
-    # count is read once, after.
+    # /metrics costs it ~31 ms of CPU (1.5 MB of text; ~15% of a core at this rate) and
+    # the bench its parse, taken from the restart it measures. The LIST count is read
+    # once, after.
     def sample() -> tuple[float, float, float]:
         text = op.metrics()
         depth = measure.metric_value(text, "celery_operator_due_queue_armed")
