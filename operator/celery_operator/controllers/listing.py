@@ -46,7 +46,8 @@ log = logging.getLogger(__name__)
 
 GONE = 410
 RELIST_DELAY_SECONDS = 1.0
-# Listed objects taken in between two returns to the event loop (~20 ms of intake here).
+# Listed objects taken in between two returns to the event loop: the loop also serves
+# /healthz, the Lease renewals and the due-time queue during a long intake.
 TAKE_IN_BATCH = 100
 
 
@@ -197,7 +198,8 @@ def _list_meta(raw: bytes) -> dict[str, Any]:
 
 
 def _decode(raw: bytes) -> Any:
-    """orjson, ~2-3x faster than json on a page (and as exact: the API server writes
+    """orjson, twice as fast as json on a page of 500 (4.2 against 8.9 ms, median of 7
+    decodes of a 0.7 MB page of pending tasks; and as exact: the API server writes
     no integer beyond 64 bits); json where orjson is stricter (an escaped lone
     surrogate in a string, which json takes as it is and kopf's watch would too)."""
     try:
