@@ -27,6 +27,7 @@ from . import (
     burst,
     churn,
     failover,
+    interval,
     measure,
     periodic,
     report,
@@ -82,12 +83,14 @@ SCENARIOS: dict[str, Scenario] = {
     "failover": failover,
     "retention": retention,
     "scale-100k": scale.Large,
+    "interval-10k": interval,
 }
 # Too long for a smoke run: the RabbitMQ variants would double its time, and a SIGKILL
 # failover waits out the 15 s lease. Full runs, or `--only`.
 FULL_RUN_ONLY = frozenset({"burst-amqp", "spread-amqp", "throughput-amqp", "failover"})
-# Asked for by name only (`--only scale-100k`): longer than a whole full run may take.
-ON_REQUEST = frozenset({"scale-100k"})
+# Asked for by name only (`--only scale-100k,interval-10k`, ~20 + ~25 min): together
+# longer than the whole full run may take.
+ON_REQUEST = frozenset({"scale-100k", "interval-10k"})
 
 
 def main(argv: list[str] | None = None) -> int:

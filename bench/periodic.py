@@ -16,6 +16,7 @@ import math
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from celery_operator.api import API_VERSION, PERIODIC_KIND, PERIODIC_PLURAL, parse_time
@@ -76,18 +77,23 @@ def _window(sc: Scope, bounds: list[float], sides: list[Any], settle: float = SE
     for side in sides:
         side.start()
         side.bounds = bounds
-    _sleep_until(bounds[0] - settle)
-    cpu = sc.cpu_window()
-    before = measure.apiserver_requests(sc.stack.apiserver_metrics_fast())
-    _sleep_until(bounds[-1] + settle)
-    result = cpu.stop()
-    after = measure.apiserver_requests(sc.stack.apiserver_metrics_fast())
-    # Every request the API server served in the window, by verb and resource: what a run
-    # costs it (the operator's, the bench's watch, and beat's none).
-    requests = {k: v for k, v in measure.request_delta(before, after).items() if v}
+    result, requests = cpu_over(sc, bounds[0] - settle, bounds[-1] + settle)
     for side in sides:
         side.cpu = result
         side.requests = requests
+
+
+def cpu_over(sc: Scope, start: float, end: float) -> tuple[dict[str, Any], dict[str, float]]:
+    """Sleep until `start`; the CPU of every process and the API server's requests from
+    then until `end` — every request it served, by verb and resource: what a run costs it
+    (the operator's, the bench's watch, and beat's none)."""
+    _sleep_until(start)
+    cpu = sc.cpu_window()
+    before = measure.apiserver_requests(sc.stack.apiserver_metrics_fast())
+    _sleep_until(end)
+    result = cpu.stop()
+    after = measure.apiserver_requests(sc.stack.apiserver_metrics_fast())
+    return result, {k: v for k, v in measure.request_delta(before, after).items() if v}
 
 
 def _periodic(namespace: str, i: int) -> dict[str, Any]:
@@ -110,13 +116,15 @@ def _periodic_patches(stack: Stack) -> float:
 class OperatorSide:
     """N PeriodicTasks and the operator; children seen by a watch with a local clock."""
 
-    def __init__(self, stack: Stack, sc: Scope, n: int) -> None:
+    def __init__(self, stack: Stack, sc: Scope, n: int,
+                 manifest: Callable[[str, int], dict[str, Any]] | None = None) -> None:
         self.stack, self.sc, self.n = stack, sc, n
         self.bounds: list[float] = []
         self.cpu: dict[str, Any] = {}
         self.requests: dict[str, float] = {}
         self.notes: list[str] = []
         self.ns = stack.namespace("periodic")
+        make = manifest or _periodic
         # Watching before anything exists: children of a big burst are created early
         # (the operator's burst-aware create-ahead), possibly before the first boundary
         # is even chosen.
@@ -125,7 +133,7 @@ class OperatorSide:
         self.profile = sc.profiler(self.op.process.pid or 0, "periodic")
         before = _periodic_patches(stack)
         t = time.time()
-        stack.create_many(self.ns, PERIODIC_PLURAL, [_periodic(self.ns, i) for i in range(n)])
+        stack.create_many(self.ns, PERIODIC_PLURAL, [make(self.ns, i) for i in range(n)])
         self.create_seconds = time.time() - t
         self.created_at = time.time()
         if not measure.wait_for(lambda: _periodic_patches(stack) - before >= n,
@@ -178,8 +186,10 @@ class OperatorSide:
 class BeatSide:
     """celery beat with N crontab() entries; sends logged by bench.beat_app."""
 
-    def __init__(self, stack: Stack, sc: Scope, n: int) -> None:
+    def __init__(self, stack: Stack, sc: Scope, n: int,
+                 env: Mapping[str, str] | None = None) -> None:
         self.stack, self.sc, self.n = stack, sc, n
+        self.env = dict(env or {})
         self.bounds: list[float] = []
         self.cpu: dict[str, Any] = {}
         self.requests: dict[str, float] = {}
@@ -197,19 +207,25 @@ class BeatSide:
              f"--schedule={sc.dir / 'beat-schedule'}", f"--pidfile={sc.dir / 'beat.pid'}",
              "--loglevel=INFO"],
             env={"CELERY_BROKER_URL": self.stack.broker_url, "BENCH_BEAT_ENTRIES": str(self.n),
-                 "BENCH_BEAT_QUEUE": QUEUE, "BENCH_BEAT_SENT_LOG": str(self.sent_log)},
+                 "BENCH_BEAT_QUEUE": QUEUE, "BENCH_BEAT_SENT_LOG": str(self.sent_log),
+                 **self.env},
         )
         if not measure.wait_for(lambda: "beat: Starting" in self.proc.log_tail(50), 60, 0.2):
             self.notes.append("beat did not log 'Starting' within 60 s")
 
+    def sends(self) -> dict[str, tuple[float, int]]:
+        """Task id -> (when beat published it, the entry's index), from the sent log."""
+        out: dict[str, tuple[float, int]] = {}
+        lines = self.sent_log.read_text().splitlines() if self.sent_log.exists() else []
+        for line in lines:
+            task_id, at, entry = line.split()
+            out.setdefault(task_id, (float(at), int(entry)))
+        return out
+
     def finish(self) -> dict[str, Any]:
         if self.proc is not None:
             self.proc.stop(grace=10)
-        sends: dict[str, float] = {}
-        lines = self.sent_log.read_text().splitlines() if self.sent_log.exists() else []
-        for line in lines:
-            task_id, _, at = line.partition(" ")
-            sends.setdefault(task_id, float(at))
+        sends = {t: at for t, (at, _) in self.sends().items()}
         # The boundary a send belongs to (beat never sends early beyond clock noise).
         nominal = {t: math.floor((at + 1.0) / 60.0) * 60.0 for t, at in sends.items()}
         measured = {t: nominal[t] for t in sends if nominal[t] in self.bounds}
@@ -233,7 +249,7 @@ def _per_minute(cpu: dict[str, Any], role: str) -> float | None:
     return used / (wall / 60.0) if used is not None and wall else None
 
 
-def _ms(summary: dict[str, Any], key: str) -> str:
+def summary_ms(summary: dict[str, Any], key: str) -> str:
     value = summary.get(key)
     return f"{value * 1000:.0f} ms" if isinstance(value, float) else "-"
 
@@ -244,7 +260,8 @@ def _print(side: str, r: dict[str, Any]) -> None:
     start = r["worker_start"]
     counts = r.get("children_per_minute") or r.get("sends_per_minute")
     cpu = r["cpu_seconds_per_minute"]
-    log(f"periodic {side}: {what} lateness p50 {_ms(first, 'p50')} p99 {_ms(first, 'p99')} "
-        f"max {_ms(first, 'max')}; worker start p50 {_ms(start, 'p50')} p99 "
-        f"{_ms(start, 'p99')}; per minute {counts}; CPU "
+    log(f"periodic {side}: {what} lateness p50 {summary_ms(first, 'p50')} p99 "
+        f"{summary_ms(first, 'p99')} max {summary_ms(first, 'max')}; worker start p50 "
+        f"{summary_ms(start, 'p50')} p99 "
+        f"{summary_ms(start, 'p99')}; per minute {counts}; CPU "
         f"{f'{cpu:.2f}' if cpu is not None else '-'} s/min")

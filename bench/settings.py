@@ -31,6 +31,8 @@ class Sizes:
     retention_rate: float  # ScheduledTasks created per second in the retention scenario
     retention_seconds: float  # for this long
     retention_ttl: int  # their ttlSecondsAfterFinished
+    interval_entries: int  # PeriodicTasks (and beat entries) in the interval scenario
+    interval_seconds: float  # their interval
     worker_concurrency: int = 4
     worker_pool: str = "prefork"
 
@@ -70,6 +72,8 @@ FULL = Sizes(
     retention_rate=50.0,
     retention_seconds=600.0,
     retention_ttl=60,
+    interval_entries=10_000,  # issue 17: a schedule set of 10,000 on a 5-minute interval
+    interval_seconds=300.0,
 )
 
 # A smoke run for CI: every code path, small N, one repeat; beat and the operator share
@@ -98,6 +102,8 @@ QUICK = Sizes(
     retention_rate=20.0,
     retention_seconds=20.0,
     retention_ttl=5,
+    interval_entries=200,
+    interval_seconds=30.0,
 )
 
 

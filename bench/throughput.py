@@ -9,6 +9,7 @@ N tasks to the same worker (Celery's limit).
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -108,6 +109,7 @@ def _operator(stack: Stack, sc: Any, n: int) -> dict[str, Any]:
         / n,
         "profile": profile_summary(profile),
         "notes": run.notes,
+        "cores": os.cpu_count(),  # the bound on this machine: what the rest costs per task
     }
 
 
