@@ -1184,16 +1184,19 @@ def _interval_md(d: Mapping[str, Any]) -> str:
         ]),
         "",
         table(["", "operator", "celery beat"], [
-            ["runs due in the interval / not started",
-             f"{op.get('runs_due_in_window')} / {op.get('not_started')}",
-             f"{beat.get('runs_due_in_window')} / {beat.get('not_started')}"],
+            ["runs due in the interval / taken up in it / not started",
+             f"{op.get('runs_due_in_window')} / {op.get('taken_up_in_window')} / "
+             f"{op.get('not_started')}",
+             f"{beat.get('runs_due_in_window')} / {beat.get('taken_up_in_window')} / "
+             f"{beat.get('not_started')}"],
             ["CPU-seconds per minute: the scheduler process", num(op.get(cpu), 2),
              num(beat.get(cpu), 2)],
             ["CPU-seconds per minute: operator + kube-apiserver + etcd (beside beat: the "
              "idle API server and etcd)",
              num(op.get("control_plane_cpu_seconds_per_minute"), 2),
              num(beat.get("control_plane_cpu_seconds_per_minute"), 2)],
-            ["API writes per run (to our kinds and Events)", num(op.get("writes_per_run"), 2),
+            ["API writes per run taken up (to our kinds and Events)",
+             num(op.get("writes_per_run"), 2),
              num(beat.get("writes_per_run"), 2)],
             ["s from setup done to the first due time", num(op.get("setup_margin_seconds"), 0),
              num(beat.get("setup_margin_seconds"), 0)],
