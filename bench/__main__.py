@@ -88,7 +88,7 @@ SCENARIOS: dict[str, Scenario] = {
 # Too long for a smoke run: the RabbitMQ variants would double its time, and a SIGKILL
 # failover waits out the 15 s lease. Full runs, or `--only`.
 FULL_RUN_ONLY = frozenset({"burst-amqp", "spread-amqp", "throughput-amqp", "failover"})
-# Asked for by name only (`--only scale-100k,interval-10k`, ~20 + ~25 min): together
+# Asked for by name only (`--only scale-100k,interval-10k`, ~18 + ~17 min): together
 # longer than the whole full run may take.
 ON_REQUEST = frozenset({"scale-100k", "interval-10k"})
 

@@ -1,4 +1,4 @@
-"""Scenario 12, on request (`--only interval-10k`, ~25 min): issue 17's schedule set —
+"""Scenario 12, on request (`--only interval-10k`, ~17 min): issue 17's schedule set —
 10,000 PeriodicTasks on a 5-minute interval — against celery beat driving the same
 10,000 interval entries, one after the other on the same stack and worker.
 
