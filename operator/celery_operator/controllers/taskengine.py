@@ -1036,12 +1036,18 @@ class TaskEngine:
         before it publishes the task again. Rare (after a restart or failover), read
         every poll while they last, one query per app."""
         by_app: dict[str, list[str]] = {}
+        dispatching = Phase.DISPATCHING.value
+        # Walked on every result poll, over every tracked task (10,000 in a big burst, a
+        # poll per gathered worker event): the cheap tests come first, and the common
+        # case, a claim this process published, ends at the first.
         for uid, task_id in self._tracked.items():
-            entry = self.entries.get(uid)
             published = self._published.get(uid)
-            if (entry is None or entry.status.get("phase") != Phase.DISPATCHING.value
-                    or (published is not None and published.task_id == task_id)
-                    or task_id not in states or states[task_id] is not None):
+            if published is not None and published.task_id == task_id:
+                continue
+            if task_id not in states or states[task_id] is not None:
+                continue
+            entry = self.entries.get(uid)
+            if entry is None or entry.phase != dispatching:
                 continue
             if (key := self._app_of.get(uid)) is not None:
                 by_app.setdefault(key, []).append(task_id)
