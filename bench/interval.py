@@ -14,8 +14,9 @@ after the window is counted as not started.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from celery_operator.api import API_VERSION, PERIODIC_KIND, parse_time
 from celery_operator.api.timefmt import format_time
@@ -86,15 +87,8 @@ def _operator(stack: Stack, sc: Scope, n: int, every: float) -> dict[str, Any]:
                 out[task_id_for(s.uid, 1)] = due
         return out
 
-    def all_started() -> bool:
-        ids = due_in_window()
-        return len(ids) >= n and len(measure.started_times(
-            stack.results(), list(ids), STARTED_KEY)) >= n
-
-    measure.wait_for(all_started, STRAGGLE, 5.0)
-    due = due_in_window()
+    due, starts = _when_started(stack, due_in_window, n)
     created = {task_id_for(s.uid, 1): s.at for s in side.watch.seen.values()}
-    starts = measure.started_times(stack.results(), list(due), STARTED_KEY)
     taken_up = sum(window[0] <= created[t] < window[1] for t in due)
     side.stop()
     stack.delete_all(side.ns)
@@ -130,14 +124,7 @@ def _beat(stack: Stack, sc: Scope, n: int, every: float) -> dict[str, Any]:
                 by_entry[i] = (at, task_id)
         return {t: (at, anchor + offsets[i] / 1e6 + every) for i, (at, t) in by_entry.items()}
 
-    def all_started() -> bool:
-        ids = first_sends()
-        return len(ids) >= n and len(measure.started_times(
-            stack.results(), list(ids), STARTED_KEY)) >= n
-
-    measure.wait_for(all_started, STRAGGLE, 5.0)
-    sends = first_sends()
-    starts = measure.started_times(stack.results(), list(sends), STARTED_KEY)
+    sends, starts = _when_started(stack, first_sends, n)
     taken_up = sum(window[0] <= at < window[1] for at, _ in sends.values())
     if beat.proc is not None:
         beat.proc.stop(grace=10)
@@ -152,6 +139,22 @@ def _beat(stack: Stack, sc: Scope, n: int, every: float) -> dict[str, Any]:
         **_costs(cpu, requests, "celery-beat", taken_up),
         "notes": beat.notes,
     }
+
+
+RunsT = TypeVar("RunsT", bound=Mapping[str, Any])
+
+
+def _when_started(stack: Stack, runs: Callable[[], RunsT], n: int
+                  ) -> tuple[RunsT, dict[str, float]]:
+    """Wait (STRAGGLE s at most) until `runs()` (task id -> what is known of the run)
+    holds all n runs and every one has started; then the runs and their start times."""
+    def started(ids: RunsT) -> dict[str, float]:
+        return measure.started_times(stack.results(), list(ids), STARTED_KEY)
+
+    measure.wait_for(lambda: len(ids := runs()) >= n and len(started(ids)) >= n,
+                     STRAGGLE, 5.0)
+    final = runs()
+    return final, started(final)
 
 
 def _costs(cpu: dict[str, Any], requests: dict[str, float], role: str, runs: int

@@ -992,10 +992,11 @@ def _periodic_writes(op: Mapping[str, Any], beat: Mapping[str, Any]) -> list[str
     out = [f"API writes per run in the operator's window (its ±30 s edges included): "
            f"{num(op.get('writes_per_run'), 2)} — {parts}.", ""]
     used = _get(op, "cpu", "cpu_seconds") or {}
-    server = 1000 * sum(used.get(k) or 0.0 for k in ("kube-apiserver", "etcd")) / runs
+    server_ms = 1000 * sum(used.get(k) or 0.0 for k in ("kube-apiserver", "etcd"))
+    server = server_ms / runs
     beat_runs = sum(beat.get("sends_per_minute") or []) or None
     beat_ms = _num(_get(beat, "cpu", "cpu_seconds", "celery-beat"))
-    per_write = server / sum(writes.values()) * runs if writes else None
+    per_write = server_ms / sum(writes.values()) if writes else None
     if beat_runs and beat_ms and per_write:
         beat_ms = 1000 * beat_ms / beat_runs
         out += [f"The bound on this machine, from this run: the API server and etcd spent "
