@@ -58,6 +58,19 @@ def test_immediate_task_succeeds_with_its_result_in_status(
     assert events_for(core, namespace, "add") == []
 
 
+def test_an_ended_task_is_read_when_its_event_comes_not_at_the_next_sweep(
+    celery_worker: CeleryWorker, start_operator: StartOperator, tasks: Tasks,
+) -> None:
+    """A worker with -E says when a task ended, and the operator reads that task's record
+    at once; the sweep over every tracked task (here every 120 s) is only the fallback."""
+    start_operator("--poll-interval", "120")
+    tasks.create("first", {"task": {"name": "demo.add", "args": [1, 1]}})
+    tasks.wait_phase("first", "Succeeded", timeout=20)  # the start's sweep is behind us
+    tasks.create("second", {"task": {"name": "demo.add", "args": [2, 3]}})
+    obj = tasks.wait_phase("second", "Succeeded", timeout=20)
+    assert obj["status"]["result"] == 5
+
+
 def test_named_queue_reaches_only_the_worker_listening_on_it(
     start_operator: StartOperator, tasks: Tasks, broker_url: str, backend_url: str,
     tmp_path: Path,

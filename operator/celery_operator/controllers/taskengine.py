@@ -67,6 +67,12 @@ REVOKE_ON_DELETE = frozenset({p.value for p in IN_FLIGHT} | {Phase.RETRYING.valu
 QUIET_BEFORE = timedelta(seconds=0.5)
 QUIET_MAX = timedelta(seconds=10)
 QUIET_MIN_EXTRA = timedelta(seconds=5)  # 250 tasks in three seconds at 50 claims/s
+# A burst is claimed up to MAX_EXTRA_LEAD early: 10,000 tasks due at one second need
+# ~100 s of claims on two cores, and a claim after the due time starts its task late.
+# Its final writes wait until the burst has run, as long after as it was claimed early,
+# but at most SETTLE_MAX: a burst's workers are done with the machine well before.
+MAX_EXTRA_LEAD = timedelta(minutes=5)
+SETTLE_MAX = timedelta(seconds=60)
 RUN_ID_FRESH = 1.0  # seconds a broker run id is trusted for a publish without a re-read
 # A standby keeps the revokes of deleted tasks this long for the next leader (only memory
 # is bounded by it: by then a live leader has sent them, and a new one took over).
@@ -144,7 +150,7 @@ class TaskEngine:
         consumer_grace: float = 20.0,
         claim_rate: float = 50.0,
         finish_rate: float = 100.0,
-        max_extra_lead: float = 60.0,
+        max_extra_lead: timedelta = MAX_EXTRA_LEAD,
         broker_check_interval: float = 2.0,
         kube_threads: int = 32,
         publish_threads: int = 4,
@@ -171,7 +177,7 @@ class TaskEngine:
         self.worker_timeout = timedelta(seconds=worker_timeout)
         self.consumer_check_interval = consumer_check_interval
         self.consumer_grace = timedelta(seconds=consumer_grace)
-        self.bursts = BurstTracker(claim_rate, timedelta(seconds=max_extra_lead))
+        self.bursts = BurstTracker(claim_rate, max_extra_lead)
         self.finish_spacing = timedelta(seconds=1 / finish_rate)
         self._finish_next = clock()
         self.broker_check_interval = broker_check_interval
@@ -184,6 +190,11 @@ class TaskEngine:
         metrics.TASKS_PACKED.set_function(
             lambda: sum(isinstance(e.held, bytes) for e in list(self.entries.values())))
         self._poll_now = asyncio.Event()
+        # Task ids whose event said they ended or retried: the next poll reads these
+        # alone, and every tracked one only once a poll interval (a sweep), so a burst's
+        # thousands of events do not each cost a read of every task it tracks.
+        self._hinted: dict[str, None] = {}
+        self._sweep_at = 0.0  # loop time of the next read of every tracked task
         self._published: dict[str, Published] = {}  # uid -> what this process published
         self._states: dict[str, TaskState | None] = {}  # task id -> last backend record
         # Claims to take over: task id -> (the broker run id it is marked sent to, or
@@ -245,6 +256,7 @@ class TaskEngine:
     def resume(self) -> None:
         """This process started leading: do what was parked, read results now."""
         parked = self.queue.unpark_all()
+        self._sweep_at = 0.0
         self._poll_now.set()
         self._send_parked_revokes()
         logger.info("leading: %d ScheduledTasks came due or changed while standing by",
@@ -360,7 +372,8 @@ class TaskEngine:
                 self._hints.started[event.task_id] = ts
                 self.schedule(uid, self.clock())  # the plan coalesces the Started write
         elif event.kind != "task-received":
-            self._poll_now.set()  # it ended or retried: read the backend now
+            self._hinted[event.task_id] = None
+            self._poll_now.set()  # it ended or retried: read its record now
 
     def worker_alive(self, hostname: str | None) -> bool | None:
         """None when we know nothing of it (no events: workers without -E)."""
@@ -954,33 +967,44 @@ class TaskEngine:
     # ---- the result tracker --------------------------------------------------------------
 
     async def _track_loop(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
+            wait = self.poll_interval
+            if self._tracked and self.leading():  # (a hinted read does not delay a sweep)
+                wait = min(wait, max(0.0, self._sweep_at - loop.time()))
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._poll_now.wait(), timeout=self.poll_interval)
+                await asyncio.wait_for(self._poll_now.wait(), timeout=wait)
             self._poll_now.clear()
             self._check_workers()
             if not self._tracked or not self.leading():
+                self._hinted.clear()
                 continue  # a standby reads no results: the leader's writes tell it
             if (quiet := self._quiet.end_at(self.clock())) is not None:
                 await asyncio.sleep((quiet - self.clock()).total_seconds())
                 continue
             await asyncio.sleep(0.02)  # let a burst of event hints gather into one read
+            hinted, self._hinted = self._hinted, {}
+            candidates: Any = hinted
+            if loop.time() >= self._sweep_at:  # events are hints: some never come
+                self._sweep_at = loop.time() + self.poll_interval
+                candidates = self._tracked.values()
             # A final state does not change any more: read it once, not every second
             # while its (paced) finishing write is pending.
-            ids = {
-                task_id for task_id in self._tracked.values()
-                if task_id not in self._deferred
+            ids = [
+                task_id for task_id in candidates
+                if task_id in self._uid_of and task_id not in self._deferred
                 and ((known := self._states.get(task_id)) is None
                      or known.status not in TERMINAL_STATES)
-            }
+            ]
             if not ids:
                 continue
             states = await self._read_backends(ids)
             await self._read_sent_marks(states)
             now = self.clock()
-            for uid, task_id in list(self._tracked.items()):
-                if task_id not in ids:
-                    continue
+            for task_id in ids:
+                uid = self._uid_of.get(task_id)
+                if uid is None:
+                    continue  # forgotten or retried meanwhile
                 state = states.get(task_id)
                 first = task_id not in self._states  # a planner may be waiting for it
                 previous = self._states.get(task_id)
@@ -999,13 +1023,14 @@ class TaskEngine:
                 elif changed:
                     self.schedule(uid, now)
 
-    async def _read_backends(self, ids: set[str]) -> dict[str, TaskState | None]:
+    async def _read_backends(self, ids: list[str]) -> dict[str, TaskState | None]:
         """One batched read per app's result backend; an app whose backend fails backs
         off on its own (its tasks wait), the others are read as usual."""
         loop = asyncio.get_running_loop()
         by_app: dict[str, set[str]] = {}
-        for uid, task_id in self._tracked.items():
-            if task_id in ids and (key := self._app_of.get(uid)) is not None:
+        for task_id in ids:
+            uid = self._uid_of.get(task_id)
+            if uid is not None and (key := self._app_of.get(uid)) is not None:
                 by_app.setdefault(key, set()).add(task_id)
         states: dict[str, TaskState | None] = {}
         now = self.clock()
@@ -1037,15 +1062,12 @@ class TaskEngine:
         every poll while they last, one query per app."""
         by_app: dict[str, list[str]] = {}
         dispatching = Phase.DISPATCHING.value
-        # Walked on every result poll, over every tracked task (10,000 in a big burst, a
-        # poll per gathered worker event): the cheap tests come first, and the common
-        # case, a claim this process published, ends at the first.
-        for uid, task_id in self._tracked.items():
+        for task_id, state in states.items():
+            if state is not None or (uid := self._uid_of.get(task_id)) is None:
+                continue
             published = self._published.get(uid)
             if published is not None and published.task_id == task_id:
-                continue
-            if task_id not in states or states[task_id] is not None:
-                continue
+                continue  # the common case: a claim this process published
             entry = self.entries.get(uid)
             if entry is None or entry.phase != dispatching:
                 continue
@@ -1078,7 +1100,7 @@ class TaskEngine:
         entry = self.entries.get(uid)
         if not extra or entry is None or not entry.status.get("dueTime"):
             return self.clock()
-        return parse_time(str(entry.status["dueTime"])) + extra
+        return parse_time(str(entry.status["dueTime"])) + min(extra, SETTLE_MAX)
 
     def _phase(self, uid: str) -> str | None:
         entry = self.entries.get(uid)
