@@ -37,6 +37,7 @@ from . import (
     settings,
     spread,
     throughput,
+    writecost,
     writes,
 )
 from .settings import Sizes
@@ -82,6 +83,7 @@ SCENARIOS: dict[str, Scenario] = {
     "resultreads": resultreads,
     "failover": failover,
     "retention": retention,
+    "writecost": writecost,
     "scale-100k": scale.Large,
     "interval-10k": interval,
 }

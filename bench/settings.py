@@ -33,6 +33,7 @@ class Sizes:
     retention_ttl: int  # their ttlSecondsAfterFinished
     interval_entries: int  # PeriodicTasks (and beat entries) in the interval scenario
     interval_seconds: float  # their interval
+    writecost_writes: int  # writes of each kind in the write-cost-by-kind scenario
     worker_concurrency: int = 4
     worker_pool: str = "prefork"
 
@@ -74,6 +75,7 @@ FULL = Sizes(
     retention_ttl=60,
     interval_entries=10_000,  # issue 17: a schedule set of 10,000 on a 5-minute interval
     interval_seconds=300.0,
+    writecost_writes=1000,
 )
 
 # A smoke run for CI: every code path, small N, one repeat; beat and the operator share
@@ -104,6 +106,7 @@ QUICK = Sizes(
     retention_ttl=5,
     interval_entries=200,
     interval_seconds=30.0,
+    writecost_writes=200,
 )
 
 

@@ -1,4 +1,5 @@
-"""A light watch of one namespace's ScheduledTasks: when each was first seen, locally.
+"""A light watch of one namespace's ScheduledTasks (or another kind of ours): when each
+was first seen, locally.
 
 `metadata.creationTimestamp` has a resolution of one second; the local time an ADDED
 event arrives is a better clock for "when was the child created". Only ADDED lines are
@@ -30,9 +31,11 @@ class Seen:
 
 
 class AddedWatch:
-    def __init__(self, api: client.ApiClient, namespace: str) -> None:
+    def __init__(self, api: client.ApiClient, namespace: str,
+                 plural: str = SCHEDULED_PLURAL) -> None:
         self.api = client.ApiClient(api.configuration)  # its own connection pool
         self.namespace = namespace
+        self.plural = plural
         self.seen: dict[str, Seen] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True, name="added-watch")
@@ -55,13 +58,13 @@ class AddedWatch:
 
     def _list_version(self) -> str:
         resp = client.CustomObjectsApi(self.api).list_namespaced_custom_object(
-            GROUP, VERSION, self.namespace, SCHEDULED_PLURAL, limit=1, _preload_content=False
+            GROUP, VERSION, self.namespace, self.plural, limit=1, _preload_content=False
         )
         return str(json.loads(cast(Any, resp).data)["metadata"]["resourceVersion"])
 
     def _run(self) -> None:
         version = self._list_version()
-        path = f"/apis/{GROUP}/{VERSION}/namespaces/{self.namespace}/{SCHEDULED_PLURAL}"
+        path = f"/apis/{GROUP}/{VERSION}/namespaces/{self.namespace}/{self.plural}"
         while not self._stop.is_set():
             params = self.api.param_serialize(
                 "GET", path, auth_settings=["BearerToken"],
