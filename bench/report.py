@@ -996,11 +996,9 @@ def _periodic_writes(op: Mapping[str, Any], beat: Mapping[str, Any]) -> list[str
     used = _get(op, "cpu", "cpu_seconds") or {}
     server_ms = 1000 * sum(used.get(k) or 0.0 for k in ("kube-apiserver", "etcd"))
     server = server_ms / runs
-    beat_runs = sum(beat.get("sends_per_minute") or []) or None
-    beat_ms = _num(_get(beat, "cpu", "cpu_seconds", "celery-beat"))
+    beat_ms = _beat_ms_per_run(beat)
     per_write = server_ms / sum(writes.values()) if writes else None
-    if beat_runs and beat_ms and per_write:
-        beat_ms = 1000 * beat_ms / beat_runs
+    if beat_ms and per_write:
         out += [f"The bound on this machine, from this run: the API server and etcd spent "
                 f"{server:.1f} ms of CPU per run ({per_write:.1f} ms per write, with all "
                 "else they served in the window: reads, watches, their idle cost); celery "
@@ -1207,6 +1205,13 @@ def _interval_md(d: Mapping[str, Any]) -> str:
     ])
 
 
+def _beat_ms_per_run(beat: Mapping[str, Any]) -> float | None:
+    """celery beat's CPU per entry sent, in ms, over its measured minutes."""
+    runs = sum(beat.get("sends_per_minute") or []) or None
+    cpu = _num(_get(beat, "cpu", "cpu_seconds", "celery-beat"))
+    return 1000 * cpu / runs if runs and cpu else None
+
+
 # A periodic run's writes as design.md counts them, when no periodic scenario ran beside.
 RUN_WRITES_BY_DESIGN = {"POST scheduledtasks": 1.0, "PATCH scheduledtasks/status": 2.0,
                         "PATCH periodictasks/status": 2.0, "DELETE scheduledtasks": 1.0}
@@ -1240,22 +1245,20 @@ def _writecost_md(d: Mapping[str, Any], periodic: Mapping[str, Any] | None) -> s
     op = (periodic or {}).get("operator") or {}
     runs = sum(op.get("children_per_minute") or []) or None
     measured = writes_only(op.get("apiserver_requests") or {}) if runs else {}
-    mix = ({k: measured.get(k, 0.0) / runs for k in by_request} if runs and measured
-           else RUN_WRITES_BY_DESIGN)
+    if runs and measured:
+        mix = {k: measured.get(k, 0.0) / runs for k in by_request}
+        source = "the periodic scenario's writes per run in this run"
+    else:
+        mix, source = RUN_WRITES_BY_DESIGN, "design.md's count"
     today = sum(n * sum(total(k) for k in by_request[r]) / len(by_request[r])
                 for r, n in mix.items())
     one = total("parent status PATCH")
-    source = ("the periodic scenario's writes per run in this run" if mix is not
-              RUN_WRITES_BY_DESIGN else "design.md's count")
     line = (f"A periodic run's writes today ({source}: "
             + ", ".join(f"{k} {n:.2f}" for k, n in mix.items())
             + f") cost the API server and etcd {today:.1f} ms by these figures; Proposal A's "
             f"one status write of the parent, {one:.1f} ms")
-    beat = (periodic or {}).get("beat") or {}
-    beat_runs = sum(beat.get("sends_per_minute") or []) or None
-    beat_cpu = _num(_get(beat, "cpu", "cpu_seconds", "celery-beat"))
-    if beat_runs and beat_cpu:
-        per_send = 1000 * beat_cpu / beat_runs
+    per_send = _beat_ms_per_run((periodic or {}).get("beat") or {})
+    if per_send:
         line += (f". celery beat spent {per_send:.1f} ms per run in the periodic scenario: "
                  f"today's writes alone are {today / per_send:.1f}x beat, Proposal A's "
                  f"{one / per_send:.1f}x, leaving the operator "
