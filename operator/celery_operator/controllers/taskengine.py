@@ -22,7 +22,6 @@ from typing import Any, TypeVar
 from celery_operator import metrics
 from celery_operator.api import (
     FINISHED_PHASES,
-    SCHEDULED_PLURAL,
     InvalidSpec,
     Phase,
     ScheduledTaskSpec,
@@ -54,6 +53,7 @@ from .bursts import BurstTracker, QuietWindows
 from .duequeue import DueQueue
 from .kubeio import KubeIO, WriteOutcome, resource_version, stalled_conditions
 from .ports import Apps, Backend, Kube
+from .taskstore import TaskObjects, TaskStore
 from .watched import Watched, slim
 
 logger = logging.getLogger(__name__)
@@ -234,6 +234,10 @@ class TaskEngine:
         self._app_blocked: dict[str, str] = {}
         self._app_backoff = Backoff(initial=5.0, maximum=600.0)
         self.io = KubeIO(kube, kube_threads)
+        self.objects = TaskObjects(self.io, kube)
+        # Tasks whose status is kept elsewhere than in an object of their own: uid ->
+        # their store (the rest are ScheduledTask objects: self.objects).
+        self._stores: dict[str, TaskStore] = {}
         self._publish_pool = ThreadPoolExecutor(publish_threads, thread_name_prefix="publish")
         self._broker_pool = ThreadPoolExecutor(1, thread_name_prefix="broker-watch")
         self._tasks: list[asyncio.Task[None]] = []
@@ -340,6 +344,17 @@ class TaskEngine:
             self.schedule(uid, self.clock())
         else:
             self.queue.defer(uid, STANDBY_PLAN_DELAY)  # one plan for the leader's writes
+
+    def observe_run(self, body: Mapping[str, Any], store: TaskStore) -> None:
+        """A task kept elsewhere than in an object of its own (a periodic run in its
+        parent's status): planned as any, its writes go to `store`."""
+        self._stores[str((body.get("metadata") or {}).get("uid"))] = store
+        self.observe(None, body)
+
+    def forget_run(self, body: Mapping[str, Any]) -> None:
+        """Such a task is gone (dropped by history, its parent deleted): as a delete."""
+        self.observe("DELETED", body)
+        self._stores.pop(str((body.get("metadata") or {}).get("uid")), None)
 
     def on_celery_event(self, event: TaskEvent) -> None:
         """Called from the event listener thread."""
@@ -499,6 +514,9 @@ class TaskEngine:
             backend.revoke(task_id, terminate=terminate, signal=signal)
         except Exception as exc:
             logger.warning("revoking task %s failed: %s", task_id, public_error(exc))
+
+    def store(self, uid: str) -> TaskStore:
+        return self._stores.get(uid, self.objects)
 
     # ---- the due-time queue ------------------------------------------------------------
 
@@ -680,19 +698,15 @@ class TaskEngine:
                 app.backend, task_id, step.revoke.terminate, step.revoke.signal,
             )
         if step.delete:
-            meta = entry.meta
             try:
-                await self.io.call(
-                    self.kube.delete, SCHEDULED_PLURAL, meta["namespace"], meta["name"],
-                    uid=uid,
-                )
+                await self.store(uid).delete(entry.body)
             except Rejected as exc:  # e.g. RBAC without delete: ttlSecondsAfterFinished
                 await self._refused(uid, entry, exc, "DeleteRejected", "the delete")
                 return
         for notice in step.notices:
             if notice.reason in ROUTINE_EVENTS and not self.routine_events:
                 continue
-            self.io.post_event(entry.body, notice.type, notice.reason, notice.message)
+            self.store(uid).post_event(entry.body, notice.type, notice.reason, notice.message)
         metrics.RETRIES.labels(queue=metrics.queue_label(_queue(entry))).inc(
             retries_recorded(obs.status, step.status))
         self._after(uid, entry, step)
@@ -774,7 +788,7 @@ class TaskEngine:
 
     async def _write_status(self, uid: str, entry: Entry, patch: dict[str, Any]) -> bool:
         try:
-            outcome, obj = await self.io.write_status(SCHEDULED_PLURAL, entry.body, patch)
+            outcome, obj = await self.store(uid).write_status(entry.body, patch)
         except Rejected as exc:
             await self._refused(uid, entry, exc, "StatusRejected", "a status update")
             return False
@@ -805,15 +819,14 @@ class TaskEngine:
         logger.warning("%s for %s refused: %s", what, _name(entry.body), message)
         if self._rejected_message.get(uid) != message:
             self._rejected_message[uid] = message
-            self.io.post_event(entry.body, "Warning", reason, message)
+            self.store(uid).post_event(entry.body, "Warning", reason, message)
             conditions = stalled_conditions(
                 entry.status.get("conditions"), reason, message,
                 int(entry.meta.get("generation") or 0), self.clock(),
             )
             with contextlib.suppress(Exception):
-                _, obj = await self.io.write_status(
-                    SCHEDULED_PLURAL, entry.body, {"conditions": conditions}
-                )
+                _, obj = await self.store(uid).write_status(
+                    entry.body, {"conditions": conditions})
                 if obj is not None and resource_version(obj) >= entry.version:
                     entry.body = slim(obj, entry.body)
         self.schedule(uid, self.clock() + delay)
@@ -1177,7 +1190,7 @@ class TaskEngine:
             if queue not in consumed:
                 self._no_consumer[uid] = (app.label, metrics.queue_label(queue))
                 warned.add(uid)
-                self.io.post_event(
+                self.store(uid).post_event(
                     entry.body, "Warning", "NoConsumer",
                     f"no running worker consumes queue {queue!r}: the task waits in the "
                     "queue until one does",
