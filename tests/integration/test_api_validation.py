@@ -164,6 +164,7 @@ def test_every_example_applies_and_reads_back_as_written(
         ("pt.spec.schedule.interval", ("PeriodicTask", "spec.schedule.interval")),
         ("pt.spec.schedule.timeZone", ("PeriodicTask", "spec.schedule.timeZone")),
         ("pt.spec.concurrencyPolicy", ("PeriodicTask", "spec.concurrencyPolicy")),
+        ("pt.spec.runObjects", ("PeriodicTask", "spec.runObjects")),
         ("pt.status.recentRuns.phase", ("PeriodicTask", "status.recentRuns.[].phase")),
     ],
 )
@@ -542,6 +543,13 @@ INVALID: list[tuple[str, str, Any, str, list[str]]] = [
         pt_spec(concurrencyPolicy="Sometimes"),
         "t",
         ['spec.concurrencyPolicy: Unsupported value: "Sometimes"', '"Allow", "Forbid", "Replace"'],
+    ),
+    (
+        "bad-run-objects",
+        PT,
+        pt_spec(runObjects="Sometimes"),
+        "t",
+        ['spec.runObjects: Unsupported value: "Sometimes"', '"Always", "Never"'],
     ),
     (
         "negative-successful-history",
@@ -923,6 +931,7 @@ def test_periodic_task_defaults_are_applied_server_side(
         "suspend": False,
         "successfulRunsHistoryLimit": 3,
         "failedRunsHistoryLimit": 1,
+        "runObjects": "Always",
     }
 
 

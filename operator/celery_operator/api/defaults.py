@@ -31,6 +31,7 @@ CONCURRENCY_POLICY = "Allow"
 SUSPEND = False
 SUCCESSFUL_RUNS_HISTORY_LIMIT = 3
 FAILED_RUNS_HISTORY_LIMIT = 1
+RUN_OBJECTS = "Always"
 
 # Field path (as in the CRD, below the version's schema root) -> default value.
 SCHEDULED_TASK_DEFAULTS: Mapping[str, Any] = MappingProxyType(
@@ -58,6 +59,7 @@ PERIODIC_TASK_DEFAULTS: Mapping[str, Any] = MappingProxyType(
         "spec.suspend": SUSPEND,
         "spec.successfulRunsHistoryLimit": SUCCESSFUL_RUNS_HISTORY_LIMIT,
         "spec.failedRunsHistoryLimit": FAILED_RUNS_HISTORY_LIMIT,
+        "spec.runObjects": RUN_OBJECTS,
         "spec.app.kind": APP_KIND,
     }
 )

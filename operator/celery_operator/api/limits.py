@@ -27,29 +27,29 @@ _CONDITION_LIMITS = {
     "conditions[].type": (MAX_LENGTH, 316),
 }
 
+_SCHEDULED_LIMITS: Mapping[str, tuple[str, int]] = {
+    "taskId": (MAX_LENGTH, 255),
+    "worker": (MAX_LENGTH, 255),
+    "error.type": (MAX_LENGTH, status.ERROR_TYPE_MAX_LENGTH),
+    "error.message": (MAX_LENGTH, status.ERROR_MESSAGE_MAX_LENGTH),
+    "error.traceback": (MAX_LENGTH, status.TRACEBACK_MAX_LENGTH),
+    "attempts": (MAX_ITEMS, status.MAX_ATTEMPTS),
+    "attempts[].taskId": (MAX_LENGTH, 255),
+    "attempts[].worker": (MAX_LENGTH, 255),
+    "attempts[].error.type": (MAX_LENGTH, status.ERROR_TYPE_MAX_LENGTH),
+    "attempts[].error.message": (
+        MAX_LENGTH,
+        status.ATTEMPT_ERROR_MESSAGE_MAX_LENGTH,
+    ),
+    "claim.holder": (MAX_LENGTH, 253),
+    "brokerRunId": (MAX_LENGTH, 64),
+    **_CONDITION_LIMITS,
+}
+
 # plural -> path below .status ("[]": list items, "{}": map values) -> (keyword, limit).
 STATUS_LIMITS: Mapping[str, Mapping[str, tuple[str, int]]] = MappingProxyType(
     {
-        SCHEDULED_PLURAL: MappingProxyType(
-            {
-                "taskId": (MAX_LENGTH, 255),
-                "worker": (MAX_LENGTH, 255),
-                "error.type": (MAX_LENGTH, status.ERROR_TYPE_MAX_LENGTH),
-                "error.message": (MAX_LENGTH, status.ERROR_MESSAGE_MAX_LENGTH),
-                "error.traceback": (MAX_LENGTH, status.TRACEBACK_MAX_LENGTH),
-                "attempts": (MAX_ITEMS, status.MAX_ATTEMPTS),
-                "attempts[].taskId": (MAX_LENGTH, 255),
-                "attempts[].worker": (MAX_LENGTH, 255),
-                "attempts[].error.type": (MAX_LENGTH, status.ERROR_TYPE_MAX_LENGTH),
-                "attempts[].error.message": (
-                    MAX_LENGTH,
-                    status.ATTEMPT_ERROR_MESSAGE_MAX_LENGTH,
-                ),
-                "claim.holder": (MAX_LENGTH, 253),
-                "brokerRunId": (MAX_LENGTH, 64),
-                **_CONDITION_LIMITS,
-            }
-        ),
+        SCHEDULED_PLURAL: MappingProxyType(_SCHEDULED_LIMITS),
         PERIODIC_PLURAL: MappingProxyType(
             {
                 "schedule": (MAX_LENGTH, 512),
@@ -59,6 +59,10 @@ STATUS_LIMITS: Mapping[str, Mapping[str, tuple[str, int]]] = MappingProxyType(
                 "recentRuns": (MAX_ITEMS, status.MAX_RECENT_RUNS),
                 "recentRuns[].name": (MAX_LENGTH, 253),
                 "lastHandledRunRequest": (MAX_LENGTH, 256),
+                # Runs kept in status (runObjects: Never): each a ScheduledTask's status.
+                "runs": (MAX_PROPERTIES, status.MAX_RUNS_IN_STATUS),
+                "runs{}.revoke.signal": (MAX_LENGTH, 16),
+                **{f"runs{{}}.status.{path}": limit for path, limit in _SCHEDULED_LIMITS.items()},
                 **_CONDITION_LIMITS,
             }
         ),
@@ -66,7 +70,7 @@ STATUS_LIMITS: Mapping[str, Mapping[str, tuple[str, int]]] = MappingProxyType(
 )
 
 # Strings whose end is worth more than their start: a traceback's last lines name the error.
-_KEEP_END = frozenset({"error.traceback"})
+_KEEP_END = frozenset({"error.traceback", "runs{}.status.error.traceback"})
 
 
 def fit_status(plural: str, patch: Mapping[str, Any]) -> dict[str, Any]:

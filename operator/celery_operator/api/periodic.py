@@ -33,6 +33,9 @@ MIN_INTERVAL = timedelta(seconds=1)
 MAX_INTERVAL = timedelta(hours=8784)
 HISTORY_LIMIT_MAX = 100
 CONCURRENCY_POLICIES = ("Allow", "Forbid", "Replace")
+# Where a run is kept: a ScheduledTask object of its own (Always), or an entry of the
+# PeriodicTask's status.runs (Never: one API write per run, docs/design.md Proposal A).
+RUN_OBJECTS = ("Always", "Never")
 # Every field of the spec and its schedule, as the CRD declares them (a unit test compares).
 SPEC_FIELDS = (
     "schedule",
@@ -47,6 +50,7 @@ SPEC_FIELDS = (
     "expires",
     "successfulRunsHistoryLimit",
     "failedRunsHistoryLimit",
+    "runObjects",
 )
 SCHEDULE_FIELDS = ("cron", "crontab", "interval", "timeZone")
 
@@ -124,6 +128,7 @@ class PeriodicTaskSpec:
     successful_runs_history_limit: int = defaults.SUCCESSFUL_RUNS_HISTORY_LIMIT
     failed_runs_history_limit: int = defaults.FAILED_RUNS_HISTORY_LIMIT
     app: AppRef | None = None  # None: the namespace's or the cluster's default app
+    run_objects: str = defaults.RUN_OBJECTS
 
 
 def parse_periodic_task_spec(spec: Mapping[str, Any]) -> PeriodicTaskSpec:
@@ -166,6 +171,7 @@ def parse_periodic_task_spec(spec: Mapping[str, Any]) -> PeriodicTaskSpec:
         spec, "failedRunsHistoryLimit", path, minimum=0, maximum=HISTORY_LIMIT_MAX
     )
     app = read_app_ref(reader, spec, path)
+    run_objects = reader.string(spec, "runObjects", path, choices=RUN_OBJECTS)
     reader.raise_if_invalid()
     assert schedule is not None and task is not None
     return PeriodicTaskSpec(
@@ -184,6 +190,7 @@ def parse_periodic_task_spec(spec: Mapping[str, Any]) -> PeriodicTaskSpec:
         ),
         failed_runs_history_limit=defaults.FAILED_RUNS_HISTORY_LIMIT if failed is None else failed,
         app=app,
+        run_objects=run_objects or defaults.RUN_OBJECTS,
     )
 
 
@@ -325,6 +332,7 @@ def render_periodic_task_spec(spec: PeriodicTaskSpec) -> dict[str, Any]:
         "suspend": spec.suspend,
         "successfulRunsHistoryLimit": spec.successful_runs_history_limit,
         "failedRunsHistoryLimit": spec.failed_runs_history_limit,
+        "runObjects": spec.run_objects,
     }
     if spec.starting_deadline_seconds is not None:
         raw["startingDeadlineSeconds"] = spec.starting_deadline_seconds

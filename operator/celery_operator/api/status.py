@@ -27,6 +27,7 @@ RESULT_MAX_BYTES = 8192
 RUN_PENDING = "Pending"
 MAX_NEXT_SCHEDULE_TIMES = 10
 MAX_RECENT_RUNS = 20
+MAX_RUNS_IN_STATUS = 256  # status.runs (runObjects: Never): both history limits and more
 MAX_ACTIVE_RUNS = 100
 
 _T = TypeVar("_T")
