@@ -13,11 +13,12 @@ the user changes the spec or the run request.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from celery_operator import metrics
 from celery_operator.api import (
@@ -32,6 +33,7 @@ from celery_operator.api import (
     parse_periodic_task_spec,
     parse_time,
 )
+from celery_operator.api.limits import fit_status
 from celery_operator.api.names import MANUAL_LABEL, PARENT_LABEL, SCHEDULED_TIME_ANNOTATION
 from celery_operator.kube.client import Gone, Rejected
 from celery_operator.scheduling.periodic_plan import (
@@ -54,7 +56,21 @@ from celery_operator.scheduling.periodic_plan import (
 from .bursts import BurstTracker
 from .duequeue import DueQueue
 from .kubeio import KubeIO, WriteOutcome, resource_version
+from .parentruns import (
+    FOLD_WITHIN,
+    RUNS,
+    RunsInParent,
+    compose_patches,
+    foldable,
+    is_run_uid,
+    merge_patch,
+    parent_patch_foldable,
+    run_body,
+    run_item,
+    run_uid,
+)
 from .ports import Kube
+from .taskstore import TaskStore
 from .watched import Watched, slim
 
 logger = logging.getLogger(__name__)
@@ -92,6 +108,15 @@ class PeriodicEntry(Watched[PeriodicTaskSpec]):
     retry: Retry | None = None
     warned: tuple[str, str] | None = None  # the last refusal a Warning was posted for
     conflicts: int = 0  # status writes lost to another writer in a row
+    # Runs kept in status.runs (runObjects Never): a status patch not written yet, folded
+    # into the next write (a run's claim), written alone by `fold_at` at the latest.
+    pending: dict[str, Any] = field(default_factory=dict)
+    fold_at: datetime | None = None
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    def status_now(self) -> Mapping[str, Any]:
+        """Status as written, with what waits to be written."""
+        return merge_patch(self.status, self.pending) if self.pending else self.status
 
 
 class StepRefused(Exception):
@@ -126,6 +151,30 @@ def child_from_body(body: Mapping[str, Any]) -> Child | None:
     )
 
 
+class RunHost(Protocol):
+    """The task engine, as the runs kept in status.runs need it."""
+
+    def observe_run(self, body: Mapping[str, Any], store: TaskStore) -> None: ...
+
+    def forget_run(self, body: Mapping[str, Any]) -> None: ...
+
+
+def run_child(parent_uid: str, name: str, item: Any) -> Child | None:
+    """A run of status.runs as the planner sees it (None: an entry we cannot read)."""
+    if not isinstance(item, Mapping):
+        return None
+    try:
+        scheduled = parse_time(str(item.get("scheduledTime")))
+    except ValueError:
+        return None
+    phase = (item.get("status") or {}).get("phase")
+    return Child(name=name, scheduled_time=scheduled,
+                 phase=phase if phase in KNOWN_PHASES else None,
+                 manual=item.get("manual") is True,
+                 revoke_requested=isinstance(item.get("revoke"), Mapping),
+                 uid=run_uid(parent_uid, name))
+
+
 def _inputs(entry: PeriodicEntry) -> tuple[Any, ...]:
     """What the user may change to have a refused step tried again at once."""
     annotations = entry.meta.get("annotations") or {}
@@ -146,6 +195,7 @@ class PeriodicEngine:
         children_known: Callable[[str], bool] = lambda namespace: False,
         children_arriving: Callable[[], bool] = lambda: False,
         children_wait: float = CHILDREN_WAIT_SECONDS,
+        tasks: RunHost | None = None,
     ) -> None:
         """`children_known(namespace)`: every ScheduledTask of the namespace that existed
         at the operator's first list is in memory (observe_child saw it). Until then, a
@@ -154,6 +204,9 @@ class PeriodicEngine:
         `children_arriving()` (the list is still being taken in) — and then lists its
         children itself."""
         self.kube = kube
+        # The task engine, which plans and dispatches the runs kept in status.runs.
+        self.tasks = tasks
+        self.run_store = RunsInParent(self)
         self.children_known = children_known
         self.children_arriving = children_arriving
         self.children_wait = timedelta(seconds=children_wait)
@@ -198,6 +251,7 @@ class PeriodicEngine:
             gone = self.entries.pop(key, None)
             if gone is not None:
                 self._key_of_uid.pop(str(gone.meta.get("uid")), None)
+                self._forget_runs(gone)
             self.queue.forget(key)
             self.bursts.set(key, None)
             return
@@ -205,6 +259,7 @@ class PeriodicEngine:
         if entry is not None and entry.meta.get("uid") != meta.get("uid"):
             # Deleted and created again under the same name: a new object, new children.
             self._key_of_uid.pop(str(entry.meta.get("uid")), None)
+            self._forget_runs(entry)
             entry = None
         if entry is None:
             entry = self.entries[key] = PeriodicEntry(slim(body))
@@ -220,6 +275,7 @@ class PeriodicEngine:
             return
         else:
             entry.body = slim(body, entry.body)
+        self._sync_runs(entry)
         self.queue.now(key)
 
     def observe_child(self, event_type: str | None, body: Mapping[str, Any]) -> None:
@@ -260,6 +316,148 @@ class PeriodicEngine:
                 self._orphans.get(owner, {}).pop(name, None)
         for key in woken:
             self.queue.again(key)
+
+    # ---- runs kept in status.runs (runObjects: Never) ------------------------------------
+
+    def _run_body(self, entry: PeriodicEntry, name: str, item: Mapping[str, Any]
+                  ) -> dict[str, Any]:
+        raw = entry.body.get("spec") or {}
+        spec = self._spec(entry)
+        child = run_child(str(entry.meta.get("uid")), name, item)
+        order = ChildOrder(name, child.scheduled_time if child else self.clock(),
+                           bool(child and child.manual))
+        try:
+            if not isinstance(spec, PeriodicTaskSpec):
+                raise ValueError(str(spec))
+            run = run_spec(raw, spec, str(entry.meta.get("name")), order)
+        except ValueError:
+            # A spec broken since the run started: it is tracked and revoked as it went.
+            run = {"task": dict(raw.get("task") or {})}
+        return run_body(entry.body, name, item, run)
+
+    def _sync_runs(self, entry: PeriodicEntry) -> None:
+        """The runs of status.runs (and those not written yet) to the task engine and
+        the planner; those gone from it are forgotten (revoked if still in flight)."""
+        runs = entry.status_now().get(RUNS)
+        if not isinstance(runs, Mapping) and not any(
+            c.uid and is_run_uid(c.uid) for c in entry.children.values()
+        ):
+            return  # (nearly every PeriodicTask: its runs are objects)
+        runs = runs if isinstance(runs, Mapping) else {}
+        parent_uid = str(entry.meta.get("uid"))
+        for name, item in runs.items():
+            child = run_child(parent_uid, name, item)
+            if child is None:
+                continue
+            entry.children[name] = child
+            if self.tasks is not None:
+                self.tasks.observe_run(self._run_body(entry, name, item), self.run_store)
+        for name, child in list(entry.children.items()):
+            if child.uid and is_run_uid(child.uid) and name not in runs:
+                self._forget_run(entry, name)
+
+    def _forget_run(self, entry: PeriodicEntry, name: str) -> None:
+        child = entry.children.pop(name, None)
+        if child is not None and self.tasks is not None:
+            item = run_item(child.scheduled_time, child.manual)
+            item["status"] = {"phase": child.phase} if child.phase else {}
+            self.tasks.forget_run(run_body(entry.body, name, item, {}))
+
+    def _forget_runs(self, entry: PeriodicEntry) -> None:
+        for name, child in list(entry.children.items()):
+            if child.uid and is_run_uid(child.uid):
+                self._forget_run(entry, name)
+
+    def _run_entry(self, body: Mapping[str, Any]) -> tuple[str, PeriodicEntry] | None:
+        meta = body.get("metadata") or {}
+        key = _key(str(meta.get("namespace")), str((meta.get("labels") or {}).get(PARENT_LABEL)))
+        entry = self.entries.get(key)
+        if entry is None or str(meta.get("uid")) != run_uid(str(entry.meta.get("uid")),
+                                                            str(meta.get("name"))):
+            return None
+        return key, entry
+
+    async def write_run(self, body: Mapping[str, Any], patch: Mapping[str, Any]
+                        ) -> tuple[str, dict[str, Any] | None]:
+        """A status write of a run (from the task engine), conditional on the run's
+        status as it planned from. The claim and every write that must not be lost are
+        written at once, with whatever of the parent waits; an outcome waits for the
+        next one (at most FOLD_WITHIN)."""
+        found = self._run_entry(body)
+        if found is None:
+            return WriteOutcome.GONE, None
+        key, entry = found
+        name = str((body.get("metadata") or {}).get("name"))
+        async with entry.lock:
+            item = (entry.status_now().get(RUNS) or {}).get(name)
+            if not isinstance(item, Mapping):
+                return WriteOutcome.GONE, None
+            if dict(item.get("status") or {}) != dict(body.get("status") or {}):
+                return WriteOutcome.CONFLICT, self._run_body(entry, name, item)
+            run_patch = {RUNS: {name: {"status": fit_status(SCHEDULED_PLURAL, patch)}}}
+            if foldable(patch):
+                self._fold(key, entry, run_patch)
+            else:
+                outcome = await self._write_now(key, entry, run_patch)
+                if outcome != WriteOutcome.WRITTEN:
+                    item = (entry.status_now().get(RUNS) or {}).get(name)
+                    if outcome == WriteOutcome.GONE or not isinstance(item, Mapping):
+                        return WriteOutcome.GONE, None
+                    return outcome, self._run_body(entry, name, item)
+            item = (entry.status_now().get(RUNS) or {})[name]
+            self._run_changed(key, entry, name, item)
+            return WriteOutcome.WRITTEN, self._run_body(entry, name, item)
+
+    def _run_changed(self, key: str, entry: PeriodicEntry, name: str,
+                     item: Mapping[str, Any]) -> None:
+        child = run_child(str(entry.meta.get("uid")), name, item)
+        before = entry.children.get(name)
+        if child is None:
+            return
+        entry.children[name] = child
+        if before is None or before.shown_phase != child.shown_phase:
+            self.queue.again(key)  # the parent's view of its runs changes
+
+    def _fold(self, key: str, entry: PeriodicEntry, patch: Mapping[str, Any]) -> None:
+        entry.pending = compose_patches(entry.pending, patch)
+        if entry.fold_at is None:
+            entry.fold_at = self.clock() + FOLD_WITHIN
+        self.queue.schedule(key, entry.fold_at)
+
+    async def _write_now(self, key: str, entry: PeriodicEntry, patch: Mapping[str, Any]
+                         ) -> str:
+        """Write `patch` and everything that waits, in one conditional write. On a
+        conflict what waits still waits (the body is the parent as it is now)."""
+        waited = entry.pending
+        sent, entry.pending = compose_patches(waited, patch), {}
+        fold_at, entry.fold_at = entry.fold_at, None
+        try:
+            outcome, obj = await self.io.write_status(PERIODIC_PLURAL, entry.body, sent)
+        except BaseException:
+            entry.pending = compose_patches(waited, entry.pending)
+            entry.fold_at = fold_at
+            raise
+        if outcome == WriteOutcome.GONE or obj is None:
+            self._drop(key)
+            return WriteOutcome.GONE
+        if resource_version(obj) >= entry.version:
+            entry.body = slim(obj, entry.body)
+        if outcome == WriteOutcome.CONFLICT:
+            # What waited waits on; `patch` is decided again (the task engine plans the
+            # run again, the planner the parent) from the parent as it is now.
+            entry.pending = compose_patches(waited, entry.pending)
+            entry.fold_at = fold_at
+            self._sync_runs(entry)
+            self.queue.again(key)
+            return WriteOutcome.CONFLICT
+        return WriteOutcome.WRITTEN
+
+    def post_run_event(self, body: Mapping[str, Any], type_: str, reason: str,
+                       message: str) -> None:
+        found = self._run_entry(body)
+        if found is not None:
+            name = (body.get("metadata") or {}).get("name")
+            self.io.post_event(found[1].body, type_, reason, f"run {name}: {message}")
 
     # ---- one PeriodicTask ------------------------------------------------------------------
 
@@ -342,6 +540,7 @@ class PeriodicEngine:
         gone = self.entries.pop(key, None)
         if gone is not None:
             self._key_of_uid.pop(str(gone.meta.get("uid")), None)
+            self._forget_runs(gone)
             self._awaiting_children.get(str(gone.meta.get("namespace")), set()).discard(key)
 
     def children_ready(self, namespace: str | None) -> None:
@@ -374,7 +573,7 @@ class PeriodicEngine:
             generation=int(meta.get("generation") or 0),
             created=parse_time(str(meta["creationTimestamp"])),
             spec=self._spec(entry),
-            status=entry.body.get("status") or {},
+            status=entry.status_now(),
             annotations=meta.get("annotations") or {},
             children=list(entry.children.values()),
             now=self.clock(),
@@ -390,16 +589,30 @@ class PeriodicEngine:
             self.queue.park(key)  # a standby does not act
             return
         namespace = str(meta["namespace"])
+        never = isinstance(obs.spec, PeriodicTaskSpec) and obs.spec.run_objects == "Never"
         for order in step.create:
-            await self._create_child(entry, order)
+            if never:
+                self._create_run(key, entry, order)
+            else:
+                await self._create_child(entry, order)
         for name in step.revoke:
-            await self._revoke_child(entry, name)
+            if self._is_run(entry, name):
+                await self._revoke_run(key, entry, name)
+            else:
+                await self._revoke_child(entry, name)
         for name in step.delete:
             old = entry.children.get(name)
+            if self._is_run(entry, name):
+                self._fold(key, entry, {RUNS: {name: None}})
+                self._forget_run(entry, name)
+                continue
             await self.io.call(self.kube.delete, SCHEDULED_PLURAL, namespace, name,
                                uid=old.uid if old is not None else None)
             entry.children.pop(name, None)
-        if step.status is not None:
+        if step.status is not None and (never or entry.pending):
+            if not await self._write_with_runs(key, entry, obs, step):
+                return
+        elif step.status is not None:
             try:
                 outcome, obj = await self.io.write_status(PERIODIC_PLURAL, entry.body,
                                                           step.status)
@@ -429,6 +642,70 @@ class PeriodicEngine:
         self._note_next(key, entry)
         if step.wake_at is not None:
             self.queue.schedule(key, step.wake_at)
+        if entry.fold_at is not None and self.clock() >= entry.fold_at:
+            async with entry.lock:  # nothing came to fold what waits into: written alone
+                if entry.pending:
+                    await self._write_now(key, entry, {})
+
+    def _is_run(self, entry: PeriodicEntry, name: str) -> bool:
+        child = entry.children.get(name)
+        return child is not None and child.uid is not None and is_run_uid(child.uid)
+
+    def _create_run(self, key: str, entry: PeriodicEntry, order: ChildOrder) -> None:
+        """A run in status.runs: nothing is written yet (its claim will be, with this)."""
+        if order.name in entry.children:
+            return
+        spec = self._spec(entry)
+        if not isinstance(spec, PeriodicTaskSpec):
+            return
+        try:
+            run_spec(entry.body.get("spec") or {}, spec, str(entry.meta["name"]), order)
+        except ValueError as exc:
+            raise StepRefused("InvalidSpec", str(exc), f"run {order.name} not created: {exc}",
+                              run=order.name) from exc
+        item = run_item(order.scheduled_time, order.manual)
+        self._fold(key, entry, {RUNS: {order.name: item}})
+        entry.children[order.name] = Child(
+            order.name, order.scheduled_time, None, order.manual,
+            uid=run_uid(str(entry.meta.get("uid")), order.name))
+        if self.tasks is not None:
+            self.tasks.observe_run(self._run_body(entry, order.name, item), self.run_store)
+
+    async def _revoke_run(self, key: str, entry: PeriodicEntry, name: str) -> None:
+        """Replace: the run's revoke request is written at once (it must outlive us)."""
+        async with entry.lock:
+            revoke = {RUNS: {name: {"revoke": {"terminate": True, "signal": "SIGTERM"}}}}
+            try:
+                outcome = await self._write_now(key, entry, revoke)
+            except Rejected as exc:
+                raise StepRefused("RevokeRejected", exc.message,
+                                  f"revoking run {name} refused by the API server: "
+                                  f"{exc.message}", run=name) from exc
+        if outcome == WriteOutcome.WRITTEN:
+            self._sync_runs(entry)
+
+    async def _write_with_runs(self, key: str, entry: PeriodicEntry, obs: PeriodicObserved,
+                               step: PeriodicStep) -> bool:
+        """The parent's own patch where runs live in status: it waits for the next run's
+        claim when it only brings the view of runs and schedule up to date (or comes with
+        a run about to be claimed), else it is written now with all that waits."""
+        assert step.status is not None
+        missed = missed_runs_added(obs, step)
+        if step.create or parent_patch_foldable(entry.status, step.status):
+            self._fold(key, entry, step.status)
+            metrics.MISSED_RUNS.labels(namespace=str(entry.meta["namespace"])).inc(missed)
+            return True
+        async with entry.lock:
+            try:
+                outcome = await self._write_now(key, entry, step.status)
+            except Rejected as exc:
+                raise StepRefused("StatusRejected", exc.message,
+                                  f"status write refused by the API server: {exc.message}"
+                                  ) from exc
+        if outcome == WriteOutcome.WRITTEN:
+            entry.conflicts = 0
+            metrics.MISSED_RUNS.labels(namespace=str(entry.meta["namespace"])).inc(missed)
+        return outcome == WriteOutcome.WRITTEN
 
     async def _revoke_child(self, entry: PeriodicEntry, name: str) -> None:
         old = entry.children.get(name)

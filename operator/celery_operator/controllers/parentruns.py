@@ -1,0 +1,138 @@
+"""Periodic runs kept in their PeriodicTask's status (spec.runObjects: Never).
+
+Each run is an entry of the parent's `status.runs`, keyed by run name: its fire time and
+the status its ScheduledTask would have. The task engine plans and carries out such a
+run exactly as a ScheduledTask object (claim, publish, sent mark, results, takeover,
+revoke), from a body made here; its writes come back here and become writes of the
+parent's status — one per run: the claim, with the parent's own news folded in, while
+the run's outcome waits for the next write (at most FOLD_WITHIN).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from celery_operator.api import FINISHED_PHASES, Phase, format_time
+from celery_operator.api.names import PARENT_LABEL
+
+RUNS = "runs"
+# A run's outcome and the parent's view of it wait this long for the next run's claim.
+FOLD_WITHIN = timedelta(seconds=60)
+# Writes that may wait: nothing is lost if they never come (the task engine finds the
+# outcome in the result store again after a restart), and users see them within a minute.
+# Scheduled too: until its claim, a run lives in memory only (a restart plans it again).
+FOLDABLE_PHASES = frozenset({p.value for p in FINISHED_PHASES}
+                            | {Phase.STARTED.value, Phase.SCHEDULED.value})
+
+
+def run_uid(parent_uid: str, name: str) -> str:
+    """A run's uid as the task engine knows it (and derives its task id from:
+    uuid5("<parent uid>/run/<name>/<attempt>"), never a ScheduledTask's: uids hold no '/')."""
+    return f"{parent_uid}/run/{name}"
+
+
+def is_run_uid(uid: str) -> bool:
+    return "/run/" in uid
+
+
+def merge_patch(target: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
+    """RFC 7386 JSON merge patch: what the API server does with our status patches."""
+    out = dict(target)
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        elif isinstance(value, Mapping):
+            before = out.get(key)
+            out[key] = merge_patch(before if isinstance(before, Mapping) else {}, value)
+        else:
+            out[key] = value
+    return out
+
+
+def run_body(parent: Mapping[str, Any], name: str, item: Mapping[str, Any],
+             spec: Mapping[str, Any]) -> dict[str, Any]:
+    """The body the task engine plans a run from: the run's status, the spec a child
+    would get, created at its fire time, at the parent's generation and version."""
+    meta = parent.get("metadata") or {}
+    revoke = item.get("revoke")
+    if isinstance(revoke, Mapping):
+        spec = {**spec, "revoke": dict(revoke)}
+    return {
+        "metadata": {
+            "name": name,
+            "namespace": meta.get("namespace"),
+            "uid": run_uid(str(meta.get("uid")), name),
+            "generation": meta.get("generation"),
+            "resourceVersion": meta.get("resourceVersion"),
+            "creationTimestamp": item.get("scheduledTime"),
+            "labels": {PARENT_LABEL: meta.get("name")},
+        },
+        "spec": spec,
+        "status": dict(item.get("status") or {}),
+    }
+
+
+def run_item(scheduled: datetime, manual: bool) -> dict[str, Any]:
+    item: dict[str, Any] = {"scheduledTime": format_time(scheduled)}
+    if manual:
+        item["manual"] = True
+    return item
+
+
+def foldable(patch: Mapping[str, Any]) -> bool:
+    return patch.get("phase") in FOLDABLE_PHASES
+
+
+class RunWriter(Protocol):
+    async def write_run(self, body: Mapping[str, Any], patch: Mapping[str, Any]
+                        ) -> tuple[str, dict[str, Any] | None]: ...
+
+    def post_run_event(self, body: Mapping[str, Any], type_: str, reason: str,
+                       message: str) -> None: ...
+
+
+class RunsInParent:
+    """The task engine's store (controllers.taskstore.TaskStore) for such runs."""
+
+    def __init__(self, writer: RunWriter) -> None:
+        self.writer = writer
+
+    async def write_status(
+        self, body: Mapping[str, Any], patch: Mapping[str, Any]
+    ) -> tuple[str, dict[str, Any] | None]:
+        return await self.writer.write_run(body, patch)
+
+    async def delete(self, body: Mapping[str, Any]) -> None:
+        """Runs carry no ttlSecondsAfterFinished: the history limits drop them."""
+
+    def post_event(self, body: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
+        self.writer.post_run_event(body, type_, reason, message)
+
+
+def compose_patches(first: Mapping[str, Any], then: Mapping[str, Any]) -> dict[str, Any]:
+    """One merge patch that does what `first` and then `then` do (a null deletes)."""
+    out = dict(first)
+    for key, value in then.items():
+        before = out.get(key)
+        if isinstance(value, Mapping) and isinstance(before, Mapping):
+            out[key] = compose_patches(before, value)
+        else:
+            out[key] = value
+    return out
+
+
+# What a parent's own status patch may wait with: the view of its runs and schedule. A
+# changed spec (observedGeneration), a handled run request or a revoke are written at once.
+PARENT_FOLDABLE = frozenset({
+    "active", "recentRuns", "lastSuccessfulTime", "nextScheduleTimes", "conditions",
+    "lastScheduleTime", "totalRuns", "missedRuns", "skippedRuns", "observedGeneration",
+})
+
+
+def parent_patch_foldable(status: Mapping[str, Any], patch: Mapping[str, Any]) -> bool:
+    if not set(patch) <= PARENT_FOLDABLE:
+        return False
+    return "observedGeneration" not in patch or (
+        patch["observedGeneration"] == status.get("observedGeneration"))
