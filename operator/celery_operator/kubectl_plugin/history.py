@@ -55,6 +55,28 @@ def _scheduled(run: Mapping[str, Any]) -> datetime | None:
                  .get(SCHEDULED_TIME_ANNOTATION))
 
 
+def runs_in_status(periodic: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The runs a PeriodicTask keeps in status.runs (spec.runObjects: Never), shaped as
+    the ScheduledTasks they would be: name, namespace, fire time, manual label, status."""
+    meta = periodic.get("metadata") or {}
+    runs = (periodic.get("status") or {}).get("runs")
+    shaped: list[dict[str, Any]] = []
+    for name, item in (runs.items() if isinstance(runs, Mapping) else ()):
+        if not isinstance(item, Mapping):
+            continue
+        shaped.append({
+            "kind": "ScheduledTask",
+            "metadata": {
+                "name": name, "namespace": meta.get("namespace"),
+                "labels": {MANUAL_LABEL: "true"} if item.get("manual") is True else {},
+                "annotations": {SCHEDULED_TIME_ANNOTATION: item.get("scheduledTime")},
+            },
+            "spec": (periodic.get("spec") or {}),
+            "status": dict(item.get("status") or {}),
+        })
+    return shaped
+
+
 def last_finished(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
     """The run with the latest nominal time among those that finished."""
     done = sorted(((when, str(r["metadata"]["name"]), r) for r in runs
@@ -73,7 +95,7 @@ def run_history(periodic: Mapping[str, Any], runs: Sequence[Mapping[str, Any]],
         rows[name] = RunRow(name, _time(recent.get("scheduledTime")),
                             str(recent.get("phase") or RUN_PENDING),
                             manual=name.startswith(f"{parent}-manual-"))
-    for run in runs:
+    for run in [*runs, *runs_in_status(periodic)]:
         meta = run.get("metadata") or {}
         status = run.get("status") or {}
         name = str(meta.get("name"))

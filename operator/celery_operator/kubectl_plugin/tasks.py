@@ -14,7 +14,7 @@ from celery_operator.api import (
 from celery_operator.kube.client import Rejected
 from celery_operator.scheduling.task_model import RESULT_LIMIT
 
-from .history import last_finished
+from .history import last_finished, runs_in_status
 from .output import Refused, Shown
 from .target import Session, Target, find
 
@@ -58,12 +58,13 @@ def result(session: Session, ref: str) -> Shown:
     target = find(session, ref)
     note = None
     if target.plural == PERIODIC_PLURAL:
-        run = last_finished(session.objects.runs(target.obj))
+        run = last_finished([*session.objects.runs(target.obj), *runs_in_status(target.obj)])
         if run is None:
             raise Refused(f"{target.ref}: no run has finished yet")
         parent = target.ref
+        kept = "" if run.get("apiVersion") else " (kept in its status.runs)"
         target = Target(SCHEDULED_PLURAL, run)
-        note = f"{parent}: last finished run {target.ref}"
+        note = f"{parent}: last finished run {target.ref}{kept}"
     return _outcome(target, note)
 
 
