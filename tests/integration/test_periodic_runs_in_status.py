@@ -1,0 +1,137 @@
+"""PeriodicTask runs kept in its status (spec.runObjects: Never): one API write per run."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis as redis_lib
+from kubernetes import watch
+
+from celery_operator.api import GROUP, PERIODIC_PLURAL, VERSION, parse_time
+from celery_operator.devstack import CeleryWorker
+from celery_operator.devstack.demo_app import RUNS_KEY, read_executions
+from celery_operator.scheduling.task_lifecycle import task_id_for
+
+from .broker_tap import BrokerTap
+from .conftest import StartOperator, Tasks, wait_for
+from .test_durability import StartWorker, execution_logs, guard, queue, start_worker
+
+__all__ = ["execution_logs", "guard", "queue", "start_worker"]  # fixtures used here
+
+pytestmark = [pytest.mark.integration, pytest.mark.serial]
+
+
+def _runs(periodic: Tasks, name: str) -> dict[str, Any]:
+    return dict((periodic.get(name).get("status") or {}).get("runs") or {})
+
+
+def _phase(run: dict[str, Any]) -> str | None:
+    return (run.get("status") or {}).get("phase")
+
+
+def test_runs_live_in_the_parent_status_and_cost_one_write_each(
+    celery_worker: CeleryWorker, start_operator: StartOperator, tasks: Tasks, periodic: Tasks,
+    results: redis_lib.Redis, custom: Any, namespace: str,
+) -> None:
+    operator = start_operator()
+    created = periodic.create("instatus", {
+        "schedule": {"interval": "3s"},
+        "task": {"name": "demo.add", "args": [2, 2]},
+        "runObjects": "Never",
+        "successfulRunsHistoryLimit": 20,
+    })
+    uid = created["metadata"]["uid"]
+    start = parse_time(created["metadata"]["creationTimestamp"])
+    names = [f"instatus-{int((start + timedelta(seconds=3 * k)).timestamp())}"
+             for k in range(1, 6)]
+    wait_for(lambda: all(_phase(_runs(periodic, "instatus").get(n) or {}) == "Succeeded"
+                         for n in names), 60, "the first five runs Succeeded in status.runs")
+    runs = _runs(periodic, "instatus")
+    for name in names:
+        status = runs[name]["status"]
+        assert status["result"] == 4
+        assert status["worker"] == celery_worker.name
+        task_id = task_id_for(f"{uid}/run/{name}", 1)
+        assert status["taskId"] == task_id
+        assert int(results.get(RUNS_KEY + task_id) or 0) == 1  # ran exactly once
+    assert tasks.list() == []  # no ScheduledTask objects at all
+    # Every status write after the first is one run's claim, with the news of the runs
+    # before it folded in: a run costs one API write (and nothing else is written).
+    versions = _versions(custom, namespace, "instatus", seconds=12)
+    claims = [_claimed(after) - _claimed(before) for before, after in pairwise(versions)]
+    assert len(claims) >= 3 and all(len(new) == 1 for new in claims), claims
+    assert {k.split('"')[1] for k in _writes(operator.metrics())} == {"periodictasks/status"}
+    status = periodic.get("instatus")["status"]
+    assert parse_time(status["lastSuccessfulTime"]) >= parse_time(runs[names[-1]]["scheduledTime"])
+    assert [r["phase"] for r in status["recentRuns"] if r["name"] in names] == ["Succeeded"] * 5
+
+
+def _claimed(status: dict[str, Any]) -> set[str]:
+    return {name for name, run in (status.get("runs") or {}).items()
+            if (run.get("status") or {}).get("claim")}
+
+
+def _versions(custom: Any, namespace: str, name: str, seconds: float) -> list[dict[str, Any]]:
+    """The parent's status at each write for `seconds` (a watch: every version seen)."""
+    seen: list[dict[str, Any]] = []
+    stream = watch.Watch().stream(
+        custom.list_namespaced_custom_object, GROUP, VERSION, namespace, PERIODIC_PLURAL,
+        field_selector=f"metadata.name={name}", timeout_seconds=int(seconds))
+    for event in stream:
+        seen.append(event["object"].get("status") or {})
+    return seen
+
+
+def _writes(metrics: str) -> list[str]:
+    return [line.split("{", 1)[1].split("}", 1)[0] for line in metrics.splitlines()
+            if line.startswith("celery_operator_api_writes_total{")
+            and float(line.rsplit(" ", 1)[1]) > 0]
+
+
+def test_operator_sigkilled_between_runs_loses_and_doubles_no_run(
+    start_operator: StartOperator, periodic: Tasks, start_worker: StartWorker, queue: str,
+    broker_tap: BrokerTap, execution_logs: list[Path], guard: bool,
+) -> None:
+    """The outcomes folded into the next write die with the operator: the next one finds
+    them in the result store (each run Succeeded in status), publishes nothing again, and
+    every run's task id was published and executed exactly once — without the guard too."""
+    start_worker()
+    operator = start_operator()
+    created = periodic.create("durable", {
+        "schedule": {"interval": "2s"},
+        "task": {"name": "demo.add", "args": [1, 1], "queue": queue},
+        "runObjects": "Never",
+        "successfulRunsHistoryLimit": 100,
+    })
+    uid = created["metadata"]["uid"]
+
+    def succeeded() -> list[str]:
+        return [n for n, r in _runs(periodic, "durable").items() if _phase(r) == "Succeeded"]
+    wait_for(lambda: len(succeeded()) >= 4, 30, "four runs Succeeded")
+    operator.kill()
+    killed = periodic.get("durable")["status"]
+    time.sleep(4)  # two fire times pass with nobody leading (one runs late, one is missed)
+    start_operator()
+    before = set(_runs(periodic, "durable"))
+    wait_for(lambda: len(set(succeeded()) - before) >= 3, 40, "three runs after the restart")
+    # Runs the dead operator claimed and whose outcome it had folded, unwritten: Succeeded.
+    in_flight = [n for n, r in (killed.get("runs") or {}).items() if _phase(r) != "Succeeded"]
+    assert in_flight  # (the newest claim's outcome is always still to be written)
+    wait_for(lambda: all(_phase(_runs(periodic, "durable")[n]) == "Succeeded"
+                         for n in in_flight), 40, f"the runs in flight at the kill: {in_flight}")
+    done = succeeded()
+    phases = {_phase(r) for r in _runs(periodic, "durable").values()}
+    assert phases <= {"Succeeded", "Dispatching", "Started", None}, phases  # none failed
+    ids = {task_id_for(f"{uid}/run/{name}", 1): name for name in done}
+    broker_tap.sync()
+    published = broker_tap.published_of(ids)
+    seen = read_executions(*execution_logs)
+    assert {ids[i]: (published[i], seen.runs[i], seen.dropped[i]) for i in ids} == {
+        name: (1, 1, 0) for name in done}
+    assert set(seen.runs) <= set(ids) | {
+        task_id_for(f"{uid}/run/{n}", 1) for n in _runs(periodic, "durable")}
