@@ -52,11 +52,21 @@ def run(stack: Stack, sizes: Sizes) -> dict[str, Any]:
         else:
             _window(sc, bounds, [op])
             op.stop()
+            out["operator"] = op.finish()
+            # The same entries with their runs kept in status (runObjects: Never), on
+            # a fresh operator, right after: then beat. The three windows never overlap.
+            never = OperatorSide(stack, sc, n, lambda ns, i: _periodic(ns, i, "Never"),
+                                 name="operator-periodic-never")
+            _window(sc, boundaries(time.time() + 10.0, sizes.periodic_minutes), [never])
+            never.stop()
+            out["operator_never"] = never.finish()
+            _print("operator (runObjects Never)", out["operator_never"])
             # Started right after the operator's window (30 s after its last boundary),
             # beat waits 30 s for its first minute: the two never overlap.
             beat.start()
             _window(sc, boundaries(time.time() + 5.0, sizes.beat_minutes), [beat])
-        out["operator"] = op.finish()
+        if "operator" not in out:
+            out["operator"] = op.finish()
         _print("operator", out["operator"])
         out["beat"] = beat.finish()
         _print("beat", out["beat"])
@@ -96,7 +106,7 @@ def cpu_over(sc: Scope, start: float, end: float) -> tuple[dict[str, Any], dict[
     return result, {k: v for k, v in measure.request_delta(before, after).items() if v}
 
 
-def _periodic(namespace: str, i: int) -> dict[str, Any]:
+def _periodic(namespace: str, i: int, run_objects: str = "Always") -> dict[str, Any]:
     return {
         "apiVersion": API_VERSION,
         "kind": PERIODIC_KIND,
@@ -104,6 +114,7 @@ def _periodic(namespace: str, i: int) -> dict[str, Any]:
         "spec": {
             "schedule": {"cron": "* * * * *"},
             "task": {"name": "demo.add", "args": [i, 1], "queue": QUEUE},
+            "runObjects": run_objects,
         },
     }
 
@@ -117,7 +128,8 @@ class OperatorSide:
     """N PeriodicTasks and the operator; children seen by a watch with a local clock."""
 
     def __init__(self, stack: Stack, sc: Scope, n: int,
-                 manifest: Callable[[str, int], dict[str, Any]] | None = None) -> None:
+                 manifest: Callable[[str, int], dict[str, Any]] | None = None,
+                 name: str = "operator-periodic") -> None:
         self.stack, self.sc, self.n = stack, sc, n
         self.bounds: list[float] = []
         self.cpu: dict[str, Any] = {}
@@ -129,7 +141,7 @@ class OperatorSide:
         # (the operator's burst-aware create-ahead), possibly before the first boundary
         # is even chosen.
         self.watch = AddedWatch(stack.api, self.ns).__enter__()
-        self.op = sc.operator([self.ns], name="operator-periodic")
+        self.op = sc.operator([self.ns], name=name)
         self.profile = sc.profiler(self.op.process.pid or 0, "periodic")
         before = _periodic_patches(stack)
         t = time.time()
@@ -155,8 +167,11 @@ class OperatorSide:
                    for s in children if SCHEDULED_TIME in s.annotations}
         measured = [s for s in children if nominal.get(s.name) in bounds]
         ids = {task_id_for(s.uid, 1): nominal[s.name] for s in measured}
+        if not children:  # runObjects: Never — each run's id from its parent and fire time
+            ids = self._run_ids_in_status()
         starts = measure.started_times(self.stack.results(), list(ids), STARTED_KEY)
-        per_minute = Counter(nominal[s.name] for s in measured)
+        per_minute = Counter(nominal[s.name] for s in measured) if children else Counter(
+            due for t, due in ids.items() if t in starts)
         self.stack.delete_all(self.ns)
         return {
             "create_seconds": self.create_seconds,
@@ -177,10 +192,23 @@ class OperatorSide:
             "apiserver_requests": self.requests,
             "writes_per_run": (sum(measure.writes_only(self.requests).values())
                                / max(sum(per_minute.values()), 1)),
+            "runs_in_status": not children,
             "watch_errors": self.watch.errors,
             "profile": profile_summary(self.profile),
             "notes": self.notes,
         }
+
+
+    def _run_ids_in_status(self) -> dict[str, float]:
+        """Task id -> fire time of every run due at a measured boundary (its id follows
+        from its parent's uid and its name; counted as started or not from the results)."""
+        ids: dict[str, float] = {}
+        for parent in self.stack.list_objects(self.ns, PERIODIC_PLURAL):
+            meta = parent["metadata"]
+            for due in self.bounds:
+                name = f"{meta['name']}-{int(due)}"
+                ids[task_id_for(f"{meta['uid']}/run/{name}", 1)] = due
+        return ids
 
 
 class BeatSide:

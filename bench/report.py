@@ -319,15 +319,17 @@ def _cost_budgets(sc: Mapping[str, Any]) -> list[dict[str, Any]]:
         met = value >= limit if above else value <= limit
         out.append(_row(name, target, shown, met, f"{'Met' if met else 'Missed'}: {text}"))
 
-    op = _get(sc, "periodic", "operator") or {}
     beat = _num(_get(sc, "periodic", "beat", "cpu_seconds_per_minute"))
-    wall = _num(_get(op, "cpu", "wall_seconds"))
-    used = _get(op, "cpu", "cpu_seconds") or {}
-    if beat and wall:
+    for side, kept in (("operator", ""), ("operator_never", " (runObjects: Never)")):
+        op = _get(sc, "periodic", side) or {}
+        wall = _num(_get(op, "cpu", "wall_seconds"))
+        used = _get(op, "cpu", "cpu_seconds") or {}
+        if not beat or not wall:
+            continue
         ours = sum(_num(used.get(k)) or 0.0 for k in ("operator", "kube-apiserver", "etcd"))
         per_minute = ours / (wall / 60)
         ratio = per_minute / beat
-        add("PeriodicTask: operator + API server + etcd CPU per minute vs celery beat",
+        add(f"PeriodicTask{kept}: operator + API server + etcd CPU per minute vs celery beat",
             "≤ 4x beat", ratio, 4.0, False, f"{ratio:.1f}x",
             f"{per_minute:.1f} CPU-s per minute (operator {num(used.get('operator'))}, "
             f"kube-apiserver {num(used.get('kube-apiserver'))}, etcd {num(used.get('etcd'))} "
@@ -335,8 +337,8 @@ def _cost_budgets(sc: Mapping[str, Any]) -> list[dict[str, Any]]:
         ours99 = _num(_get(op, "worker_start", "p99"))
         beat99 = _num(_get(sc, "periodic", "beat", "worker_start", "p99"))
         if ours99 is not None and beat99 is not None:
-            add("PeriodicTask: worker-start p99 no worse than celery beat's", "≤ beat's",
-                ours99 - beat99, 0.0, False, f"{ms(ours99)} vs {ms(beat99)}",
+            add(f"PeriodicTask{kept}: worker-start p99 no worse than celery beat's",
+                "≤ beat's", ours99 - beat99, 0.0, False, f"{ms(ours99)} vs {ms(beat99)}",
                 f"operator p99 {ms(ours99)}, beat {ms(beat99)}.")
     bare = _num(_get(sc, "throughput", "bare_create", "per_second"))
     if bare:
@@ -934,11 +936,14 @@ def _scale_md(d: Mapping[str, Any]) -> str:
 
 def _periodic_md(d: Mapping[str, Any]) -> str:
     op = d.get("operator") or {}
+    never = d.get("operator_never") or {}
     beat = d.get("beat") or {}
     rows = [
         _lateness_row("operator: child created (watch, local clock) - nominal",
                       op.get("child_creation")),
         _lateness_row("operator: worker start - nominal", op.get("worker_start")),
+        *([_lateness_row("operator, runs in status (runObjects: Never): worker start - "
+                         "nominal", never.get("worker_start"))] if never else []),
         *[_lateness_row(f"operator: child created - nominal, minute {i + 1} only", minute)
           for i, minute in enumerate(op.get("child_creation_by_minute") or [])],
         _lateness_row("celery beat: message sent - minute boundary", beat.get("send")),
@@ -959,17 +964,25 @@ def _periodic_md(d: Mapping[str, Any]) -> str:
         "",
         table(LATENESS_HEADER, rows),
         "",
-        table(["", "operator", "celery beat"], [
+        table(["", "operator", "operator, runs in status", "celery beat"], [
             ["CPU-seconds per minute (the scheduler process)",
-             num(op.get("cpu_seconds_per_minute"), 2), num(beat.get("cpu_seconds_per_minute"),
-                                                           2)],
+             num(op.get("cpu_seconds_per_minute"), 2),
+             num(never.get("cpu_seconds_per_minute"), 2),
+             num(beat.get("cpu_seconds_per_minute"), 2)],
             ["runs per minute", str(op.get("children_per_minute")),
-             str(beat.get("sends_per_minute"))],
+             str(never.get("children_per_minute", "-")), str(beat.get("sends_per_minute"))],
             ["kube-apiserver CPU-seconds over the window",
              num(_get(op, "cpu", "cpu_seconds", "kube-apiserver")),
+             num(_get(never, "cpu", "cpu_seconds", "kube-apiserver")),
              num(_get(beat, "cpu", "cpu_seconds", "kube-apiserver"))],
+            ["etcd CPU-seconds over the window",
+             num(_get(op, "cpu", "cpu_seconds", "etcd")),
+             num(_get(never, "cpu", "cpu_seconds", "etcd")),
+             num(_get(beat, "cpu", "cpu_seconds", "etcd"))],
+            ["API writes per run", num(op.get("writes_per_run"), 2),
+             num(never.get("writes_per_run"), 2), "0"],
             ["tasks that never started", str(op.get("not_started")),
-             str(beat.get("not_started"))],
+             str(never.get("not_started", "-")), str(beat.get("not_started"))],
         ]),
         "",
         *_periodic_writes(op, beat),
