@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ import pytest
 import redis as redis_lib
 from kubernetes import watch
 
-from celery_operator.api import GROUP, PERIODIC_PLURAL, VERSION, parse_time
+from celery_operator.api import GROUP, PERIODIC_PLURAL, VERSION, format_time, parse_time
 from celery_operator.devstack import CeleryWorker
 from celery_operator.devstack.demo_app import RUNS_KEY, read_executions
 from celery_operator.scheduling.task_lifecycle import task_id_for
@@ -135,3 +136,100 @@ def test_operator_sigkilled_between_runs_loses_and_doubles_no_run(
         name: (1, 1, 0) for name in done}
     assert set(seen.runs) <= set(ids) | {
         task_id_for(f"{uid}/run/{n}", 1) for n in _runs(periodic, "durable")}
+
+
+def test_history_limit_drops_runs_from_status(
+    celery_worker: CeleryWorker, start_operator: StartOperator, periodic: Tasks,
+) -> None:
+    start_operator()
+    created = periodic.create("trimmed", {
+        "schedule": {"interval": "1s"},
+        "task": {"name": "demo.add", "args": [1, 1]},
+        "runObjects": "Never",
+        "successfulRunsHistoryLimit": 2,
+    })
+    start = parse_time(created["metadata"]["creationTimestamp"])
+    first = f"trimmed-{int((start + timedelta(seconds=1)).timestamp())}"
+
+    def kept_two() -> bool:
+        runs = _runs(periodic, "trimmed")
+        done = sorted(n for n, r in runs.items() if _phase(r) == "Succeeded")
+        if not done:
+            return False
+        newest = max(parse_time(r["scheduledTime"]) for r in runs.values())
+        return len(done) == 2 and first not in runs and all(
+            parse_time(runs[n]["scheduledTime"]) >= newest - timedelta(seconds=3)
+            for n in done)
+    wait_for(kept_two, 20, "exactly the two newest successful runs kept in status.runs")
+    assert periodic.get("trimmed")["status"]["totalRuns"] >= 4
+
+
+def test_run_now_adds_one_manual_run_in_status(
+    celery_worker: CeleryWorker, start_operator: StartOperator, periodic: Tasks, custom: Any,
+    namespace: str,
+) -> None:
+    start_operator()
+    periodic.create("manual", {
+        "schedule": {"cron": "0 0 1 1 *"},  # once a year: only the manual run happens now
+        "task": {"name": "demo.add", "args": [5, 5]},
+        "runObjects": "Never",
+    })
+    now = datetime.now(UTC).replace(microsecond=0)
+    stamp = format_time(now)
+    custom.patch_namespaced_custom_object(
+        GROUP, VERSION, namespace, PERIODIC_PLURAL, "manual",
+        {"metadata": {"annotations": {"celeryoperator.dev/run-requested-at": stamp}}})
+    name = f"manual-manual-{int(now.timestamp())}"
+    wait_for(lambda: _phase(_runs(periodic, "manual").get(name) or {}) == "Succeeded", 20,
+             "the requested run Succeeded")
+    run = _runs(periodic, "manual")[name]
+    assert (run["manual"], run["status"]["result"]) == (True, 10)
+    assert list(_runs(periodic, "manual")) == [name]
+    assert periodic.get("manual")["status"]["lastHandledRunRequest"] == stamp
+
+
+def test_replace_revokes_the_running_run_through_status(
+    celery_worker: CeleryWorker, start_operator: StartOperator, periodic: Tasks,
+    results: redis_lib.Redis,
+) -> None:
+    start_operator()
+    periodic.create("replace", {
+        "schedule": {"interval": "3s"},
+        "task": {"name": "demo.sleep", "args": [30]},
+        "concurrencyPolicy": "Replace",
+        "runObjects": "Never",
+        "successfulRunsHistoryLimit": 50,
+        "failedRunsHistoryLimit": 50,
+    })
+    wait_for(lambda: len(_runs(periodic, "replace")) >= 2, 15, "a second run")
+    first, second = sorted(_runs(periodic, "replace"))[:2]
+    wait_for(lambda: _phase(_runs(periodic, "replace")[first]) == "Revoked", 20,
+             f"{first} Revoked")
+    revoked = _runs(periodic, "replace")[first]
+    assert revoked["revoke"] == {"terminate": True, "signal": "SIGTERM"}
+    meta = json.loads(results.get(f"celery-task-meta-{revoked['status']['taskId']}"))
+    assert meta["status"] == "REVOKED", meta
+    assert "revoke" not in _runs(periodic, "replace")[second]
+
+
+def test_deleting_the_parent_revokes_its_run_in_flight(
+    celery_worker: CeleryWorker, start_operator: StartOperator, periodic: Tasks,
+    results: redis_lib.Redis,
+) -> None:
+    start_operator()
+    created = periodic.create("doomed", {
+        "schedule": {"interval": "2s"},
+        "task": {"name": "demo.sleep", "args": [30]},
+        "concurrencyPolicy": "Forbid",
+        "runObjects": "Never",
+    })
+    started = wait_for(lambda: [n for n, r in _runs(periodic, "doomed").items()
+                                if _phase(r) == "Started"], 20, "a run Started")
+    task_id = task_id_for(f"{created['metadata']['uid']}/run/{started[0]}", 1)
+    periodic.delete("doomed")
+
+    def ended() -> Any:
+        raw = results.get(f"celery-task-meta-{task_id}")
+        meta = json.loads(raw) if raw else {}
+        return meta.get("status") in ("REVOKED", "FAILURE") and meta
+    assert wait_for(ended, 15, "the running run revoked")["status"] in ("REVOKED", "FAILURE")

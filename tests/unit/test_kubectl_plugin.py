@@ -10,7 +10,12 @@ from zoneinfo import ZoneInfo
 import pytest
 import yaml
 
-from celery_operator.kubectl_plugin.history import last_finished, run_history, shown_history
+from celery_operator.kubectl_plugin.history import (
+    last_finished,
+    run_history,
+    runs_in_status,
+    shown_history,
+)
 from celery_operator.kubectl_plugin.output import Refused, Shown, render, span, table, until
 from celery_operator.kubectl_plugin.upcoming import due_time, periodic_upcoming
 
@@ -137,6 +142,29 @@ def test_history_joins_recent_runs_with_the_runs_that_still_exist() -> None:
         "name": "nightly-2", "scheduledTime": "2026-03-28T12:01:00Z", "outcome": "Succeeded",
         "manual": False, "startTime": "2026-03-28T12:01:00Z", "lateness": "250ms",
         "duration": "1.75s"}
+
+
+def test_history_and_result_read_runs_kept_in_status() -> None:
+    """runObjects: Never — the runs are entries of status.runs, not objects."""
+    parent = periodic({"schedule": {"interval": "1m"}, "runObjects": "Never"}, {
+        "recentRuns": [
+            {"name": "nightly-1", "scheduledTime": "2026-03-28T12:00:00Z", "phase": "Pending"},
+        ],
+        "runs": {
+            "nightly-1": {"scheduledTime": "2026-03-28T12:00:00Z", "status": {
+                "phase": "Succeeded", "result": 4, "startTime": "2026-03-28T12:00:00.5Z",
+                "completionTime": "2026-03-28T12:00:01Z"}},
+            "nightly-manual-7": {"scheduledTime": "2026-03-28T12:00:30Z", "manual": True,
+                                 "status": {"phase": "Dispatching"}},
+        }})
+    rows = run_history(parent, [])
+    assert [(r.name, r.outcome, r.manual, r.lateness, r.duration) for r in rows] == [
+        ("nightly-1", "Succeeded", False, "500ms", "500ms"),
+        ("nightly-manual-7", "Dispatching", True, "-", "-"),
+    ]
+    finished = last_finished(runs_in_status(parent))
+    assert finished is not None
+    assert (finished["metadata"]["name"], finished["status"]["result"]) == ("nightly-1", 4)
 
 
 def test_last_finished_is_the_latest_nominal_time_among_finished_runs() -> None:

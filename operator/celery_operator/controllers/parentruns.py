@@ -20,11 +20,11 @@ from celery_operator.api.names import PARENT_LABEL
 RUNS = "runs"
 # A run's outcome and the parent's view of it wait this long for the next run's claim.
 FOLD_WITHIN = timedelta(seconds=60)
-# Writes that may wait: nothing is lost if they never come (the task engine finds the
-# outcome in the result store again after a restart), and users see them within a minute.
-# Scheduled too: until its claim, a run lives in memory only (a restart plans it again).
-FOLDABLE_PHASES = frozenset({p.value for p in FINISHED_PHASES}
-                            | {Phase.STARTED.value, Phase.SCHEDULED.value})
+# Writes that may wait for the next run's claim: nothing is lost if they never come (the
+# task engine finds the outcome in the result store again after a restart). Scheduled
+# too: until its claim, a run lives in memory only (a restart plans it again). Started is
+# written at once (a long run shows it; a short one skips it, coalesced into its end).
+FOLDABLE_PHASES = frozenset({p.value for p in FINISHED_PHASES} | {Phase.SCHEDULED.value})
 
 
 def run_uid(parent_uid: str, name: str) -> str:
@@ -57,14 +57,18 @@ def run_body(parent: Mapping[str, Any], name: str, item: Mapping[str, Any],
     would get, created at its fire time, at the parent's generation and version."""
     meta = parent.get("metadata") or {}
     revoke = item.get("revoke")
+    generation = int(meta.get("generation") or 0) * 2
     if isinstance(revoke, Mapping):
         spec = {**spec, "revoke": dict(revoke)}
+        # The engine parses a spec once per generation: a revoke is a new one (and a
+        # revoke is never taken back, so this only grows with the parent's).
+        generation += 1
     return {
         "metadata": {
             "name": name,
             "namespace": meta.get("namespace"),
             "uid": run_uid(str(meta.get("uid")), name),
-            "generation": meta.get("generation"),
+            "generation": generation,
             "resourceVersion": meta.get("resourceVersion"),
             "creationTimestamp": item.get("scheduledTime"),
             "labels": {PARENT_LABEL: meta.get("name")},

@@ -395,7 +395,8 @@ class PeriodicEngine:
             if dict(item.get("status") or {}) != dict(body.get("status") or {}):
                 return WriteOutcome.CONFLICT, self._run_body(entry, name, item)
             run_patch = {RUNS: {name: {"status": fit_status(SCHEDULED_PLURAL, patch)}}}
-            if foldable(patch):
+            if patch.get("phase") == Phase.SCHEDULED.value or (
+                    foldable(patch) and self._claim_soon(entry)):
                 self._fold(key, entry, run_patch)
             else:
                 outcome = await self._write_now(key, entry, run_patch)
@@ -417,6 +418,16 @@ class PeriodicEngine:
         entry.children[name] = child
         if before is None or before.shown_phase != child.shown_phase:
             self.queue.again(key)  # the parent's view of its runs changes
+
+    def _claim_soon(self, entry: PeriodicEntry) -> bool:
+        """The next fire time is within FOLD_WITHIN: its claim will carry what waits.
+        (Else waiting would only delay what users see: it is written now.)"""
+        upcoming = entry.status_now().get("nextScheduleTimes") or []
+        try:
+            nearest = parse_time(str(upcoming[0])) if upcoming else None
+        except ValueError:
+            return False
+        return nearest is not None and nearest - self.clock() <= FOLD_WITHIN
 
     def _fold(self, key: str, entry: PeriodicEntry, patch: Mapping[str, Any]) -> None:
         entry.pending = compose_patches(entry.pending, patch)
@@ -642,7 +653,7 @@ class PeriodicEngine:
         self._note_next(key, entry)
         if step.wake_at is not None:
             self.queue.schedule(key, step.wake_at)
-        if entry.fold_at is not None and self.clock() >= entry.fold_at:
+        if entry.fold_at is not None and self.clock() >= entry.fold_at and self.leading():
             async with entry.lock:  # nothing came to fold what waits into: written alone
                 if entry.pending:
                     await self._write_now(key, entry, {})
@@ -691,7 +702,8 @@ class PeriodicEngine:
         a run about to be claimed), else it is written now with all that waits."""
         assert step.status is not None
         missed = missed_runs_added(obs, step)
-        if step.create or parent_patch_foldable(entry.status, step.status):
+        if step.create or (parent_patch_foldable(entry.status, step.status)
+                           and self._claim_soon(entry)):
             self._fold(key, entry, step.status)
             metrics.MISSED_RUNS.labels(namespace=str(entry.meta["namespace"])).inc(missed)
             return True
