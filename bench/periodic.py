@@ -142,7 +142,7 @@ class OperatorSide:
         # is even chosen.
         self.watch = AddedWatch(stack.api, self.ns).__enter__()
         self.op = sc.operator([self.ns], name=name)
-        self.profile = sc.profiler(self.op.process.pid or 0, "periodic")
+        self.profile = sc.profiler(self.op.process.pid or 0, name.removeprefix("operator-"))
         before = _periodic_patches(stack)
         t = time.time()
         stack.create_many(self.ns, PERIODIC_PLURAL, [make(self.ns, i) for i in range(n)])

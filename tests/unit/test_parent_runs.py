@@ -57,10 +57,10 @@ def test_the_local_merge_is_the_api_servers(doc: dict[str, Any], patch: dict[str
 
 
 def test_what_waits_and_what_is_written_at_once() -> None:
-    # A run's claim, Queued confirm, retry wait and start are written at once; outcomes wait.
+    # A run's claim, Queued confirm and retry wait are written at once; the rest may wait.
     assert [foldable({"phase": p}) for p in (
         "Dispatching", "Queued", "Retrying", "Succeeded", "Failed", "Started", "Scheduled",
-    )] == [False, False, False, True, True, False, True]
+    )] == [False, False, False, True, True, True, True]
     status = {"observedGeneration": 3}
     assert parent_patch_foldable(status, {"recentRuns": [], "observedGeneration": 3})
     assert not parent_patch_foldable(status, {"recentRuns": [], "observedGeneration": 4})

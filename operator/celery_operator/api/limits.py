@@ -8,6 +8,7 @@ both ways.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
@@ -85,6 +86,7 @@ def fit_status(plural: str, patch: Mapping[str, Any]) -> dict[str, Any]:
     return fitted
 
 
+@functools.cache
 def _prefixes(plural: str) -> frozenset[str]:
     """Every path that has a limit at or below it: the only places worth walking into."""
     found: set[str] = {""}

@@ -60,7 +60,9 @@ from .parentruns import (
     FOLD_WITHIN,
     RUNS,
     RunsInParent,
+    compact_ended,
     compose_patches,
+    ended,
     foldable,
     is_run_uid,
     merge_patch,
@@ -113,6 +115,7 @@ class PeriodicEntry(Watched[PeriodicTaskSpec]):
     pending: dict[str, Any] = field(default_factory=dict)
     fold_at: datetime | None = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    hosted: set[str] = field(default_factory=set)  # its runs the task engine knows
 
     def status_now(self) -> Mapping[str, Any]:
         """Status as written, with what waits to be written."""
@@ -350,14 +353,27 @@ class PeriodicEngine:
             if child is None:
                 continue
             entry.children[name] = child
-            if self.tasks is not None:
-                self.tasks.observe_run(self._run_body(entry, name, item), self.run_store)
+            self._host(entry, name, item)
         for name, child in list(entry.children.items()):
             if child.uid and is_run_uid(child.uid) and name not in runs:
                 self._forget_run(entry, name)
 
+    def _host(self, entry: PeriodicEntry, name: str, item: Mapping[str, Any]) -> None:
+        """A run in flight is the task engine's to dispatch and follow; an ended one is
+        only history here (the engine forgets it: nothing more to do)."""
+        if self.tasks is None:
+            return
+        body = self._run_body(entry, name, item)
+        if not ended(body["status"]):
+            self.tasks.observe_run(body, self.run_store)
+            entry.hosted.add(name)
+        elif name in entry.hosted:
+            entry.hosted.discard(name)
+            self.tasks.forget_run(body)
+
     def _forget_run(self, entry: PeriodicEntry, name: str) -> None:
         child = entry.children.pop(name, None)
+        entry.hosted.discard(name)
         if child is not None and self.tasks is not None:
             item = run_item(child.scheduled_time, child.manual)
             item["status"] = {"phase": child.phase} if child.phase else {}
@@ -392,9 +408,14 @@ class PeriodicEngine:
             item = (entry.status_now().get(RUNS) or {}).get(name)
             if not isinstance(item, Mapping):
                 return WriteOutcome.GONE, None
-            if dict(item.get("status") or {}) != dict(body.get("status") or {}):
+            before = dict(item.get("status") or {})
+            if ended(before):
+                return WriteOutcome.GONE, None  # history now: the engine is done with it
+            if before != dict(body.get("status") or {}):
                 return WriteOutcome.CONFLICT, self._run_body(entry, name, item)
-            run_patch = {RUNS: {name: {"status": fit_status(SCHEDULED_PLURAL, patch)}}}
+            fitted = fit_status(SCHEDULED_PLURAL, patch)
+            stored = compact_ended(before, fitted) if ended(fitted) else fitted
+            run_patch = {RUNS: {name: {"status": stored}}}
             if patch.get("phase") == Phase.SCHEDULED.value or (
                     foldable(patch) and self._claim_soon(entry)):
                 self._fold(key, entry, run_patch)
@@ -407,7 +428,9 @@ class PeriodicEngine:
                     return outcome, self._run_body(entry, name, item)
             item = (entry.status_now().get(RUNS) or {})[name]
             self._run_changed(key, entry, name, item)
-            return WriteOutcome.WRITTEN, self._run_body(entry, name, item)
+            # The engine sees what it wrote (an ended run's compact copy is the parent's).
+            return WriteOutcome.WRITTEN, self._run_body(
+                entry, name, {**item, "status": merge_patch(before, fitted)})
 
     def _run_changed(self, key: str, entry: PeriodicEntry, name: str,
                      item: Mapping[str, Any]) -> None:
@@ -420,8 +443,12 @@ class PeriodicEngine:
             self.queue.again(key)  # the parent's view of its runs changes
 
     def _claim_soon(self, entry: PeriodicEntry) -> bool:
-        """The next fire time is within FOLD_WITHIN: its claim will carry what waits.
-        (Else waiting would only delay what users see: it is written now.)"""
+        """A run is waiting for its claim (created ahead, in memory), or the next fire
+        time is within FOLD_WITHIN: that claim will carry what waits. (Else waiting would
+        only delay what users see: it is written now.)"""
+        if any(c.uid and is_run_uid(c.uid) and c.phase in (None, Phase.SCHEDULED.value)
+               for c in entry.children.values()):
+            return True
         upcoming = entry.status_now().get("nextScheduleTimes") or []
         try:
             nearest = parse_time(str(upcoming[0])) if upcoming else None
@@ -653,6 +680,11 @@ class PeriodicEngine:
         self._note_next(key, entry)
         if step.wake_at is not None:
             self.queue.schedule(key, step.wake_at)
+        for name in [n for n in entry.hosted
+                     if (c := entry.children.get(n)) is not None and c.finished]:
+            item = (entry.status_now().get(RUNS) or {}).get(name)
+            if isinstance(item, Mapping):
+                self._host(entry, name, item)  # ended: the task engine is done with it
         if entry.fold_at is not None and self.clock() >= entry.fold_at and self.leading():
             async with entry.lock:  # nothing came to fold what waits into: written alone
                 if entry.pending:
@@ -679,8 +711,7 @@ class PeriodicEngine:
         entry.children[order.name] = Child(
             order.name, order.scheduled_time, None, order.manual,
             uid=run_uid(str(entry.meta.get("uid")), order.name))
-        if self.tasks is not None:
-            self.tasks.observe_run(self._run_body(entry, order.name, item), self.run_store)
+        self._host(entry, order.name, item)
 
     async def _revoke_run(self, key: str, entry: PeriodicEntry, name: str) -> None:
         """Replace: the run's revoke request is written at once (it must outlive us)."""
