@@ -8,7 +8,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from celery_operator.controllers.parentruns import (
+    compact_ended,
     compose_patches,
+    ended,
     foldable,
     merge_patch,
     parent_patch_foldable,
@@ -76,3 +78,16 @@ def test_a_runs_task_id_is_its_parents_uid_and_name_and_never_an_objects() -> No
     assert task_id_for(body["metadata"]["uid"], 1) == task_id_for("u-1/run/p-60", 1)
     assert (body["metadata"]["creationTimestamp"], body["metadata"]["resourceVersion"],
             body["status"]) == ("1970-01-01T00:01:00Z", "77", {"phase": "Queued"})
+
+
+def test_an_ended_run_keeps_its_outcome_and_drops_what_served_dispatch() -> None:
+    written = {"phase": "Started", "dueTime": "t0", "taskId": "id", "attempt": 1,
+               "claim": {"holder": "op", "time": "t0"}, "brokerRunId": "r",
+               "conditions": [{"type": "Ready"}], "observedGeneration": 2,
+               "attempts": [{"attempt": 1}], "queuedTime": "t1", "startTime": "t2"}
+    final = {"phase": "Succeeded", "completionTime": "t3", "result": 4, "worker": "w",
+             "conditions": [{"type": "Ready", "status": "True"}], "attempts": [{}]}
+    assert ended(final) and not ended(written) and not ended({"phase": "Invalid"})
+    assert merge(written, compact_ended(written, final)) == {
+        "phase": "Succeeded", "dueTime": "t0", "taskId": "id", "attempt": 1,
+        "startTime": "t2", "completionTime": "t3", "result": 4, "worker": "w"}

@@ -486,9 +486,20 @@ class PeriodicEngine:
             entry.pending = compose_patches(waited, entry.pending)
             entry.fold_at = fold_at
             self._sync_runs(entry)
-            self.queue.again(key)
+            self._conflicted(key, entry)
             return WriteOutcome.CONFLICT
+        entry.conflicts = 0
         return WriteOutcome.WRITTEN
+
+    def _conflicted(self, key: str, entry: PeriodicEntry) -> None:
+        """Planned again from the object as it is now: at once the first time, then with
+        backoff (someone keeps writing it)."""
+        entry.conflicts += 1
+        delay = CONFLICT_BACKOFF.delay(entry.conflicts - 1)
+        if delay:
+            self.queue.schedule(key, self.clock() + delay)
+        else:
+            self.queue.again(key)
 
     def post_run_event(self, body: Mapping[str, Any], type_: str, reason: str,
                        message: str) -> None:
@@ -664,14 +675,7 @@ class PeriodicEngine:
             if resource_version(obj) >= entry.version:
                 entry.body = slim(obj, entry.body)
             if outcome == WriteOutcome.CONFLICT:
-                # Planned again from the object as it is now: at once the first time,
-                # then with backoff (someone keeps writing it).
-                entry.conflicts += 1
-                delay = CONFLICT_BACKOFF.delay(entry.conflicts - 1)
-                if delay:
-                    self.queue.schedule(key, self.clock() + delay)
-                else:
-                    self.queue.again(key)
+                self._conflicted(key, entry)
                 return
             entry.conflicts = 0
             metrics.MISSED_RUNS.labels(namespace=namespace).inc(missed_runs_added(obs, step))
@@ -746,7 +750,6 @@ class PeriodicEngine:
                                   f"status write refused by the API server: {exc.message}"
                                   ) from exc
         if outcome == WriteOutcome.WRITTEN:
-            entry.conflicts = 0
             metrics.MISSED_RUNS.labels(namespace=str(entry.meta["namespace"])).inc(missed)
         return outcome == WriteOutcome.WRITTEN
 
