@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from celery_operator.api import API_VERSION, PERIODIC_KIND, parse_time
+from celery_operator.api import API_VERSION, PERIODIC_KIND, PERIODIC_PLURAL, parse_time
 from celery_operator.api.timefmt import format_time
 from celery_operator.devstack.demo_app import STARTED_KEY
 from celery_operator.scheduling.task_lifecycle import task_id_for
@@ -34,18 +34,27 @@ SETUP_SECONDS, SETUP_RATE = 45.0, 80.0
 BEAT_SETUP_SECONDS = 30.0  # beat loads its N entries before the first is due
 
 
-def run(stack: Stack, sizes: Sizes) -> dict[str, Any]:
+def run(stack: Stack, sizes: Sizes, run_objects: str = "Always") -> dict[str, Any]:
     stack.flush_redis()
     n, every = sizes.interval_entries, sizes.interval_seconds
     out: dict[str, Any] = {"entries": n, "interval_seconds": every, "worker": sizes.worker_desc,
-                           "straggle_seconds": STRAGGLE}
+                           "straggle_seconds": STRAGGLE, "run_objects": run_objects}
     with scope(stack, "interval") as sc:
         sc.worker(periodic.QUEUE, concurrency=sizes.worker_concurrency, pool=sizes.worker_pool)
-        out["operator"] = _operator(stack, sc, n, every)
+        out["operator"] = _operator(stack, sc, n, every, run_objects)
         _print("operator", out["operator"])
         out["beat"] = _beat(stack, sc, n, every)
         _print("beat", out["beat"])
     return out
+
+
+class RunsInStatus:
+    """The same scenario with each run kept in its PeriodicTask's status
+    (`runObjects: Never`; `--only interval-10k-never`)."""
+
+    @staticmethod
+    def run(stack: Stack, sizes: Sizes) -> dict[str, Any]:
+        return run(stack, sizes, run_objects="Never")
 
 
 def offsets_us(n: int, every: float) -> list[int]:
@@ -54,7 +63,8 @@ def offsets_us(n: int, every: float) -> list[int]:
     return [i * every_us // n for i in range(n)]
 
 
-def _manifest(namespace: str, i: int, start: float, every: float) -> dict[str, Any]:
+def _manifest(namespace: str, i: int, start: float, every: float, run_objects: str
+              ) -> dict[str, Any]:
     return {
         "apiVersion": API_VERSION,
         "kind": PERIODIC_KIND,
@@ -63,19 +73,22 @@ def _manifest(namespace: str, i: int, start: float, every: float) -> dict[str, A
             "schedule": {"interval": f"{round(every * 1000)}ms"},
             "startTime": format_time(datetime.fromtimestamp(start, UTC), fraction=True),
             "task": {"name": "demo.add", "args": [i, 1], "queue": periodic.QUEUE},
+            "runObjects": run_objects,
         },
     }
 
 
-def _operator(stack: Stack, sc: Scope, n: int, every: float) -> dict[str, Any]:
+def _operator(stack: Stack, sc: Scope, n: int, every: float, run_objects: str
+              ) -> dict[str, Any]:
     first = float(round(time.time() + SETUP_SECONDS + n / SETUP_RATE))
     anchor = first - every
     offsets = offsets_us(n, every)
-    side = periodic.OperatorSide(
-        stack, sc, n, manifest=lambda ns, i: _manifest(ns, i, anchor + offsets[i] / 1e6, every))
+    side = periodic.OperatorSide(stack, sc, n, manifest=lambda ns, i: _manifest(
+        ns, i, anchor + offsets[i] / 1e6, every, run_objects))
     margin = first - time.time()
     window = (first, first + every)
     cpu, requests = periodic.cpu_over(sc, *window)
+    in_status = run_objects == "Never"
 
     def due_in_window() -> dict[str, float]:
         """Task id of each child whose run is due in the window -> its due time."""
@@ -87,16 +100,33 @@ def _operator(stack: Stack, sc: Scope, n: int, every: float) -> dict[str, Any]:
                 out[task_id_for(s.uid, 1)] = due
         return out
 
-    due, starts = _when_started(stack, due_in_window, n)
-    created = {task_id_for(s.uid, 1): s.at for s in side.watch.seen.values()}
-    taken_up = sum(window[0] <= created[t] < window[1] for t in due)
+    def due_in_status() -> dict[str, float]:
+        """The same for runs kept in status: each run's task id follows from its parent's
+        uid and its name, `<parent>-<whole seconds of its due time>`."""
+        uids = {p["metadata"]["name"]: p["metadata"]["uid"]
+                for p in stack.list_objects(side.ns, PERIODIC_PLURAL)}
+        out = {}
+        for i, offset in enumerate(offsets):
+            name = f"i{i:05d}"
+            run_name = f"{name}-{int(first) + offset // 1_000_000}"
+            out[task_id_for(f"{uids[name]}/run/{run_name}", 1)] = first + offset / 1e6
+        return out
+
+    due, starts = _when_started(stack, due_in_status if in_status else due_in_window, n)
+    if in_status:  # no child to see: a run is taken up in the window if it started in it
+        created: dict[str, float] = {}
+        taken_up = sum(window[0] <= starts[t] < window[1] for t in due if t in starts)
+    else:
+        created = {task_id_for(s.uid, 1): s.at for s in side.watch.seen.values()}
+        taken_up = sum(window[0] <= created[t] < window[1] for t in due)
     side.stop()
     stack.delete_all(side.ns)
     return {
         "setup_margin_seconds": margin,
         "create_seconds": side.create_seconds,
         "runs_due_in_window": len(due),
-        "child_creation": measure.summary([created[t] - d for t, d in due.items()]),
+        "child_creation": measure.summary([created[t] - d for t, d in due.items()
+                                           if t in created]),
         "worker_start": measure.summary([starts[t] - d for t, d in due.items() if t in starts]),
         "not_started": n - len(starts),
         "taken_up_in_window": taken_up,

@@ -1,5 +1,7 @@
-"""Scenario 6 — periodic precision: N PeriodicTasks on `* * * * *` for M minutes,
-against celery beat (default PersistentScheduler) driving the same N entries.
+"""Scenario 6 — periodic precision: N PeriodicTasks on `* * * * *` against celery beat
+(default PersistentScheduler) driving the same N entries, one after the other on one
+stack: with run objects (`runObjects: Always`) for a minute, with runs kept in status
+(`Never`, issue 17's budget side) for M minutes, then beat for as many.
 
 Operator side: a child ScheduledTask's creation time is the local time its ADDED watch
 event arrives (bench.watch), compared with its nominal time (annotation
@@ -39,12 +41,13 @@ def run(stack: Stack, sizes: Sizes) -> dict[str, Any]:
     stack.flush_redis()
     n = sizes.periodic_count
     out: dict[str, Any] = {"entries": n, "minutes": sizes.periodic_minutes,
+                           "always_minutes": sizes.periodic_always_minutes,
                            "beat_minutes": sizes.beat_minutes, "worker": sizes.worker_desc,
                            "concurrent": sizes.quick}
     with scope(stack, "periodic") as sc:
         sc.worker(QUEUE, concurrency=sizes.worker_concurrency, pool=sizes.worker_pool)
         op = OperatorSide(stack, sc, n)
-        bounds = boundaries(time.time() + 10.0, sizes.periodic_minutes)
+        bounds = boundaries(time.time() + 10.0, sizes.periodic_always_minutes)
         beat = BeatSide(stack, sc, n)
         if sizes.quick:
             # Smoke mode: both schedulers in the same minute (contention: not comparable).

@@ -391,6 +391,7 @@ def _cost_budgets(sc: Mapping[str, Any]) -> list[dict[str, Any]]:
             f"{writes:.0f}", f"{writes:.0f} writes to our objects or Events (API server "
             "counters).")
     out.extend(_interval_budgets(_get(sc, "interval-10k")))
+    out.extend(_interval_budgets(_get(sc, "interval-10k-never")))
     r = sc.get("retention")
     if isinstance(r, Mapping) and r.get("bound") is not None:
         last, bound = _num(r.get("last_minute_max")), _num(r.get("bound"))
@@ -419,14 +420,19 @@ def _interval_budgets(d: Mapping[str, Any] | None) -> list[dict[str, Any]]:
     # A run that never started is later than any that did: with one, p99 is not shown met.
     met = p99 <= 2.0 and not missing
     return [_row(
-        f"Scale: {d.get('entries'):,} PeriodicTasks on a {num(d.get('interval_seconds'), 0)} s "
-        "interval, worker-start p99", "≤ 2 s",
+        f"Scale: {d.get('entries'):,} PeriodicTasks{_kept(d)} on a "
+        f"{num(d.get('interval_seconds'), 0)} s interval, worker-start p99", "≤ 2 s",
         ms(p99) + (f", {missing} not started" if missing else ""), met,
         f"{'Met' if met else 'Missed'}: operator p99 {ms(p99)}, max "
         f"{ms(_get(op, 'worker_start', 'max'))}, {missing} of {d.get('entries'):,} not started "
         f"{num(d.get('straggle_seconds'), 0)} s after the interval; celery beat with the same "
         f"entries p99 {ms(beat99)}, max {ms(_get(beat, 'worker_start', 'max'))}, {beat_missing} "
         "not started.")]
+
+
+def _kept(d: Mapping[str, Any]) -> str:
+    """How a periodic scenario kept its runs, when not as objects."""
+    return " (runObjects: Never)" if d.get("run_objects") == "Never" else ""
 
 
 def _restart_writes(restart: Mapping[str, Any]) -> float:
@@ -622,6 +628,7 @@ def render(results: Mapping[str, Any], images: Mapping[str, str], img_prefix: st
         "resultreads": _resultreads_md, "failover": _failover_md,
         "retention": _retention_md, "writecost": lambda d: _writecost_md(d, sc.get("periodic")),
         "scale-100k": _scale_md, "interval-10k": _interval_md,
+        "interval-10k-never": _interval_md,
     }
     for name, render_section in sections.items():
         if name not in sc:
@@ -641,6 +648,10 @@ def render(results: Mapping[str, Any], images: Mapping[str, str], img_prefix: st
         elif name in results.get("errors", {}):
             parts.append(f"### {TITLES[base]} — on RabbitMQ\n\nFailed in this run:\n\n```\n"
                          f"{results['errors'][name][-1500:]}\n```")
+    if "churn-separate-store" in sc:
+        parts.append(_churn_md(sc["churn-separate-store"]).replace(
+            f"### {TITLES['churn']}", f"### {TITLES['churn']} — the guard's store survives "
+            "(on request)", 1))
     profiles = _profiles_md(sc)
     if profiles:
         parts.append(profiles)
@@ -657,6 +668,7 @@ TITLES = {
     "writecost": "13. What one API write costs, by kind",
     "scale-100k": "11. Scale at 100,000 (on request)",
     "interval-10k": "12. A schedule set on an interval (on request)",
+    "interval-10k-never": "12. A schedule set on an interval (on request) (runObjects: Never)",
 }
 
 
@@ -952,10 +964,15 @@ def _periodic_md(d: Mapping[str, Any]) -> str:
     return "\n".join([
         f"### {TITLES['periodic']}",
         "",
-        f"{d.get('entries')} PeriodicTasks on `* * * * *` for {d.get('minutes')} minutes, then "
+        f"{d.get('entries')} PeriodicTasks on `* * * * *` with run objects for "
+        f"{d.get('always_minutes', d.get('minutes'))} minute(s), "
+        + (f"the same with runs in status (`runObjects: Never`) for {d.get('minutes')} "
+           "minutes, " if never else "")
+        + "then "
         f"celery beat (default PersistentScheduler, `bench/beat_app.py`) with the same "
-        f"{d.get('entries')} `crontab()` entries for as many minutes, sequentially on the same "
-        "stack and worker. Children are created *before* their nominal time on purpose — "
+        f"{d.get('entries')} `crontab()` entries for {d.get('beat_minutes')} minutes, "
+        "sequentially on the same stack and worker. Children are created *before* their "
+        "nominal time on purpose — "
         "up to the dispatch lead (2 s), and for many PeriodicTasks firing in the same second "
         "up to N / 20 s (≤ 60 s) — so lateness is negative."
         + (f" The first minute began {op['seconds_from_creation_to_first_minute']:.0f} s after "
@@ -1177,7 +1194,7 @@ def _interval_md(d: Mapping[str, Any]) -> str:
     every = num(d.get("interval_seconds"), 0)
     cpu = "cpu_seconds_per_minute"
     return "\n".join([
-        f"### {TITLES['interval-10k']}",
+        f"### {TITLES['interval-10k']}{_kept(d)}",
         "",
         f"{d.get('entries'):,} PeriodicTasks with `interval` {every} s, their `startTime`s "
         "spread evenly over one interval (a steady "
