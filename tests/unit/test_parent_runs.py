@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 from hypothesis import given
@@ -16,6 +17,7 @@ from celery_operator.controllers.parentruns import (
     merge_patch,
     parent_patch_foldable,
     run_body,
+    run_item,
     run_uid,
 )
 from celery_operator.scheduling.task_lifecycle import task_id_for
@@ -95,3 +97,10 @@ def test_an_ended_run_keeps_its_outcome_and_drops_what_served_dispatch() -> None
     assert merge(written, compact_ended(written, final)) == {
         "phase": "Succeeded", "dueTime": "t0", "taskId": "id", "attempt": 1,
         "startTime": "t2", "completionTime": "t3", "result": 4, "worker": "w"}
+
+
+def test_a_run_kept_in_status_is_due_at_its_exact_fire_time() -> None:
+    at = datetime(2026, 1, 1, 0, 0, 1, 500000, tzinfo=UTC)
+    assert run_item(at, False) == {"scheduledTime": "2026-01-01T00:00:01.5Z"}
+    assert run_item(at.replace(microsecond=0), True) == {
+        "scheduledTime": "2026-01-01T00:00:01Z", "manual": True}

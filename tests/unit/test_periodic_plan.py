@@ -26,6 +26,7 @@ from celery_operator.scheduling.periodic_plan import (
     PeriodicStep,
     child_name,
     plan_periodic,
+    run_spec,
 )
 
 from .merge_patch import merge
@@ -331,6 +332,16 @@ def test_interval_with_a_fraction_of_a_second_runs_each_fire_time_once() -> None
     step = p.step(T0 + s(1.5))
     assert [o.scheduled_time for o in step.create] == [T0 + s(1.5)]
     p.assert_quiet(T0 + s(1.5))  # actual: creates report-1767225601 again, totalRuns 2
+
+
+def test_a_run_due_at_a_fraction_of_a_second_is_due_then_not_at_the_whole_second() -> None:
+    # Its eta keeps the fraction (as do its annotation and its scheduledTime in
+    # status.runs): a truncated eta started the run up to a second before its fire time.
+    raw = {"schedule": {"interval": "1500ms"}, "task": TASK}
+    spec = parse_periodic_task_spec(raw)
+    assert isinstance(spec, PeriodicTaskSpec)
+    order = ChildOrder(run_name(T0 + s(1.5)), T0 + s(1.5))
+    assert run_spec(raw, spec, "report", order)["eta"] == "2026-01-01T00:00:01.5Z"
 
 
 # ---- missed runs (CronJob's rule) --------------------------------------------------------

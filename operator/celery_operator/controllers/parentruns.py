@@ -81,7 +81,7 @@ def run_body(parent: Mapping[str, Any], name: str, item: Mapping[str, Any],
 
 
 def run_item(scheduled: datetime, manual: bool) -> dict[str, Any]:
-    item: dict[str, Any] = {"scheduledTime": format_time(scheduled)}
+    item: dict[str, Any] = {"scheduledTime": format_time(scheduled, fraction=True)}
     if manual:
         item["manual"] = True
     return item

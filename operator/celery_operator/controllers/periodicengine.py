@@ -801,7 +801,8 @@ class PeriodicEngine:
                 "name": order.name,
                 "namespace": meta["namespace"],
                 "labels": labels,
-                "annotations": {SCHEDULED_TIME_ANNOTATION: format_time(order.scheduled_time)},
+                "annotations": {SCHEDULED_TIME_ANNOTATION: format_time(order.scheduled_time,
+                                                                      fraction=True)},
                 "ownerReferences": [{
                     "apiVersion": f"{GROUP}/{VERSION}",
                     "kind": "PeriodicTask",

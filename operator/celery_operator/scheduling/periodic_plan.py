@@ -468,7 +468,7 @@ def run_spec(
     task["headers"] = child_headers(task.get("headers") or {}, parent)
     child: dict[str, Any] = {"task": task}
     if not order.manual:
-        child["eta"] = format_time(order.scheduled_time)
+        child["eta"] = format_time(order.scheduled_time, fraction=True)
     # Seconds count from the run's due time, its fire time: Celery beat's meaning.
     expires = render_expires(spec.expires_seconds, spec.expires_at)
     if expires is not None:
