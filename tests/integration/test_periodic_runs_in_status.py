@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import time
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
@@ -136,6 +137,38 @@ def test_operator_sigkilled_between_runs_loses_and_doubles_no_run(
         name: (1, 1, 0) for name in done}
     assert set(seen.runs) <= set(ids) | {
         task_id_for(f"{uid}/run/{n}", 1) for n in _runs(periodic, "durable")}
+
+
+def test_a_graceful_stop_writes_the_outcome_that_waits_for_the_next_claim(
+    celery_worker: CeleryWorker, start_operator: StartOperator, periodic: Tasks,
+) -> None:
+    """A run's outcome waits in memory for the next run's claim (20 s away): SIGTERM
+    writes it before the operator exits, so status shows it while no operator runs."""
+    operator = start_operator()
+    created = periodic.create("graceful", {
+        "schedule": {"interval": "20s"},
+        "task": {"name": "demo.add", "args": [3, 3]},
+        "runObjects": "Never",
+    })
+    start = parse_time(created["metadata"]["creationTimestamp"])
+    first = f"graceful-{int((start + timedelta(seconds=20)).timestamp())}"
+    wait_for(lambda: _succeeded_total(operator.metrics()) >= 1, 40,
+             "the operator taking in the first run's outcome")
+    # Taken in, not written: it waits for the claim of the run due in ~20 s.
+    assert _phase(_runs(periodic, "graceful")[first]) != "Succeeded"
+    operator.signal(signal.SIGTERM)
+    wait_for(lambda: not operator.process.running(), 30, "the operator exiting")
+    operator.stop()
+    status = _runs(periodic, "graceful")[first]["status"]
+    assert (status["phase"], status["result"]) == ("Succeeded", 6)
+    assert "wrote the waiting run outcomes of 1 PeriodicTasks" in (
+        operator.process.log_path.read_text())
+
+
+def _succeeded_total(metrics: str) -> float:
+    return sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
+               if line.startswith("celery_operator_finished_total{")
+               and 'outcome="Succeeded"' in line)
 
 
 def test_history_limit_drops_runs_from_status(

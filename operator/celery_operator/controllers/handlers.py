@@ -46,6 +46,9 @@ LIST_CHUNK = 500
 # A leader shutting down confirms what it sent before it releases the Lease (bounded:
 # what is left is taken over by the next leader after the claim lease).
 DRAIN_SECONDS = 5.0
+# Then it writes the run outcomes kept in memory for a coming claim (bounded the same way:
+# what is left the next leader reads back from the result store).
+FLUSH_SECONDS = 5.0
 # Fault tests only (tests/integration/test_ha.py): this process's wall clock runs this many
 # seconds ahead, as on a host with a skewed clock. Unset in every real deployment.
 CLOCK_SKEW_ENV = "CELERY_OPERATOR_TEST_CLOCK_SKEW_SECONDS"
@@ -202,14 +205,14 @@ def _leadership(config: OperatorConfig, kube: KubeClient, memo: kopf.Memo) -> Le
 
 
 async def _hand_over(memo: kopf.Memo) -> None:
-    """SIGTERM: stop claiming, confirm what was sent, then release the Lease, so the
-    next leader takes over at its next retry instead of after the lease duration."""
+    """SIGTERM: stop claiming, confirm what was sent, write the run outcomes that wait
+    for a coming claim, then release the Lease, so the next leader takes over at its next
+    retry instead of after the lease duration."""
     leadership: Leadership | None = getattr(memo, "leadership", None)
-    if leadership is None:
-        return
     engine: TaskEngine | None = getattr(memo, "engine", None)
+    periodic: PeriodicEngine | None = getattr(memo, "periodic", None)
     loop = asyncio.get_running_loop()
-    if engine is not None and leadership.leading():
+    if engine is not None and leadership is not None and leadership.leading():
         engine.draining = True
         deadline = loop.time() + DRAIN_SECONDS
         while engine.unconfirmed_here() and loop.time() < deadline:
@@ -217,7 +220,13 @@ async def _hand_over(memo: kopf.Memo) -> None:
         if left := engine.unconfirmed_here():
             logger.warning("stopping with %d dispatches unconfirmed: the next leader takes "
                            "them over after the claim lease", left)
-    await leadership.stop(release=True)
+    if periodic is not None:
+        written = await periodic.flush(FLUSH_SECONDS)
+        if written:
+            logger.info("stopping: wrote the waiting run outcomes of %d PeriodicTasks",
+                        written)
+    if leadership is not None:
+        await leadership.stop(release=True)
 
 
 @kopf.on.cleanup()

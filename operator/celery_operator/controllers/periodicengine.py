@@ -184,6 +184,10 @@ def _inputs(entry: PeriodicEntry) -> tuple[Any, ...]:
     return (entry.meta.get("generation"), annotations.get(RUN_REQUEST_ANNOTATION))
 
 
+# A parent written by someone else while the stopping leader writes what waits.
+FLUSH_ATTEMPTS = 3
+
+
 class PeriodicEngine:
     def __init__(
         self,
@@ -242,6 +246,37 @@ class PeriodicEngine:
     async def stop(self) -> None:
         await self.queue.stop()
         self.io.shutdown()
+
+    async def flush(self, seconds: float) -> int:
+        """Stopping: what waits for a coming claim (runs' outcomes, the parents' news) is
+        written now, so users see it while no operator runs, for at most `seconds`. What
+        is left the next leader reads back from the result store. Returns the parents
+        written."""
+        if not self.leading():
+            return 0
+        waiting = [(key, entry) for key, entry in list(self.entries.items()) if entry.pending]
+
+        async def write(key: str, entry: PeriodicEntry) -> bool:
+            for _ in range(FLUSH_ATTEMPTS):  # a conflict brings the parent as it is now
+                async with entry.lock:
+                    if not entry.pending:
+                        return False
+                    if await self._write_now(key, entry, {}) != WriteOutcome.CONFLICT:
+                        return not entry.pending
+            return False
+
+        if not waiting:
+            return 0
+        writes = [asyncio.create_task(write(key, entry)) for key, entry in waiting]
+        done, late = await asyncio.wait(writes, timeout=seconds)
+        for task in late:
+            task.cancel()
+        written = sum(1 for t in done if not t.cancelled() and t.exception() is None
+                      and t.result())
+        if written < len(waiting):
+            logger.warning("stopping with %d PeriodicTasks' run outcomes unwritten: the next "
+                           "leader reads them from the result store", len(waiting) - written)
+        return written
 
     # ---- inputs ----------------------------------------------------------------------
 
@@ -658,27 +693,9 @@ class PeriodicEngine:
             await self.io.call(self.kube.delete, SCHEDULED_PLURAL, namespace, name,
                                uid=old.uid if old is not None else None)
             entry.children.pop(name, None)
-        if step.status is not None and (never or entry.pending):
-            if not await self._write_with_runs(key, entry, obs, step):
-                return
-        elif step.status is not None:
-            try:
-                outcome, obj = await self.io.write_status(PERIODIC_PLURAL, entry.body,
-                                                          step.status)
-            except Rejected as exc:
-                raise StepRefused("StatusRejected", exc.message,
-                                  f"status write refused by the API server: {exc.message}"
-                                  ) from exc
-            if outcome == WriteOutcome.GONE or obj is None:
-                self._drop(key)
-                return
-            if resource_version(obj) >= entry.version:
-                entry.body = slim(obj, entry.body)
-            if outcome == WriteOutcome.CONFLICT:
-                self._conflicted(key, entry)
-                return
-            entry.conflicts = 0
-            metrics.MISSED_RUNS.labels(namespace=namespace).inc(missed_runs_added(obs, step))
+        if step.status is not None and not await self._write_status(
+                key, entry, obs, step, may_wait=never):
+            return
         for notice in step.notices:
             self.io.post_event(entry.body, notice.type, notice.reason, notice.message)
         self._note_next(key, entry)
@@ -730,15 +747,16 @@ class PeriodicEngine:
         if outcome == WriteOutcome.WRITTEN:
             self._sync_runs(entry)
 
-    async def _write_with_runs(self, key: str, entry: PeriodicEntry, obs: PeriodicObserved,
-                               step: PeriodicStep) -> bool:
-        """The parent's own patch where runs live in status: it waits for the next run's
-        claim when it only brings the view of runs and schedule up to date (or comes with
-        a run about to be claimed), else it is written now with all that waits."""
+    async def _write_status(self, key: str, entry: PeriodicEntry, obs: PeriodicObserved,
+                            step: PeriodicStep, *, may_wait: bool) -> bool:
+        """The parent's own patch, with whatever waits. Where runs live in status
+        (`may_wait`) it waits for the next run's claim when it only brings the view of runs
+        and schedule up to date, or comes with a run about to be claimed. True: written
+        (or waiting); False: not, and the parent is planned again (conflict) or gone."""
         assert step.status is not None
         missed = missed_runs_added(obs, step)
-        if step.create or (parent_patch_foldable(entry.status, step.status)
-                           and self._claim_soon(entry)):
+        if may_wait and (step.create or (parent_patch_foldable(entry.status, step.status)
+                                         and self._claim_soon(entry))):
             self._fold(key, entry, step.status)
             metrics.MISSED_RUNS.labels(namespace=str(entry.meta["namespace"])).inc(missed)
             return True
