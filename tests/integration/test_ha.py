@@ -29,6 +29,7 @@ from celery_operator.api import format_time, parse_time
 from celery_operator.devstack import CeleryWorker, KubeEnv, RedisServer
 from celery_operator.devstack.demo_app import read_executions
 from celery_operator.devstack.operatorproc import OperatorProcess
+from celery_operator.scheduling.task_lifecycle import task_id_for
 
 from ..conftest import BROKER_DB
 from .broker_tap import BrokerTap
@@ -172,6 +173,49 @@ def test_leader_sigkilled_mid_spread_standby_takes_over_within_the_lease(
     print(f"SIGKILL failover: {failover:.2f} s (last claim of the old leader → first claim "
           "of the new one)")
     assert 0 < failover <= LEASE + RETRY + 3
+
+
+def test_runs_kept_in_status_survive_a_sigkilled_leader_each_run_once(
+    operators: Callable[..., OperatorProcess], periodic: Tasks, queue: str,
+    broker_tap: BrokerTap, worker_logs: list[Path],
+) -> None:
+    """runObjects: Never across a failover. The dead leader's newest claim and the
+    outcomes it held in memory for the next claim are in no object: the new leader finds
+    the claims in status and the outcomes in the result store. Every run's task id is
+    published and executed exactly once, without the worker guard."""
+    a, b = operators("op-a"), operators("op-b")
+    leader = _leader(a, b)
+    standby = b if leader is a else a
+    created = periodic.create("ha-runs", {
+        "schedule": {"interval": "2s"},
+        "task": {"name": "demo.add", "args": [1, 2], "queue": queue},
+        "runObjects": "Never",
+        "successfulRunsHistoryLimit": 100,
+    })
+    uid = created["metadata"]["uid"]
+
+    def runs() -> dict[str, Any]:
+        return dict((periodic.get("ha-runs").get("status") or {}).get("runs") or {})
+
+    def succeeded() -> set[str]:
+        return {n for n, r in runs().items() if (r.get("status") or {}).get("phase")
+                == "Succeeded"}
+    wait_for(lambda: len(succeeded()) >= 3, 30, "three runs Succeeded")
+    leader.kill()
+    in_flight = {n for n, r in runs().items()
+                 if (r.get("status") or {}).get("phase") != "Succeeded"}
+    assert in_flight  # the newest claim's outcome is always still to be written
+    wait_for(standby.leader, LEASE + RETRY + 5, "the standby leading")
+    before = set(runs())
+    wait_for(lambda: len(succeeded() - before) >= 3, 40, "three runs under the new leader")
+    wait_for(lambda: in_flight <= succeeded(), 30, f"the runs in flight at the kill: {in_flight}")
+    done = succeeded()
+    ids = {task_id_for(f"{uid}/run/{name}", 1): name for name in done}
+    broker_tap.sync()
+    published = broker_tap.published_of(ids)
+    seen = read_executions(*worker_logs)
+    assert {ids[i]: (published[i], seen.runs[i]) for i in ids} == {n: (1, 1) for n in done}
+    assert set(seen.runs) <= {task_id_for(f"{uid}/run/{n}", 1) for n in runs()}
 
 
 def test_leader_frozen_past_its_lease_then_thawed_publishes_nothing_new(
