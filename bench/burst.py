@@ -69,9 +69,9 @@ def _operator(
         # Creates run at ~150/s while the operator absorbs them (one Scheduled write
         # each, ~130/s on 2 cores): give both ample time before T - lead. ("Settled" =
         # one status write per object: with burst-aware claiming, claims may be among them.)
-        # 10 ms an object: 10,000 settled ~66 s after the first create (2026-12-03's run),
-        # T is at 105 s.
-        due = time.time() + 5.0 + n * 0.010
+        # 15 ms an object: on a machine twice as slow (as it was at times), 10,000 creates
+        # took 130 s; at 10 ms a 1,000 burst settled only 0.1 s before T, and was late.
+        due = time.time() + 5.0 + n * 0.015
         patches = workload.status_patches(stack)
         # CPU from the first create until all started: a burst may be claimed long before T.
         cpu = sc.cpu_window()

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 class Sizes:
     quick: bool
     burst_sizes: tuple[int, ...]
-    burst_repeats_small: int  # repeats for N <= 1000
-    burst_repeats_large: int  # repeats for larger N
+    burst_repeats_small: int  # repeats for 100 < N <= 1000 (the budgets' size)
+    burst_repeats_large: int  # repeats for other N: 10,000 (2.5 min), 100 (no budget)
     spread_tasks: int
     spread_window: float  # seconds over which the spread tasks are due
     throughput_tasks: int
@@ -39,7 +39,7 @@ class Sizes:
     worker_pool: str = "prefork"
 
     def burst_repeats(self, n: int) -> int:
-        return self.burst_repeats_small if n <= 1000 else self.burst_repeats_large
+        return self.burst_repeats_small if 100 < n <= 1000 else self.burst_repeats_large
 
     @property
     def mode(self) -> str:
