@@ -166,6 +166,25 @@ def test_run_starts_a_run_that_a_worker_runs_and_result_shows_its_value(
     assert result.stderr == f"periodictask/yearly: last finished run scheduledtask/{run}\n"
 
 
+def test_run_and_result_of_a_schedule_that_keeps_its_runs_in_status(
+    celery: Celery, pt: Tasks, st: Tasks
+) -> None:
+    pt.create("kept", {"schedule": {"cron": "0 0 1 1 *"}, "runObjects": "Never",
+                       "task": {"name": "demo.add", "args": [6, 6]}})
+    out = celery("run", "kept").stdout.strip()
+    match = re.fullmatch(r"periodictask/kept: run requested at \S+; it runs as "
+                         r"run (kept-manual-\d+) in its status.runs", out)
+    assert match, out
+    run = match[1]
+    wait_for(lambda: ((pt.get("kept").get("status") or {}).get("runs") or {}).get(
+        run, {}).get("status", {}).get("phase") == "Succeeded", 30, f"{run} Succeeded")
+    assert children(st, "kept") == []
+    result = celery("result", "kept")
+    assert result.stdout == "12\n"
+    assert result.stderr == (f"periodictask/kept: last finished run {run} "
+                             "(kept in its status.runs)\n")
+
+
 def test_run_on_a_suspended_schedule_says_so_and_runs_once(celery: Celery, pt: Tasks,
                                                             st: Tasks) -> None:
     pt.create("paused", {"schedule": {"interval": "1s"}, "suspend": True,

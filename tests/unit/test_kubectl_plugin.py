@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from celery_operator.kubectl_plugin.history import (
+    IN_STATUS,
     last_finished,
     run_history,
     runs_in_status,
@@ -165,6 +166,7 @@ def test_history_and_result_read_runs_kept_in_status() -> None:
     finished = last_finished(runs_in_status(parent))
     assert finished is not None
     assert (finished["metadata"]["name"], finished["status"]["result"]) == ("nightly-1", 4)
+    assert finished[IN_STATUS] is True
 
 
 def test_last_finished_is_the_latest_nominal_time_among_finished_runs() -> None:

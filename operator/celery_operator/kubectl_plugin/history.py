@@ -55,9 +55,14 @@ def _scheduled(run: Mapping[str, Any]) -> datetime | None:
                  .get(SCHEDULED_TIME_ANNOTATION))
 
 
+# Set on a run shaped from status.runs (it is no object: nothing to get or patch).
+IN_STATUS = "keptInStatus"
+
+
 def runs_in_status(periodic: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The runs a PeriodicTask keeps in status.runs (spec.runObjects: Never), shaped as
-    the ScheduledTasks they would be: name, namespace, fire time, manual label, status."""
+    the ScheduledTasks they would be: name, namespace, fire time, manual label, status;
+    marked IN_STATUS."""
     meta = periodic.get("metadata") or {}
     runs = (periodic.get("status") or {}).get("runs")
     shaped: list[dict[str, Any]] = []
@@ -65,6 +70,7 @@ def runs_in_status(periodic: Mapping[str, Any]) -> list[dict[str, Any]]:
         if not isinstance(item, Mapping):
             continue
         shaped.append({
+            IN_STATUS: True,
             "kind": "ScheduledTask",
             "metadata": {
                 "name": name, "namespace": meta.get("namespace"),

@@ -89,8 +89,9 @@ def run_now(session: Session, ref: str) -> Shown:
     session.objects.annotate(PERIODIC_PLURAL, target.namespace, target.name,
                              RUN_REQUEST_ANNOTATION, stamp)
     run = child_name(target.name, requested, manual=True)
-    lines = [f"{target.ref}: run requested at {format_time(requested)}; "
-             f"it runs as scheduledtask/{run}"]
+    where = (f"run {run} in its status.runs" if spec.run_objects == "Never"
+             else f"scheduledtask/{run}")
+    lines = [f"{target.ref}: run requested at {format_time(requested)}; it runs as {where}"]
     if spec.suspend:
         lines.append(f"{target.ref} is suspended: this one run goes ahead, "
                      "its scheduled runs stay paused")

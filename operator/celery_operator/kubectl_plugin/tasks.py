@@ -14,7 +14,7 @@ from celery_operator.api import (
 from celery_operator.kube.client import Rejected
 from celery_operator.scheduling.task_model import RESULT_LIMIT
 
-from .history import last_finished, runs_in_status
+from .history import IN_STATUS, last_finished, runs_in_status
 from .output import Refused, Shown
 from .target import Session, Target, find
 
@@ -62,9 +62,10 @@ def result(session: Session, ref: str) -> Shown:
         if run is None:
             raise Refused(f"{target.ref}: no run has finished yet")
         parent = target.ref
-        kept = "" if run.get("apiVersion") else " (kept in its status.runs)"
         target = Target(SCHEDULED_PLURAL, run)
-        note = f"{parent}: last finished run {target.ref}{kept}"
+        shown = (f"{run['metadata']['name']} (kept in its status.runs)" if run.get(IN_STATUS)
+                 else target.ref)
+        note = f"{parent}: last finished run {shown}"
     return _outcome(target, note)
 
 
