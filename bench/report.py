@@ -1108,6 +1108,10 @@ def write(results: Mapping[str, Any]) -> list[Path]:
     else:
         RESULTS_DIR.mkdir(parents=True, exist_ok=True)
         json_path = RESULTS_DIR / f"{date}.json"
+        began = str(results.get("date"))
+        if json_path.exists() and json.loads(json_path.read_text()).get("date") != began:
+            # A second full run that day keeps the first: named by its start time.
+            json_path = RESULTS_DIR / f"{date}-{began[11:16].replace(':', '')}.json"
     tmp = json_path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(results, indent=1, default=str) + "\n")
     tmp.replace(json_path)
