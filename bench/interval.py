@@ -102,7 +102,7 @@ def _operator(stack: Stack, sc: Scope, n: int, every: float, run_objects: str
 
     def due_in_status() -> dict[str, float]:
         """The same for runs kept in status: each run's task id follows from its parent's
-        uid and its name, `<parent>-<whole seconds of its due time>`."""
+        uid and its name, `<parent>-<whole seconds of its due time>` (one LIST)."""
         uids = {p["metadata"]["name"]: p["metadata"]["uid"]
                 for p in stack.list_objects(side.ns, PERIODIC_PLURAL)}
         out = {}
@@ -112,7 +112,11 @@ def _operator(stack: Stack, sc: Scope, n: int, every: float, run_objects: str
             out[task_id_for(f"{uids[name]}/run/{run_name}", 1)] = first + offset / 1e6
         return out
 
-    due, starts = _when_started(stack, due_in_status if in_status else due_in_window, n)
+    if in_status:
+        known = due_in_status()  # the parents do not change: not listed again each poll
+        due, starts = _when_started(stack, lambda: known, n)
+    else:
+        due, starts = _when_started(stack, due_in_window, n)
     if in_status:  # no child to see: a run is taken up in the window if it started in it
         created: dict[str, float] = {}
         taken_up = sum(window[0] <= starts[t] < window[1] for t in due if t in starts)

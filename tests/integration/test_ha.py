@@ -29,12 +29,12 @@ from celery_operator.api import format_time, parse_time
 from celery_operator.devstack import CeleryWorker, KubeEnv, RedisServer
 from celery_operator.devstack.demo_app import read_executions
 from celery_operator.devstack.operatorproc import OperatorProcess
-from celery_operator.scheduling.task_lifecycle import task_id_for
 
 from ..conftest import BROKER_DB
 from .broker_tap import BrokerTap
 from .conftest import Tasks, holds_for, metric_sum, wait_dispatched, wait_for
 from .history import StatusHistory
+from .runs_in_status import EveryTwoSeconds
 from .test_durability import Ledger
 
 pytestmark = [pytest.mark.integration, pytest.mark.serial]
@@ -186,36 +186,18 @@ def test_runs_kept_in_status_survive_a_sigkilled_leader_each_run_once(
     a, b = operators("op-a"), operators("op-b")
     leader = _leader(a, b)
     standby = b if leader is a else a
-    created = periodic.create("ha-runs", {
-        "schedule": {"interval": "2s"},
-        "task": {"name": "demo.add", "args": [1, 2], "queue": queue},
-        "runObjects": "Never",
-        "successfulRunsHistoryLimit": 100,
-    })
-    uid = created["metadata"]["uid"]
-
-    def runs() -> dict[str, Any]:
-        return dict((periodic.get("ha-runs").get("status") or {}).get("runs") or {})
-
-    def succeeded() -> set[str]:
-        return {n for n, r in runs().items() if (r.get("status") or {}).get("phase")
-                == "Succeeded"}
-    wait_for(lambda: len(succeeded()) >= 3, 30, "three runs Succeeded")
+    schedule = EveryTwoSeconds(periodic, "ha-runs", queue)
+    wait_for(lambda: len(schedule.succeeded()) >= 3, 30, "three runs Succeeded")
     leader.kill()
-    in_flight = {n for n, r in runs().items()
-                 if (r.get("status") or {}).get("phase") != "Succeeded"}
+    in_flight = schedule.unfinished()
     assert in_flight  # the newest claim's outcome is always still to be written
     wait_for(standby.leader, LEASE + RETRY + 5, "the standby leading")
-    before = set(runs())
-    wait_for(lambda: len(succeeded() - before) >= 3, 40, "three runs under the new leader")
-    wait_for(lambda: in_flight <= succeeded(), 30, f"the runs in flight at the kill: {in_flight}")
-    done = succeeded()
-    ids = {task_id_for(f"{uid}/run/{name}", 1): name for name in done}
-    broker_tap.sync()
-    published = broker_tap.published_of(ids)
-    seen = read_executions(*worker_logs)
-    assert {ids[i]: (published[i], seen.runs[i]) for i in ids} == {n: (1, 1) for n in done}
-    assert set(seen.runs) <= {task_id_for(f"{uid}/run/{n}", 1) for n in runs()}
+    before = set(schedule.runs())
+    wait_for(lambda: len(schedule.succeeded() - before) >= 3, 40,
+             "three runs under the new leader")
+    wait_for(lambda: in_flight <= schedule.succeeded(), 30,
+             f"the runs in flight at the kill: {in_flight}")
+    schedule.assert_each_ran_once(schedule.succeeded(), broker_tap, worker_logs)
 
 
 def test_leader_frozen_past_its_lease_then_thawed_publishes_nothing_new(

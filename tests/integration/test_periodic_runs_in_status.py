@@ -16,24 +16,19 @@ from kubernetes import watch
 
 from celery_operator.api import GROUP, PERIODIC_PLURAL, VERSION, format_time, parse_time
 from celery_operator.devstack import CeleryWorker
-from celery_operator.devstack.demo_app import RUNS_KEY, read_executions
+from celery_operator.devstack.demo_app import RUNS_KEY
 from celery_operator.scheduling.task_lifecycle import task_id_for
 
 from .broker_tap import BrokerTap
 from .conftest import StartOperator, Tasks, wait_for
+from .runs_in_status import EveryTwoSeconds
+from .runs_in_status import phase_of as _phase
+from .runs_in_status import runs_of as _runs
 from .test_durability import StartWorker, execution_logs, guard, queue, start_worker
 
 __all__ = ["execution_logs", "guard", "queue", "start_worker"]  # fixtures used here
 
 pytestmark = [pytest.mark.integration, pytest.mark.serial]
-
-
-def _runs(periodic: Tasks, name: str) -> dict[str, Any]:
-    return dict((periodic.get(name).get("status") or {}).get("runs") or {})
-
-
-def _phase(run: dict[str, Any]) -> str | None:
-    return (run.get("status") or {}).get("phase")
 
 
 def test_runs_live_in_the_parent_status_and_cost_one_write_each(
@@ -104,39 +99,22 @@ def test_operator_sigkilled_between_runs_loses_and_doubles_no_run(
     every run's task id was published and executed exactly once — without the guard too."""
     start_worker()
     operator = start_operator()
-    created = periodic.create("durable", {
-        "schedule": {"interval": "2s"},
-        "task": {"name": "demo.add", "args": [1, 1], "queue": queue},
-        "runObjects": "Never",
-        "successfulRunsHistoryLimit": 100,
-    })
-    uid = created["metadata"]["uid"]
-
-    def succeeded() -> list[str]:
-        return [n for n, r in _runs(periodic, "durable").items() if _phase(r) == "Succeeded"]
-    wait_for(lambda: len(succeeded()) >= 4, 30, "four runs Succeeded")
+    schedule = EveryTwoSeconds(periodic, "durable", queue)
+    wait_for(lambda: len(schedule.succeeded()) >= 4, 30, "four runs Succeeded")
     operator.kill()
-    killed = periodic.get("durable")["status"]
+    # Runs the dead operator claimed and whose outcome it had folded, unwritten.
+    in_flight = schedule.unfinished()
+    assert in_flight  # (the newest claim's outcome is always still to be written)
     time.sleep(4)  # two fire times pass with nobody leading (one runs late, one is missed)
     start_operator()
-    before = set(_runs(periodic, "durable"))
-    wait_for(lambda: len(set(succeeded()) - before) >= 3, 40, "three runs after the restart")
-    # Runs the dead operator claimed and whose outcome it had folded, unwritten: Succeeded.
-    in_flight = [n for n, r in (killed.get("runs") or {}).items() if _phase(r) != "Succeeded"]
-    assert in_flight  # (the newest claim's outcome is always still to be written)
-    wait_for(lambda: all(_phase(_runs(periodic, "durable")[n]) == "Succeeded"
-                         for n in in_flight), 40, f"the runs in flight at the kill: {in_flight}")
-    done = succeeded()
-    phases = {_phase(r) for r in _runs(periodic, "durable").values()}
+    before = set(schedule.runs())
+    wait_for(lambda: len(schedule.succeeded() - before) >= 3, 40,
+             "three runs after the restart")
+    wait_for(lambda: in_flight <= schedule.succeeded(), 40,
+             f"the runs in flight at the kill: {in_flight}")
+    phases = {_phase(r) for r in schedule.runs().values()}
     assert phases <= {"Succeeded", "Dispatching", "Started", None}, phases  # none failed
-    ids = {task_id_for(f"{uid}/run/{name}", 1): name for name in done}
-    broker_tap.sync()
-    published = broker_tap.published_of(ids)
-    seen = read_executions(*execution_logs)
-    assert {ids[i]: (published[i], seen.runs[i], seen.dropped[i]) for i in ids} == {
-        name: (1, 1, 0) for name in done}
-    assert set(seen.runs) <= set(ids) | {
-        task_id_for(f"{uid}/run/{n}", 1) for n in _runs(periodic, "durable")}
+    schedule.assert_each_ran_once(schedule.succeeded(), broker_tap, execution_logs)
 
 
 def test_a_graceful_stop_writes_the_outcome_that_waits_for_the_next_claim(
