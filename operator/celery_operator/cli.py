@@ -57,6 +57,13 @@ def build_parser() -> argparse.ArgumentParser:
                      help="final status writes per second at most: a burst's results are "
                      "written at this pace, leaving the API server to the rest (default 100) "
                      "[env FINISH_RATE]")
+    run.add_argument("--run-outcome-wait", type=float,
+                     default=_env_float("RUN_OUTCOME_WAIT_SECONDS", 60.0),
+                     help="runs kept in status (runObjects: Never): seconds a run's outcome "
+                     "may wait for the next run's claim to be written with it; more means "
+                     "fewer API writes for schedules firing less often than every minute, "
+                     "and outcomes shown that much later (default 60) "
+                     "[env RUN_OUTCOME_WAIT_SECONDS]")
     run.add_argument("--poll-interval", type=float, default=_env_float("POLL_INTERVAL", 1.0),
                      help="seconds between batched result-backend reads (default 1)")
     run.add_argument("--task-events", choices=("notable", "all"),
@@ -140,6 +147,9 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         parser.error("--broker-url and --result-backend (or CELERY_BROKER_URL and "
                      "CELERY_RESULT_BACKEND) go together: they are the cluster's default app "
                      "(leave both out to use CeleryApp objects only)")
+    if not 0 <= args.run_outcome_wait <= 3600:
+        parser.error(f"--run-outcome-wait (or RUN_OUTCOME_WAIT_SECONDS) must be 0 to 3600 "
+                     f"seconds, not {args.run_outcome_wait:g}")
     setup_logging(args.log_format, logging.DEBUG if args.verbose else logging.INFO)
     config = OperatorConfig(
         broker_url=args.broker_url,
@@ -151,6 +161,7 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         claim_lease_seconds=args.claim_lease,
         claim_rate=args.claim_rate,
         finish_rate=args.finish_rate,
+        run_outcome_wait_seconds=args.run_outcome_wait,
         poll_interval_seconds=args.poll_interval,
         listen_events=not args.no_events,
         routine_task_events=args.task_events == "all",

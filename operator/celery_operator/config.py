@@ -46,6 +46,8 @@ class OperatorConfig:
     claim_lease_seconds: float = 15.0
     claim_rate: float = 50.0  # claims per second assumed when a burst is due at once
     finish_rate: float = 100.0  # final status writes per second at most
+    # Runs kept in status: how long an outcome may wait for the next claim to carry it.
+    run_outcome_wait_seconds: float = 60.0
     poll_interval_seconds: float = 1.0
     listen_events: bool = True
     # Post Scheduled, Dispatched and Succeeded Events for every ScheduledTask.

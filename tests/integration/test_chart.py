@@ -153,9 +153,9 @@ def test_operator_flags() -> None:
     container = pod["containers"][0]
     assert container["args"] == [
         "--log-format=json", "--metrics-port=8000", "--liveness=http://0.0.0.0:8080/healthz",
-        "--dispatch-lead=2", "--claim-lease=15", "--poll-interval=1", "--task-events=notable",
-        "--lease-name=flags-celery-operator", "--leader-lease-duration=15",
-        "--leader-renew-deadline=10", "--leader-retry-period=2",
+        "--dispatch-lead=2", "--claim-lease=15", "--poll-interval=1",
+        "--run-outcome-wait=60", "--task-events=notable", "--lease-name=flags-celery-operator",
+        "--leader-lease-duration=15", "--leader-renew-deadline=10", "--leader-retry-period=2",
         "--namespace=team-a", "--namespace=team-b",
     ]
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
@@ -166,6 +166,7 @@ def test_operator_flags() -> None:
 
     parsed = build_parser().parse_args(["run", *container["args"]])
     assert parsed.namespace == ["team-a", "team-b"] and parsed.log_format == "json"
+    assert parsed.run_outcome_wait == 60.0
 
 
 # ---- the chart against the API server --------------------------------------------------------

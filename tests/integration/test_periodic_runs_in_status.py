@@ -68,6 +68,48 @@ def test_runs_live_in_the_parent_status_and_cost_one_write_each(
     assert [r["phase"] for r in status["recentRuns"] if r["name"] in names] == ["Succeeded"] * 5
 
 
+
+def test_an_outcome_with_no_claim_coming_is_written_at_once_with_the_parents_view(
+    celery_worker: CeleryWorker, start_operator: StartOperator, periodic: Tasks,
+    custom: Any, namespace: str,
+) -> None:
+    """Outcomes wait at most --run-outcome-wait (3 s here) for the next claim; runs 8 s
+    apart have none coming, so each outcome is written at once — in the same write as the
+    parent's view of it (lastSuccessfulTime, recentRuns): two writes a run, not three."""
+    start_operator("--run-outcome-wait", "3")
+    periodic.create("apart", {
+        "schedule": {"interval": "8s"},
+        "task": {"name": "demo.add", "args": [4, 4]},
+        "runObjects": "Never",
+    })
+    wait_for(lambda: any(_phase(r) == "Succeeded" for r in _runs(periodic, "apart").values()),
+             40, "a first run Succeeded")
+    versions = _versions(custom, namespace, "apart", seconds=26)
+    claims: list[str] = []
+    outcomes: list[str] = []
+    for before, after in pairwise(versions):
+        ended = _succeeded(after) - _succeeded(before)
+        claimed = _claimed(after) - _claimed(before)
+        assert len(ended) + len(claimed) == 1, (before, after)  # one run's news a write
+        if claimed:
+            claims.extend(claimed)
+            continue
+        name = ended.pop()
+        outcomes.append(name)
+        # The parent's view of the run came in the same write, at once (not a minute on).
+        assert int(parse_time(after["lastSuccessfulTime"]).timestamp()) == int(
+            parse_time(after["runs"][name]["scheduledTime"]).timestamp())
+        assert {"name": name, "phase": "Succeeded"}.items() <= next(
+            r for r in after["recentRuns"] if r["name"] == name).items()
+    assert len(claims) >= 3 and len(outcomes) >= 3, (claims, outcomes)
+    # Every run claimed in the window whose outcome is in it too: one write each.
+    assert set(claims) - set(outcomes) <= {claims[-1]}, (claims, outcomes)
+
+
+def _succeeded(status: dict[str, Any]) -> set[str]:
+    return {name for name, run in (status.get("runs") or {}).items()
+            if (run.get("status") or {}).get("phase") == "Succeeded"}
+
 def _claimed(status: dict[str, Any]) -> set[str]:
     return {name for name, run in (status.get("runs") or {}).items()
             if (run.get("status") or {}).get("claim")}

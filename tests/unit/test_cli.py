@@ -22,3 +22,16 @@ def test_python_dash_m_works() -> None:
     )
     assert proc.returncode == 0
     assert "celery-operator" in proc.stdout
+
+
+@pytest.mark.parametrize("value", ["-1", "3601"])
+def test_a_run_outcome_wait_out_of_range_is_refused_naming_the_flag(
+    value: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CELERY_BROKER_URL", raising=False)
+    monkeypatch.delenv("CELERY_RESULT_BACKEND", raising=False)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", "--run-outcome-wait", value])
+    assert exit_info.value.code == 2
+    assert f"--run-outcome-wait (or RUN_OUTCOME_WAIT_SECONDS) must be 0 to 3600 seconds, " \
+        f"not {float(value):g}" in capsys.readouterr().err

@@ -134,7 +134,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         kube, PeriodicConfig(create_ahead=lifecycle.dispatch_lead), leading=leading,
         children_known=lambda ns: listing.LEDGER.complete(SCHEDULED_PLURAL, ns),
         children_arriving=lambda: listing.LEDGER.arriving(SCHEDULED_PLURAL, within=10.0),
-        tasks=engine,
+        tasks=engine, outcome_wait=timedelta(seconds=config.run_outcome_wait_seconds),
     )
     listing.LEDGER.on_complete(SCHEDULED_PLURAL, periodic.children_ready)
     # A (re)start's listed tasks skip kopf's per-object workers: the calls of their

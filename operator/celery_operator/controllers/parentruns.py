@@ -5,7 +5,9 @@ the status its ScheduledTask would have. The task engine plans and carries out s
 run exactly as a ScheduledTask object (claim, publish, sent mark, results, takeover,
 revoke), from a body made here; its writes come back here and become writes of the
 parent's status — one per run: the claim, with the parent's own news folded in, while
-the run's outcome waits for the next write (at most FOLD_WITHIN).
+the run's outcome waits for the next write (at most the engine's `outcome_wait`, a minute
+by default). With no claim coming within it, the outcome is written at once, in one write
+with the parent's view of its runs (active, recentRuns, lastSuccessfulTime).
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ from celery_operator.api import FINISHED_PHASES, Phase, format_time
 from celery_operator.api.names import PARENT_LABEL
 
 RUNS = "runs"
-# A run's outcome and the parent's view of it wait this long for the next run's claim.
-FOLD_WITHIN = timedelta(seconds=60)
+# A run's outcome and the parent's view of it wait this long for the next run's claim
+# (the default of the operator's --run-outcome-wait).
+OUTCOME_WAIT = timedelta(seconds=60)
 # Writes that may wait for the next run's claim: nothing is lost if they never come (the
 # task engine finds the outcome in the result store again after a restart). Scheduled
 # too: until its claim, a run lives in memory only (a restart plans it again). Started

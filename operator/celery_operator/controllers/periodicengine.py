@@ -57,7 +57,7 @@ from .bursts import BurstTracker
 from .duequeue import DueQueue
 from .kubeio import KubeIO, WriteOutcome, resource_version
 from .parentruns import (
-    FOLD_WITHIN,
+    OUTCOME_WAIT,
     RUNS,
     RunsInParent,
     compact_ended,
@@ -203,6 +203,7 @@ class PeriodicEngine:
         children_arriving: Callable[[], bool] = lambda: False,
         children_wait: float = CHILDREN_WAIT_SECONDS,
         tasks: RunHost | None = None,
+        outcome_wait: timedelta = OUTCOME_WAIT,
     ) -> None:
         """`children_known(namespace)`: every ScheduledTask of the namespace that existed
         at the operator's first list is in memory (observe_child saw it). Until then, a
@@ -213,6 +214,9 @@ class PeriodicEngine:
         self.kube = kube
         # The task engine, which plans and dispatches the runs kept in status.runs.
         self.tasks = tasks
+        # How long what may wait (a run kept in status: its outcome, the parent's view of
+        # it) waits for the next claim to carry it: fewer writes, outcomes shown later.
+        self.outcome_wait = outcome_wait
         self.run_store = RunsInParent(self)
         self.children_known = children_known
         self.children_arriving = children_arriving
@@ -433,7 +437,8 @@ class PeriodicEngine:
         """A status write of a run (from the task engine), conditional on the run's
         status as it planned from. The claim and every write that must not be lost are
         written at once, with whatever of the parent waits; an outcome waits for the
-        next one (at most FOLD_WITHIN)."""
+        next one (at most `outcome_wait`), or when none is coming within it, is written
+        at once with the parent's view of it (one write: the parent is planned at once)."""
         found = self._run_entry(body)
         if found is None:
             return WriteOutcome.GONE, None
@@ -454,6 +459,10 @@ class PeriodicEngine:
             if patch.get("phase") == Phase.SCHEDULED.value or (
                     foldable(patch) and self._claim_soon(entry)):
                 self._fold(key, entry, run_patch)
+            elif foldable(patch):
+                # The parent's view changes with it (active, recentRuns, last*Time): the
+                # reconcile this asks for writes both (alone, a run cost 3 writes).
+                self._fold(key, entry, run_patch, within=timedelta(0))
             else:
                 outcome = await self._write_now(key, entry, run_patch)
                 if outcome != WriteOutcome.WRITTEN:
@@ -479,8 +488,8 @@ class PeriodicEngine:
 
     def _claim_soon(self, entry: PeriodicEntry) -> bool:
         """A run is waiting for its claim (created ahead, in memory), or the next fire
-        time is within FOLD_WITHIN: that claim will carry what waits. (Else waiting would
-        only delay what users see: it is written now.)"""
+        time is within `outcome_wait`: that claim will carry what waits. (Else waiting
+        would only delay what users see: it is written now.)"""
         if any(c.uid and is_run_uid(c.uid) and c.phase in (None, Phase.SCHEDULED.value)
                for c in entry.children.values()):
             return True
@@ -489,13 +498,20 @@ class PeriodicEngine:
             nearest = parse_time(str(upcoming[0])) if upcoming else None
         except ValueError:
             return False
-        return nearest is not None and nearest - self.clock() <= FOLD_WITHIN
+        return nearest is not None and nearest - self.clock() <= self.outcome_wait
 
-    def _fold(self, key: str, entry: PeriodicEntry, patch: Mapping[str, Any]) -> None:
+    def _fold(self, key: str, entry: PeriodicEntry, patch: Mapping[str, Any],
+              within: timedelta | None = None) -> None:
+        """`patch` waits for the next write, written alone `within` from now at the
+        latest (`outcome_wait` by default; zero: by a reconcile asked for now)."""
         entry.pending = compose_patches(entry.pending, patch)
-        if entry.fold_at is None:
-            entry.fold_at = self.clock() + FOLD_WITHIN
-        self.queue.schedule(key, entry.fold_at)
+        at = self.clock() + (self.outcome_wait if within is None else within)
+        if entry.fold_at is None or at < entry.fold_at:
+            entry.fold_at = at
+        if within == timedelta(0):
+            self.queue.again(key)
+        else:
+            self.queue.schedule(key, entry.fold_at)
 
     async def _write_now(self, key: str, entry: PeriodicEntry, patch: Mapping[str, Any]
                          ) -> str:
