@@ -98,6 +98,7 @@ SCENARIOS: dict[str, Scenario] = {
     "scale-100k": scale.Large,
     "interval-10k": interval,
     "interval-10k-never": interval.RunsInStatus,
+    "interval-10k-never-wait": interval.RunsInStatusOutcomesWait,
     "churn-separate-store": Variants(churn, churn_variants=("guard-separate-store",)),
 }
 # Too long for a smoke run: the RabbitMQ variants would double its time, and a SIGKILL
@@ -107,7 +108,8 @@ FULL_RUN_ONLY = frozenset({"burst-amqp", "failover"})
 # min), together longer than the whole full run may take (45 min); and what has no budget
 # of its own or repeats one: spread and throughput on RabbitMQ (~5 min; the RabbitMQ burst
 # stays), churn with the guard's claims in a store that survives (~2.6 min).
-ON_REQUEST = frozenset({"scale-100k", "interval-10k", "interval-10k-never", "spread-amqp",
+ON_REQUEST = frozenset({"scale-100k", "interval-10k", "interval-10k-never",
+                        "interval-10k-never-wait", "spread-amqp",
                         "throughput-amqp", "churn-separate-store"})
 
 

@@ -34,14 +34,20 @@ SETUP_SECONDS, SETUP_RATE = 45.0, 80.0
 BEAT_SETUP_SECONDS = 30.0  # beat loads its N entries before the first is due
 
 
-def run(stack: Stack, sizes: Sizes, run_objects: str = "Always") -> dict[str, Any]:
+def run(stack: Stack, sizes: Sizes, run_objects: str = "Always",
+        outcome_wait: float | None = None) -> dict[str, Any]:
+    """`outcome_wait`: the operator's --run-outcome-wait (None: its default)."""
     stack.flush_redis()
     n, every = sizes.interval_entries, sizes.interval_seconds
     out: dict[str, Any] = {"entries": n, "interval_seconds": every, "worker": sizes.worker_desc,
                            "straggle_seconds": STRAGGLE, "run_objects": run_objects}
+    args: list[str] = []
+    if outcome_wait is not None:
+        out["run_outcome_wait_seconds"] = outcome_wait
+        args = [f"--run-outcome-wait={outcome_wait:g}"]
     with scope(stack, "interval") as sc:
         sc.worker(periodic.QUEUE, concurrency=sizes.worker_concurrency, pool=sizes.worker_pool)
-        out["operator"] = _operator(stack, sc, n, every, run_objects)
+        out["operator"] = _operator(stack, sc, n, every, run_objects, args)
         _print("operator", out["operator"])
         out["beat"] = _beat(stack, sc, n, every)
         _print("beat", out["beat"])
@@ -55,6 +61,16 @@ class RunsInStatus:
     @staticmethod
     def run(stack: Stack, sizes: Sizes) -> dict[str, Any]:
         return run(stack, sizes, run_objects="Never")
+
+
+class RunsInStatusOutcomesWait:
+    """The same with each run's outcome waiting for the next run's claim, one interval on
+    (`--run-outcome-wait` = the interval; `--only interval-10k-never-wait`): one write a
+    run, outcomes shown up to an interval later."""
+
+    @staticmethod
+    def run(stack: Stack, sizes: Sizes) -> dict[str, Any]:
+        return run(stack, sizes, run_objects="Never", outcome_wait=sizes.interval_seconds)
 
 
 def offsets_us(n: int, every: float) -> list[int]:
@@ -78,13 +94,13 @@ def _manifest(namespace: str, i: int, start: float, every: float, run_objects: s
     }
 
 
-def _operator(stack: Stack, sc: Scope, n: int, every: float, run_objects: str
-              ) -> dict[str, Any]:
+def _operator(stack: Stack, sc: Scope, n: int, every: float, run_objects: str,
+              operator_args: list[str]) -> dict[str, Any]:
     first = float(round(time.time() + SETUP_SECONDS + n / SETUP_RATE))
     anchor = first - every
     offsets = offsets_us(n, every)
     side = periodic.OperatorSide(stack, sc, n, manifest=lambda ns, i: _manifest(
-        ns, i, anchor + offsets[i] / 1e6, every, run_objects))
+        ns, i, anchor + offsets[i] / 1e6, every, run_objects), operator_args=operator_args)
     margin = first - time.time()
     window = (first, first + every)
     cpu, requests = periodic.cpu_over(sc, *window)

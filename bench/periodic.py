@@ -18,7 +18,7 @@ import math
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from celery_operator.api import API_VERSION, PERIODIC_KIND, PERIODIC_PLURAL, parse_time
@@ -132,7 +132,7 @@ class OperatorSide:
 
     def __init__(self, stack: Stack, sc: Scope, n: int,
                  manifest: Callable[[str, int], dict[str, Any]] | None = None,
-                 name: str = "operator-periodic") -> None:
+                 name: str = "operator-periodic", operator_args: Sequence[str] = ()) -> None:
         self.stack, self.sc, self.n = stack, sc, n
         self.bounds: list[float] = []
         self.cpu: dict[str, Any] = {}
@@ -144,7 +144,7 @@ class OperatorSide:
         # (the operator's burst-aware create-ahead), possibly before the first boundary
         # is even chosen.
         self.watch = AddedWatch(stack.api, self.ns).__enter__()
-        self.op = sc.operator([self.ns], name=name)
+        self.op = sc.operator([self.ns], *operator_args, name=name)
         self.profile = sc.profiler(self.op.process.pid or 0, name.removeprefix("operator-"))
         before = _periodic_patches(stack)
         t = time.time()

@@ -222,8 +222,7 @@ class Scope:
     def __init__(self, stack: Stack, name: str) -> None:
         self.stack = stack
         self.name = name
-        self.dir = stack.workdir / name
-        self.dir.mkdir(parents=True, exist_ok=True)
+        self.dir = _fresh_dir(stack.workdir, name)
         self._stoppers: list[Callable[[], object]] = []
         self.procs: dict[str, ManagedProcess] = {}  # role -> the latest process in it
 
@@ -346,6 +345,18 @@ def profile_summary(profiler: Profiler | None, top: int = 30) -> dict[str, Any] 
 def _pythonpath() -> str:
     current = os.environ.get("PYTHONPATH")
     return f"{REPO_ROOT}{os.pathsep}{current}" if current else str(REPO_ROOT)
+
+
+def _fresh_dir(parent: Path, name: str) -> Path:
+    """A scope's own directory: a second scope of the same name (a variant, a repeat)
+    never finds the first's files — beat's schedule file and sent log were read back as
+    the second run's (interval-10k-never-wait's beat counted 10,000 runs not started)."""
+    path, k = parent / name, 1
+    while path.exists():
+        k += 1
+        path = parent / f"{name}-{k}"
+    path.mkdir(parents=True)
+    return path
 
 
 @contextlib.contextmanager
